@@ -1,0 +1,33 @@
+# Two commands do everything on a fresh machine:
+#   make reproduce   set up, then run all five notebooks on params/tiny.yaml and render reports/tiny/
+#   make test        set up, then run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= tiny
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup reproduce test lab clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get install -y -q espeak-ng || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng; }; }
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0  # the CPU wheel; see README for GPUs
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+reproduce: setup
+	$(PY) -m kdlib.run params/$(PROFILE).yaml
+
+test: setup
+	$(PY) -m pytest -q
+
+lab: setup
+	$(PY) -m pip install -q -e ".[lab]"
+	$(VENV)/bin/jupyter lab notebooks/
+
+clean:
+	rm -rf runs reports/*/ .cache

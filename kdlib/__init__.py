@@ -1,0 +1,1 @@
+"""kdlib: knowledge distillation for Arabic speech recognition."""

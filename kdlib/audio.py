@@ -1,0 +1,95 @@
+"""Audio decoding and screening: every clip is checked once, and a bad one is skipped with a reason."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import soundfile
+import soxr
+
+SAMPLING_RATE = 16_000
+
+
+class AudioError(ValueError):
+    """A clip that cannot be used; `reason` is a short category counted in the reports."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class Clip:
+    """A decoded mono float32 clip at `sampling_rate`, and the rate it was stored at."""
+
+    samples: np.ndarray
+    sampling_rate: int
+    original_rate: int
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.samples) / self.sampling_rate
+
+
+def decode(audio: Mapping[str, Any] | str, sampling_rate: int = SAMPLING_RATE) -> Clip:
+    """Decode an audio cell (`{"bytes"|"path"}`, `{"array", "sampling_rate"}` or a path).
+
+    The clip is mixed to mono and resampled (soxr) when stored at another rate.
+    Raises `AudioError` with reason `corrupt` (undecodable, non-finite) or `empty`.
+    """
+    samples, original_rate = _read(audio)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=1)
+    if samples.size == 0:
+        raise AudioError("empty", "the clip has no samples")
+    if not np.isfinite(samples).all():
+        raise AudioError("corrupt", "the clip holds NaN or infinite samples")
+    if original_rate != sampling_rate:
+        samples = soxr.resample(samples, original_rate, sampling_rate)
+    return Clip(np.ascontiguousarray(samples, dtype=np.float32), sampling_rate, original_rate)
+
+
+def _read(audio: Mapping[str, Any] | str) -> tuple[np.ndarray, int]:
+    if isinstance(audio, Mapping) and audio.get("array") is not None:
+        rate = audio.get("sampling_rate")
+        if not rate:
+            raise AudioError("corrupt", "an audio array without its sampling rate")
+        return np.asarray(audio["array"], dtype=np.float32), int(rate)
+    source: Any = audio
+    if isinstance(audio, Mapping):
+        source = io.BytesIO(audio["bytes"]) if audio.get("bytes") else audio.get("path")
+    if source is None:
+        raise AudioError("empty", "the audio cell holds neither bytes nor a path")
+    try:
+        samples, rate = soundfile.read(source, dtype="float32", always_2d=False)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as error:
+        raise AudioError("corrupt", f"cannot decode: {error}") from error
+    return samples, int(rate)
+
+
+def encode_wav(samples: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> bytes:
+    """16-bit PCM WAV bytes of a float clip (the storage format of every prepared corpus)."""
+    buffer = io.BytesIO()
+    soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+def split_long(samples: np.ndarray, max_samples: int) -> list[np.ndarray]:
+    """Cut a clip into consecutive windows of at most `max_samples` (for long-form chunking)."""
+    return [samples[start : start + max_samples] for start in range(0, len(samples), max_samples)]
+
+
+def dataset_with_audio(columns: dict[str, list], features: "datasets.Features") -> "datasets.Dataset":
+    """A `datasets.Dataset` from columns whose audio cells are already `{"bytes", "path"}`.
+
+    Built from an Arrow table, so no audio codec is needed to store undecoded audio.
+    """
+    import datasets
+    import pyarrow as pa
+
+    table = pa.Table.from_pydict(columns, schema=features.arrow_schema)
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))

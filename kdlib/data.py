@@ -1,0 +1,156 @@
+"""The corpus layer: any configured training or test set as one `datasets.Dataset` of one schema.
+
+Columns: `id`, `audio` (16 kHz WAV bytes, an `Audio` feature), `text`, `dataset`, `variety`,
+`duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
+`metadata.csv`) and hub datasets by name. Each clip is decoded once while preparing: a clip
+that is corrupt, empty or too long is skipped with its reason, an empty reference is kept
+out of training, and every skip is returned in a table that the reports count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import datasets
+import pandas as pd
+
+from kdlib.audio import AudioError, dataset_with_audio, decode, encode_wav
+from kdlib.cache import atomic_directory, atomic_write_text, fingerprint
+from kdlib.config import DataParams, DatasetSpec, Params
+from kdlib.synth import build_corpus
+
+datasets.disable_progress_bars()
+
+Purpose = Literal["train", "test"]
+SKIP_COLUMNS = ["id", "dataset", "reason", "detail"]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A prepared set and what was left out of it (or kept with a warning), with reasons."""
+
+    dataset: datasets.Dataset
+    skipped: pd.DataFrame
+
+
+def features(sampling_rate: int) -> datasets.Features:
+    return datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "audio": datasets.Audio(sampling_rate=sampling_rate, decode=False),
+            "text": datasets.Value("string"),
+            "dataset": datasets.Value("string"),
+            "variety": datasets.Value("string"),
+            "duration_s": datasets.Value("float32"),
+        }
+    )
+
+
+def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset:
+    """Read a set as its source stores it, with its audio column left undecoded."""
+    if spec.source == "synthetic":
+        path = build_corpus(params.data.synthetic, params.cache_path, params.data.sampling_rate)
+        corpus = datasets.load_from_disk(str(path))
+        if spec.split not in corpus:
+            raise ValueError(f"dataset {spec.name!r}: the synthetic corpus has no split {spec.split!r}: {list(corpus)}")
+        raw = corpus[spec.split]
+    elif spec.source == "local":
+        if spec.path is None or not Path(spec.path).is_dir():
+            raise FileNotFoundError(f"dataset {spec.name!r}: local folder {spec.path!r} does not exist")
+        splits = datasets.load_dataset("audiofolder", data_dir=spec.path)
+        raw = splits[spec.split] if spec.split in splits else _only_split(splits, spec)
+    else:
+        if spec.path is None:
+            raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
+        raw = datasets.load_dataset(spec.path, spec.config, split=spec.split, streaming=spec.streaming)
+        if spec.streaming:
+            raw = raw.cast_column(spec.audio_column, datasets.Audio(decode=False))
+            stream = raw.take(spec.max_samples) if spec.max_samples else raw
+            examples = list(stream)
+            return dataset_with_audio({k: [e[k] for e in examples] for k in raw.features}, raw.features)
+    if spec.audio_column not in raw.column_names or spec.text_column not in raw.column_names:
+        raise ValueError(
+            f"dataset {spec.name!r}: expected columns {spec.audio_column!r} and {spec.text_column!r}, "
+            f"found {raw.column_names}"
+        )
+    raw = raw.cast_column(spec.audio_column, datasets.Audio(decode=False))
+    if spec.max_samples is not None:
+        raw = raw.select(range(min(spec.max_samples, len(raw))))
+    return raw
+
+
+def _only_split(splits: datasets.DatasetDict, spec: DatasetSpec) -> datasets.Dataset:
+    if len(splits) != 1:
+        raise ValueError(f"dataset {spec.name!r}: no split {spec.split!r} among {list(splits)}")
+    return next(iter(splits.values()))
+
+
+def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
+    """Load, screen and standardise one set; cached on disk by its inputs."""
+    data = params.data
+    key = fingerprint("prepared-v1", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips)
+    raw = load_raw(spec, params)
+    target = params.cache_path / "prepared" / f"{spec.name}-{fingerprint(key, raw._fingerprint)}"
+    if not (target / "dataset" / "dataset_info.json").exists():
+        _screen_to_disk(raw, spec, data, purpose, target)
+    return Corpus(datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str))
+
+
+def _screen_to_disk(raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, purpose: Purpose, target: Path) -> None:
+    rows: dict[str, list] = {name: [] for name in features(data.sampling_rate)}
+    skipped: list[dict[str, str]] = []
+    for index, example in enumerate(raw):
+        clip_id = str(example[spec.id_column]) if spec.id_column else str(example.get("id") or f"{spec.name}-{index:06d}")
+        text = (example[spec.text_column] or "").strip()
+        variety = spec.variety or (example[spec.variety_column] if spec.variety_column else "unknown")
+        try:
+            clip = decode(example[spec.audio_column], data.sampling_rate)
+        except AudioError as error:
+            skipped.append({"id": clip_id, "dataset": spec.name, "reason": error.reason, "detail": error.detail})
+            continue
+        too_long = clip.duration_s > data.max_duration_s
+        if too_long and (purpose == "train" or data.long_clips == "skip"):
+            detail = f"{clip.duration_s:.1f} s > {data.max_duration_s:g} s"
+            skipped.append({"id": clip_id, "dataset": spec.name, "reason": "too_long", "detail": detail})
+            continue
+        if not text:
+            kept = purpose == "test"
+            detail = "kept: scored as all insertions" if kept else "left out of training"
+            skipped.append({"id": clip_id, "dataset": spec.name, "reason": "empty_reference", "detail": detail})
+            if not kept:
+                continue
+        rows["id"].append(clip_id)
+        rows["audio"].append({"bytes": encode_wav(clip.samples, data.sampling_rate), "path": None})
+        rows["text"].append(text)
+        rows["dataset"].append(spec.name)
+        rows["variety"].append(variety)
+        rows["duration_s"].append(clip.duration_s)
+    dataset = dataset_with_audio(rows, features(data.sampling_rate))
+    with atomic_directory(target) as temporary:
+        dataset.save_to_disk(str(temporary / "dataset"))
+        atomic_write_text(temporary / "skipped.csv", pd.DataFrame(skipped, columns=SKIP_COLUMNS).to_csv(index=False))
+
+
+def load_mixture(specs: tuple[DatasetSpec, ...], params: Params, purpose: Purpose) -> Corpus:
+    """Several sets concatenated into one (the distillation pool is a mixture of corpora)."""
+    if not specs:
+        raise ValueError(f"no {purpose} datasets are configured")
+    parts = [prepare(spec, params, purpose) for spec in specs]
+    return Corpus(
+        datasets.concatenate_datasets([part.dataset for part in parts]),
+        pd.concat([part.skipped for part in parts], ignore_index=True),
+    )
+
+
+def load_test_sets(params: Params) -> dict[str, Corpus]:
+    """Every configured test set, by name, in params order."""
+    return {spec.name: prepare(spec, params, "test") for spec in params.data.test}
+
+
+def skip_summary(skipped: pd.DataFrame) -> pd.DataFrame:
+    """Counts of skipped or flagged clips per dataset and reason (a table for the reports)."""
+    if skipped.empty:
+        return pd.DataFrame(columns=["dataset", "reason", "clips"])
+    return skipped.groupby(["dataset", "reason"]).size().rename("clips").reset_index()

@@ -1,0 +1,49 @@
+"""The paper's pseudo-label filter: drop a pair when the teacher's WER against the reference exceeds λ.
+
+Boundary: a pair whose WER equals λ exactly is **kept** (the rule drops WER > λ only).
+λ is given in percent; `None` keeps every pair. WER is computed on the view named in the
+params (the paper's normalized + no-diacritics view by default) when pseudo-labelling.
+"""
+
+from __future__ import annotations
+
+import datasets
+import pandas as pd
+
+from kdlib.config import threshold_label
+
+WER_TOLERANCE = 1e-9  # so that a WER of exactly λ survives float round-off
+
+
+def keep_mask(wer: pd.Series, threshold: float | None) -> pd.Series:
+    """True for the pairs a threshold keeps (`wer` as a fraction, `threshold` in percent)."""
+    if threshold is None:
+        return pd.Series(True, index=wer.index)
+    return wer * 100.0 <= threshold + WER_TOLERANCE
+
+
+def filter_pool(pool: datasets.Dataset, threshold: float | None) -> datasets.Dataset:
+    """The rows of a pseudo-labelled pool (with a `teacher_wer` column) kept by `threshold`."""
+    mask = keep_mask(pd.Series(pool["teacher_wer"]), threshold)
+    return pool.select([i for i, keep in enumerate(mask) if keep])
+
+
+def sweep_counts(frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: str = "variety") -> pd.DataFrame:
+    """Kept and dropped pairs (and audio hours) per threshold and per `by` group, plus totals."""
+    rows = []
+    for threshold in thresholds:
+        keep = keep_mask(frame["teacher_wer"], threshold)
+        for group, part in [*frame.groupby(by), ("all", frame)]:
+            kept = keep.loc[part.index]
+            rows.append(
+                {
+                    "threshold": threshold_label(threshold),
+                    by: group,
+                    "kept": int(kept.sum()),
+                    "dropped": int((~kept).sum()),
+                    "total": len(part),
+                    "kept_fraction": float(kept.mean()) if len(part) else 0.0,
+                    "kept_hours": float(part.loc[kept, "duration_s"].sum() / 3600),
+                }
+            )
+    return pd.DataFrame(rows)

@@ -1,0 +1,93 @@
+"""Loading Whisper models the same way for every profile, and the token conventions around them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+from kdlib.config import GenerationParams
+
+
+@dataclass
+class LoadedModel:
+    """A Whisper model ready to run, with its processor and where it came from."""
+
+    name: str
+    source: str
+    model: WhisperForConditionalGeneration
+    processor: WhisperProcessor
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def parameters(self) -> int:
+        return parameter_count(self.model)
+
+
+def resolve_device(preference: str = "auto") -> torch.device:
+    if preference == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("params ask for device 'cuda' but no CUDA device is available")
+    if preference == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(preference)
+
+
+def resolve_dtype(preference: str, device: torch.device) -> torch.dtype:
+    """`auto`: bfloat16 on a GPU, float32 on the CPU (where bf16 matmuls are slow)."""
+    if preference == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, preference)
+
+
+def resolve_attention(preference: str) -> str:
+    return "sdpa" if preference == "auto" else preference
+
+
+def load_whisper(
+    source: str | Path,
+    device: torch.device,
+    generation: GenerationParams = GenerationParams(),
+    name: str | None = None,
+) -> LoadedModel:
+    """Load a `WhisperForConditionalGeneration` from a hub id or a local folder (safetensors only)."""
+    dtype = resolve_dtype(generation.dtype, device)
+    model = WhisperForConditionalGeneration.from_pretrained(
+        str(source),
+        dtype=dtype,
+        attn_implementation=resolve_attention(generation.attn_implementation),
+        use_safetensors=True,
+    )
+    processor = WhisperProcessor.from_pretrained(str(source))
+    model.to(device).eval()
+    return LoadedModel(name or Path(str(source)).name, str(source), model, processor)
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def prompt_ids(processor: WhisperProcessor, language: str, task: str) -> list[int]:
+    """Whisper's decoder prompt: start-of-transcript, language, task, no-timestamps."""
+    tokens = ["<|startoftranscript|>", f"<|{language}|>", f"<|{task}|>", "<|notimestamps|>"]
+    ids = processor.tokenizer.convert_tokens_to_ids(tokens)
+    missing = [token for token, index in zip(tokens, ids) if index is None or index == processor.tokenizer.unk_token_id]
+    if missing:
+        raise ValueError(f"the tokenizer has no special token {missing[0]}")
+    return ids
+
+
+def target_ids(processor: WhisperProcessor, text: str, prompt: list[int]) -> list[int]:
+    """The full decoder sequence of a transcript: prompt, text tokens, end-of-text."""
+    tokenizer = processor.tokenizer
+    return [*prompt, *tokenizer.encode(text, add_special_tokens=False), tokenizer.eos_token_id]
+
+
+def text_token_ids(processor: WhisperProcessor, sequence: list[int]) -> list[int]:
+    """The transcript's own tokens of a generated sequence (special tokens removed)."""
+    special = set(processor.tokenizer.all_special_ids)
+    return [index for index in sequence if index not in special]

@@ -1,0 +1,165 @@
+"""Stage 01: the teacher transcribes the distillation pool (pseudo-labels), resumably and in parallel.
+
+The pool is sorted by duration and cut into fixed chunks; chunk i goes to process
+i mod N, so `accelerate launch -m kdlib.pseudo_label PARAMS` on N processes (GPUs, nodes,
+or CPU processes) shares the work, and every chunk is written atomically to its own
+file. A killed run, started again, skips the chunks already on disk. When all chunks
+exist, the main process merges them into one `datasets` dataset (the pool plus the
+pseudo-label columns), checking that every clip appears exactly once. The result is
+cached under a key of (teacher, pool, generation settings, WER view).
+
+Per clip: the pseudo-label text, its token ids and length, the teacher's time, and the
+pseudo-label's WER and CER against the reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import pandas as pd
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from kdlib.cache import atomic_directory, atomic_write_json, directory_digest, fingerprint, replacing_file
+from kdlib.config import Params, load_params
+from kdlib.data import load_mixture
+from kdlib.metrics import score_pairs
+from kdlib.models import load_whisper
+from kdlib.teacher import teacher_source
+from kdlib.text import NormalizationConfig
+from kdlib.transcribe import batches, length_sorted, transcribe_rows
+
+LABEL_COLUMNS = ["pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_seconds", "teacher_wer", "teacher_cer"]
+
+
+@dataclass(frozen=True)
+class PseudoLabelRun:
+    """Where one pseudo-labelling run keeps its chunks and its merged dataset."""
+
+    root: Path
+    chunk_size: int
+
+    @property
+    def chunks(self) -> Path:
+        return self.root / "chunks"
+
+    @property
+    def merged(self) -> Path:
+        return self.root / "dataset"
+
+    def chunk_file(self, index: int) -> Path:
+        return self.chunks / f"chunk-{index:05d}.parquet"
+
+    def is_complete(self) -> bool:
+        return (self.merged / "dataset_info.json").exists()
+
+
+def teacher_digest(source: str) -> str:
+    path = Path(source)
+    return directory_digest(path) if path.is_dir() else source
+
+
+def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabelRun:
+    settings = params.pseudo_label
+    key = fingerprint(
+        "pseudo-labels-v1", teacher_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
+    )
+    return PseudoLabelRun(params.run_path / "pseudo_labels" / key, settings.chunk_size)
+
+
+def label_chunk(loaded, pool: datasets.Dataset, rows: list[int], params: Params) -> pd.DataFrame:
+    """Pseudo-label the given rows and score each pseudo-label against its reference."""
+    generation = params.pseudo_label.generation
+    transcripts = [t for batch in batches(rows, generation.batch_size) for t in transcribe_rows(loaded, pool, batch, generation)]
+    references = pool.select(rows)["text"]
+    hypotheses = [t.text for t in transcripts]
+    scores = score_pairs(references, hypotheses, params.filter.view, NormalizationConfig.from_dict(params.normalization))
+    return pd.DataFrame(
+        {
+            "id": [t.id for t in transcripts],
+            "pseudo_label": hypotheses,
+            "pseudo_token_ids": [list(t.token_ids) for t in transcripts],
+            "pseudo_tokens": [len(t.token_ids) for t in transcripts],
+            "teacher_seconds": [t.seconds for t in transcripts],
+            "teacher_wer": scores["wer"].to_numpy(),
+            "teacher_cer": scores["cer"].to_numpy(),
+        }
+    )
+
+
+def write_chunk(frame: pd.DataFrame, path: Path) -> None:
+    with replacing_file(path) as temporary:
+        frame.to_parquet(temporary, index=False)
+
+
+def merge(run: PseudoLabelRun, pool: datasets.Dataset, n_chunks: int) -> datasets.Dataset:
+    """Join every chunk onto the pool; fail loudly unless each clip is labelled exactly once."""
+    labels = pd.concat([pd.read_parquet(run.chunk_file(i)) for i in range(n_chunks)], ignore_index=True)
+    counts = labels["id"].value_counts()
+    pool_ids = pool["id"]
+    if len(labels) != len(pool_ids) or (counts != 1).any() or set(counts.index) != set(pool_ids):
+        raise RuntimeError(f"pseudo-label chunks in {run.chunks} do not cover the pool exactly once")
+    labels = labels.set_index("id").loc[pool_ids]
+    merged = pool
+    for column in LABEL_COLUMNS:
+        merged = merged.add_column(column, labels[column].tolist())
+    return merged
+
+
+def pseudo_label(params: Params, accelerator: Accelerator | None = None) -> Path:
+    """Run (or resume, or reuse) stage 01; return the merged dataset's directory."""
+    accelerator = accelerator or Accelerator(cpu=params.device == "cpu")
+    with accelerator.main_process_first():
+        pool = load_mixture(params.data.train, params, "train").dataset
+        teacher = teacher_source(params)
+    run = plan_run(params, pool, teacher)
+    if run.is_complete():
+        return run.merged
+    order = length_sorted(pool)
+    chunks = [list(chunk) for chunk in batches(order, run.chunk_size)]
+    mine = [i for i in range(accelerator.process_index, len(chunks), accelerator.num_processes)]
+    todo = [i for i in mine if not run.chunk_file(i).exists()]
+    if todo:
+        loaded = load_whisper(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
+        audio = sum(pool.select([r for i in todo for r in chunks[i]])["duration_s"])
+        with tqdm(total=len(todo), desc=f"pseudo-labelling [{accelerator.process_index}]", unit="chunk") as bar:
+            for index in todo:
+                frame = label_chunk(loaded, pool, chunks[index], params)
+                write_chunk(frame, run.chunk_file(index))
+                bar.update(1)
+                elapsed = bar.format_dict["elapsed"] or 1e-9
+                done = sum(len(chunks[i]) for i in todo[: bar.n])
+                bar.set_postfix(clips_per_s=f"{done / elapsed:.2f}", audio_s_per_s=f"{audio * bar.n / len(todo) / elapsed:.1f}")
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process and not run.is_complete():
+        merged = merge(run, pool, len(chunks))
+        with atomic_directory(run.merged) as temporary:
+            merged.save_to_disk(str(temporary))
+        atomic_write_json(run.root / "run.json", {"teacher": teacher, "clips": len(merged), "chunks": len(chunks)})
+    accelerator.wait_for_everyone()
+    return run.merged
+
+
+def latest_labels(params: Params) -> Path:
+    """The merged pseudo-labels of this params' current teacher and pool (stage 01 must have run)."""
+    pool = load_mixture(params.data.train, params, "train").dataset
+    run = plan_run(params, pool, teacher_source(params))
+    if not run.is_complete():
+        raise FileNotFoundError(f"no pseudo-labels at {run.merged}: run stage 01 (01_pseudo_label) first")
+    return run.merged
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("params", help="params YAML file")
+    args = parser.parse_args(argv)
+    path = pseudo_label(load_params(args.params))
+    print(json.dumps({"pseudo_labels": str(path)}))
+
+
+if __name__ == "__main__":
+    main()

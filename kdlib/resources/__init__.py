@@ -1,0 +1,78 @@
+"""Shipped text resources: the sentences of the synthetic corpus and the dialect↔MSA lexicon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+VARIETIES = ("MSA", "ALG", "JOR", "PAL", "UAE", "YEM")
+
+_HERE = Path(__file__).parent
+_SENTENCES_HEADER = ("id", "variety", "text")
+_LEXICON_HEADER = ("concept", "variety", "form")
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One shipped sentence: a unique id, its variety (one of VARIETIES) and its reference text."""
+
+    id: str
+    variety: str
+    text: str
+
+
+def sentences_path() -> Path:
+    """Path of the shipped sentences file."""
+    return _HERE / "sentences.tsv"
+
+
+def lexicon_path() -> Path:
+    """Path of the shipped dialect↔MSA lexicon."""
+    return _HERE / "lexicon.tsv"
+
+
+def _read_tsv(path: Path, header: tuple[str, str, str]) -> list[tuple[int, tuple[str, str, str]]]:
+    """Rows of a three-column UTF-8 TSV file with its line numbers; blank lines are skipped.
+
+    Raises ValueError naming the file and line for a wrong header, a wrong number of
+    columns, an empty field or an unknown variety (second column).
+    """
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    expected = "\t".join(header)
+    if not lines or lines[0] != expected:
+        raise ValueError(f"{path}:1: expected header {expected!r}")
+    rows = []
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if len(fields) != 3 or not all(field.strip() for field in fields):
+            raise ValueError(f"{path}:{lineno}: expected 3 non-empty tab-separated fields, got {line!r}")
+        if fields[1] not in VARIETIES:
+            raise ValueError(f"{path}:{lineno}: unknown variety {fields[1]!r}")
+        rows.append((lineno, (fields[0].strip(), fields[1], fields[2].strip())))
+    return rows
+
+
+def load_sentences(path: Path | None = None) -> list[Sentence]:
+    """Sentences of `path` (default: the shipped file), in file order; duplicate ids raise ValueError."""
+    path = sentences_path() if path is None else Path(path)
+    sentences: list[Sentence] = []
+    seen: set[str] = set()
+    for lineno, (sentence_id, variety, text) in _read_tsv(path, _SENTENCES_HEADER):
+        if sentence_id in seen:
+            raise ValueError(f"{path}:{lineno}: duplicate id {sentence_id!r}")
+        seen.add(sentence_id)
+        sentences.append(Sentence(sentence_id, variety, text))
+    return sentences
+
+
+def load_lexicon_rows(path: Path | None = None) -> list[tuple[str, str, str]]:
+    """(concept, variety, form) rows of `path` (default: the shipped lexicon); forms are single words."""
+    path = lexicon_path() if path is None else Path(path)
+    rows = []
+    for lineno, row in _read_tsv(path, _LEXICON_HEADER):
+        if len(row[2].split()) != 1:
+            raise ValueError(f"{path}:{lineno}: form {row[2]!r} is not a single word")
+        rows.append(row)
+    return rows

@@ -1,0 +1,62 @@
+"""DW-e-d students: e encoder and d decoder layers, initialised from the teacher.
+
+As in distil-whisper, everything but the transformer layers (convolutional front end,
+positional and token embeddings, final layer norms, the tied output projection) is copied
+from the teacher, and the student's layers are copies of maximally spaced teacher layers,
+first and last always kept: `numpy.linspace(0, L - 1, n)` truncated to integers. For
+whisper-large-v2 (32 + 32 layers): DW-32-16 keeps every encoder layer and decoder layers
+0, 2, 4, …, 28, 31; DW-16-16 keeps 0, 2, …, 28, 31 on both sides; DW-8-8 keeps
+0, 4, 8, 13, 17, 22, 26, 31 on both sides.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+from kdlib.cache import atomic_directory
+from kdlib.config import parse_student
+
+
+def layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
+    """Teacher layers a student keeps: maximally spaced, the first and the last included."""
+    if not 1 <= student_layers <= teacher_layers:
+        raise ValueError(f"a student needs 1..{teacher_layers} layers, not {student_layers}")
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    return [int(i) for i in np.linspace(0, teacher_layers - 1, student_layers, dtype=int)]
+
+
+def make_student(teacher: WhisperForConditionalGeneration, name: str) -> WhisperForConditionalGeneration:
+    """A DW-e-d student (e.g. `"DW-16-16"`) of `teacher`, on the CPU in float32."""
+    encoder_layers, decoder_layers = parse_student(name)
+    config = copy.deepcopy(teacher.config)
+    config.encoder_layers, config.decoder_layers = encoder_layers, decoder_layers
+    student = WhisperForConditionalGeneration(config)
+    source = {key: value.detach().float().cpu() for key, value in teacher.state_dict().items()}
+    mapping = {
+        "model.encoder.layers": layer_indices(teacher.config.encoder_layers, encoder_layers),
+        "model.decoder.layers": layer_indices(teacher.config.decoder_layers, decoder_layers),
+    }
+    state = {}
+    for key in student.state_dict():
+        teacher_key = key
+        for prefix, indices in mapping.items():
+            if key.startswith(prefix + "."):
+                index, rest = key[len(prefix) + 1 :].split(".", 1)
+                teacher_key = f"{prefix}.{indices[int(index)]}.{rest}"
+        state[key] = source[teacher_key]
+    student.load_state_dict(state)
+    student.generation_config = copy.deepcopy(teacher.generation_config)
+    return student
+
+
+def save_student(student: WhisperForConditionalGeneration, processor: WhisperProcessor, directory: Path) -> Path:
+    """Save as a normal transformers checkpoint (safetensors) that `from_pretrained` loads."""
+    with atomic_directory(directory) as temporary:
+        student.save_pretrained(temporary, safe_serialization=True)
+        processor.save_pretrained(temporary)
+    return Path(directory)

@@ -1,0 +1,133 @@
+"""The teacher: a hub Whisper (openai/whisper-large-v2 in the paper), or a small one trained here.
+
+With no network and no pretrained multilingual Whisper in a registry package in
+transformers' format, the embedded default trains a small Whisper-architecture model on the
+teacher-training split of the synthetic corpus: a byte-level BPE tokenizer with Whisper's
+special tokens, Whisper's log-mel front end with a shorter window, and
+`WhisperForConditionalGeneration` itself. It is saved like a hub checkpoint (safetensors,
+processor, generation config) and loaded through the same code as whisper-large-v2.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from tokenizers import ByteLevelBPETokenizer
+from transformers import (
+    GenerationConfig,
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    WhisperTokenizer,
+)
+
+from kdlib.cache import atomic_directory, fingerprint
+from kdlib.config import Params, TeacherTrainingParams
+from kdlib.data import load_mixture
+from kdlib.training import Seq2SeqData, TrainingConfig, train
+
+LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
+TASKS = ("transcribe", "translate")
+SPECIALS = (
+    "<|endoftext|>",
+    "<|startoftranscript|>",
+    *(f"<|{code}|>" for code in LANGUAGES),
+    *(f"<|{task}|>" for task in TASKS),
+    "<|startoflm|>",
+    "<|startofprev|>",
+    "<|nospeech|>",
+    "<|notimestamps|>",
+)
+
+
+def build_processor(texts: list[str], settings: TeacherTrainingParams, sampling_rate: int) -> WhisperProcessor:
+    """A Whisper processor whose tokenizer is a byte-level BPE learnt on `texts`."""
+    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
+    bpe.train_from_iterator(texts, vocab_size=settings.vocab_size - len(SPECIALS), min_frequency=2, show_progress=False)
+    vocab = bpe.get_vocab()
+    merges = [tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
+    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=settings.max_target_positions)
+    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in SPECIALS if t != "<|endoftext|>"]})
+    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=sampling_rate, chunk_length=settings.chunk_length_s)
+    return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def new_model(processor: WhisperProcessor, settings: TeacherTrainingParams) -> WhisperForConditionalGeneration:
+    """A randomly initialised Whisper of the configured size, wired to the processor's tokens."""
+    tokenizer = processor.tokenizer
+    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIALS}
+    frames = processor.feature_extractor.nb_max_frames
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=settings.d_model,
+        encoder_layers=settings.encoder_layers,
+        decoder_layers=settings.decoder_layers,
+        encoder_attention_heads=settings.attention_heads,
+        decoder_attention_heads=settings.attention_heads,
+        encoder_ffn_dim=settings.ffn_dim,
+        decoder_ffn_dim=settings.ffn_dim,
+        max_source_positions=frames // 2,
+        max_target_positions=settings.max_target_positions,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+    torch.manual_seed(settings.seed)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        max_length=settings.max_target_positions,
+        is_multilingual=True,
+        lang_to_id={f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES},
+        task_to_id={task: ids[f"<|{task}|>"] for task in TASKS},
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        suppress_tokens=[],
+        begin_suppress_tokens=[],
+    )
+    return model
+
+
+def teacher_source(params: Params) -> str:
+    """Where the teacher lives: its hub id, or the folder of the one trained here (trained once)."""
+    if params.teacher.source == "hub":
+        return params.teacher.model
+    return str(train_teacher(params))
+
+
+def train_teacher(params: Params) -> Path:
+    """Train the small teacher on `data.teacher_train` (cached by every input that shapes it)."""
+    settings = params.teacher.train
+    corpus = load_mixture(params.data.teacher_train, params, "train")
+    key = fingerprint("teacher-v1", settings, corpus.dataset._fingerprint, params.data.sampling_rate)
+    root = params.cache_path / "teacher" / key
+    if (root / "model" / "model.safetensors").exists():
+        return root / "model"
+    processor = build_processor(corpus.dataset["text"], settings, params.data.sampling_rate)
+    model = new_model(processor, settings)
+    config = TrainingConfig(
+        max_steps=settings.steps,
+        batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+        warmup_steps=settings.warmup_steps,
+        weight_decay=settings.weight_decay,
+        save_every=max(settings.steps // 4, 1),
+        seed=settings.seed,
+    )
+    data = Seq2SeqData(corpus.dataset, "text", processor, "ar", "transcribe")
+    train(model, processor, data, config, root / "training", description="training the teacher")
+    with atomic_directory(root / "model") as temporary:
+        trained = WhisperForConditionalGeneration.from_pretrained(root / "training" / "model", use_safetensors=True)
+        trained.generation_config = model.generation_config
+        trained.save_pretrained(temporary, safe_serialization=True)
+        processor.save_pretrained(temporary)
+    return root / "model"

@@ -1,0 +1,292 @@
+"""The sequence-to-sequence training loop shared by the teacher (CE only) and the students (KL + CE).
+
+Runs on `accelerate` (DDP on many GPUs or nodes, bf16 on a GPU, gradient accumulation).
+The data order is a pure function of (seed, epoch, rank), so a checkpoint needs only the
+step counter to know where the data stands; checkpoints hold the model (safetensors), the
+optimiser and scheduler states (safetensors + JSON) and the RNG states, nothing pickled,
+and `resume=True` continues exactly where the last complete checkpoint stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import datasets
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from safetensors.torch import load_file, load_model, save_file, save_model
+from tqdm.auto import tqdm
+from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_linear_schedule_with_warmup
+
+from kdlib.audio import decode
+from kdlib.cache import atomic_directory, atomic_write_json
+from kdlib.models import prompt_ids, target_ids
+
+IGNORE = -100
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left as it was."""
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    max_steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    gradient_accumulation_steps: int = 1
+    kl_weight: float = 0.0
+    ce_weight: float = 1.0
+    hidden_weight: float = 0.0
+    temperature: float = 1.0
+    log_every: int = 25
+    eval_every: int = 0  # 0: only at the end
+    save_every: int = 0  # 0: only at the end
+    keep_checkpoints: int = 2
+    mixed_precision: str = "auto"
+    gradient_checkpointing: bool = False
+    language: str = "ar"
+    task: str = "transcribe"
+    seed: int = 0
+
+
+@dataclass
+class TrainingResult:
+    model_dir: Path
+    steps: int
+    final_loss: float
+    history: list[dict] = field(default_factory=list)
+
+
+def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher ‖ student) of the token distributions at temperature T, times T², over unmasked tokens."""
+    student_log = F.log_softmax(student_logits.float() / temperature, dim=-1)
+    teacher_log = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    per_token = (teacher_log.exp() * (teacher_log - student_log)).sum(-1)
+    return (per_token * mask).sum() / mask.sum().clamp(min=1) * temperature**2
+
+
+def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token cross-entropy against the labels (IGNORE positions left out)."""
+    return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+
+
+def hidden_loss(student_out, teacher_out) -> torch.Tensor:
+    """MSE between the last encoder and last decoder hidden states of student and teacher."""
+    return F.mse_loss(student_out.encoder_last_hidden_state.float(), teacher_out.encoder_last_hidden_state.float()) + F.mse_loss(
+        student_out.decoder_hidden_states[-1].float(), teacher_out.decoder_hidden_states[-1].float()
+    )
+
+
+def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(size, generator=generator).tolist()
+
+
+def micro_batch(size: int, batch_size: int, world: int, rank: int, seed: int, micro: int) -> list[int]:
+    """Rows of this rank's `micro`-th batch: a pure function of its arguments (drop-last epochs)."""
+    global_batch = batch_size * world
+    per_epoch = max(size // global_batch, 1)
+    epoch, position = divmod(micro, per_epoch)
+    order = epoch_order(size, seed, epoch)
+    rows = order[position * global_batch : (position + 1) * global_batch]
+    return rows[rank::world]
+
+
+class Seq2SeqData:
+    """Audio and target transcripts of a training set, turned into model inputs on demand."""
+
+    def __init__(self, dataset: datasets.Dataset, target_column: str, processor: WhisperProcessor, language: str, task: str):
+        self.dataset = dataset
+        self.processor = processor
+        prompt = prompt_ids(processor, language, task)
+        self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def batch(self, rows: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        extractor = self.processor.feature_extractor
+        clips = [decode(audio, extractor.sampling_rate).samples for audio in self.dataset.select(rows)["audio"]]
+        features = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
+        sequences = [self.targets[row] for row in rows]
+        width = max(len(sequence) for sequence in sequences) - 1
+        inputs = torch.full((len(rows), width), self.processor.tokenizer.eos_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+        for i, sequence in enumerate(sequences):
+            inputs[i, : len(sequence) - 1] = torch.tensor(sequence[:-1])
+            labels[i, : len(sequence) - 1] = torch.tensor(sequence[1:])
+        return {"input_features": features.to(device), "decoder_input_ids": inputs.to(device), "labels": labels.to(device)}
+
+
+def mixed_precision(preference: str) -> str:
+    if preference == "auto":
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+    return preference
+
+
+def train(
+    student: WhisperForConditionalGeneration,
+    processor: WhisperProcessor,
+    data: Seq2SeqData,
+    config: TrainingConfig,
+    output_dir: Path,
+    teacher: WhisperForConditionalGeneration | None = None,
+    evaluate: Callable[[WhisperForConditionalGeneration], dict[str, float]] | None = None,
+    resume: bool = True,
+    description: str = "training",
+) -> TrainingResult:
+    """Train `student` for `config.max_steps` optimiser steps; write `output_dir/model` when done."""
+    output_dir = Path(output_dir)
+    accelerator = Accelerator(
+        mixed_precision=mixed_precision(config.mixed_precision),
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        log_with="tensorboard",
+        project_dir=str(output_dir),
+    )
+    torch.manual_seed(config.seed)
+    torch.set_flush_denormal(True)  # denormal floats slow CPU matmuls many times over
+    if config.gradient_checkpointing:
+        student.gradient_checkpointing_enable()
+    student.config.use_cache = False
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    model, optimizer = accelerator.prepare(student, optimizer)
+    if teacher is not None:
+        teacher.to(accelerator.device).eval().requires_grad_(False)
+    checkpoints = output_dir / "checkpoints"
+    step, history = 0, []
+    latest = latest_checkpoint(checkpoints) if resume else None
+    if latest is not None:
+        step, history = restore(latest, accelerator.unwrap_model(model), optimizer, scheduler)
+    accelerator.init_trackers("logs")
+    loss_value = history[-1]["loss"] if history else math.nan
+    bar = tqdm(total=config.max_steps, initial=step, desc=description, disable=not accelerator.is_local_main_process)
+    model.train()
+    while step < config.max_steps:
+        terms: dict[str, float] = {}
+        for accumulation in range(config.gradient_accumulation_steps):
+            micro = step * config.gradient_accumulation_steps + accumulation
+            rows = micro_batch(len(data), config.batch_size, accelerator.num_processes, accelerator.process_index, config.seed, micro)
+            batch = data.batch(rows, accelerator.device)
+            with accelerator.accumulate(model), accelerator.autocast():
+                loss, parts = _loss(model, teacher, batch, config)
+                if not torch.isfinite(loss):
+                    bar.close()
+                    kept = latest_checkpoint(checkpoints)
+                    raise TrainingDiverged(
+                        f"{description}: the loss became {loss.item()} at step {step + 1} ({parts}); "
+                        f"stopped. Last good checkpoint: {kept or 'none yet'}"
+                    )
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad()
+            for name, value in parts.items():
+                terms[name] = terms.get(name, 0.0) + value / config.gradient_accumulation_steps
+        scheduler.step()
+        step += 1
+        loss_value = terms["loss"]
+        record = {"step": step, "lr": scheduler.get_last_lr()[0], **terms}
+        last = step == config.max_steps
+        if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):
+            model.eval()
+            record.update({f"eval_{k}": v for k, v in evaluate(accelerator.unwrap_model(model)).items()})
+            model.train()
+        if step % config.log_every == 0 or last or len(record) > len(terms) + 2:
+            history.append(record)
+            accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_value:.3f}")
+        if accelerator.is_main_process and ((config.save_every and step % config.save_every == 0) or last):
+            save_checkpoint(checkpoints, step, accelerator.unwrap_model(model), optimizer, scheduler, history, config.keep_checkpoints)
+        accelerator.wait_for_everyone()
+    bar.close()
+    accelerator.end_training()
+    model_dir = output_dir / "model"
+    if accelerator.is_main_process:
+        final = accelerator.unwrap_model(model)
+        final.config.use_cache = True
+        with atomic_directory(model_dir) as temporary:
+            final.save_pretrained(temporary, safe_serialization=True)
+            processor.save_pretrained(temporary)
+        atomic_write_json(output_dir / "history.json", history)
+    accelerator.wait_for_everyone()
+    return TrainingResult(model_dir, step, loss_value, history)
+
+
+def _loss(model, teacher, batch, config: TrainingConfig) -> tuple[torch.Tensor, dict[str, float]]:
+    need_hidden = config.hidden_weight > 0
+    labels = batch["labels"]
+    out = model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"], output_hidden_states=need_hidden)
+    ce = ce_loss(out.logits, labels)
+    loss = config.ce_weight * ce
+    parts = {"ce": ce.item()}
+    if teacher is not None and (config.kl_weight > 0 or need_hidden):
+        with torch.no_grad():
+            teacher_out = teacher(
+                input_features=batch["input_features"].to(teacher.dtype),
+                decoder_input_ids=batch["decoder_input_ids"],
+                output_hidden_states=need_hidden,
+            )
+        if config.kl_weight > 0:
+            kl = kl_loss(out.logits, teacher_out.logits, (labels != IGNORE).float(), config.temperature)
+            loss = loss + config.kl_weight * kl
+            parts["kl"] = kl.item()
+        if need_hidden:
+            hidden = hidden_loss(out, teacher_out)
+            loss = loss + config.hidden_weight * hidden
+            parts["hidden"] = hidden.item()
+    parts["loss"] = loss.item()
+    return loss, parts
+
+
+def latest_checkpoint(directory: Path) -> Path | None:
+    complete = sorted(directory.glob("step-*/state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    return complete[-1].parent if complete else None
+
+
+def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, history: list[dict], keep: int) -> Path:
+    target = directory / f"step-{step:07d}"
+    with atomic_directory(target) as temporary:
+        save_model(model, str(temporary / "model.safetensors"))
+        state = optimizer.state_dict()
+        tensors = {f"{index}.{name}": value for index, entry in state["state"].items() for name, value in entry.items()}
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(temporary / "optimizer.safetensors"))
+        rng = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        save_file(rng, str(temporary / "rng.safetensors"))
+        meta = {"step": step, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict(), "history": history}
+        (temporary / "state.json").write_text(json.dumps(meta, indent=1))
+    for old in sorted(directory.glob("step-*"))[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def restore(checkpoint: Path, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+    """Load a checkpoint written by `save_checkpoint`; return its step and log history."""
+    load_model(model, str(checkpoint / "model.safetensors"), device=str(next(model.parameters()).device))
+    meta = json.loads((checkpoint / "state.json").read_text())
+    tensors = load_file(str(checkpoint / "optimizer.safetensors"))
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split(".", 1)
+        state.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    scheduler.load_state_dict(meta["scheduler"])
+    rng = load_file(str(checkpoint / "rng.safetensors"))
+    torch.set_rng_state(rng["cpu"])
+    if torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng])
+    return meta["step"], meta["history"]

@@ -1,0 +1,196 @@
+"""Strict parsing of params files: unknown keys, types, required keys, cross-field checks."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdlib.config import (
+    DistillParams,
+    Params,
+    ParamsError,
+    StudentRun,
+    load_params,
+    params_from_dict,
+    params_to_dict,
+    parse_student,
+    threshold_label,
+)
+
+MINIMAL = {"profile": "test", "run_dir": "runs/test", "reports_dir": "reports/test"}
+
+
+def write_params(tmp_path: Path, **sections: object) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, **sections}, sort_keys=False), encoding="utf-8")
+    return path
+
+
+def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
+    path = write_params(tmp_path)
+    params = load_params(path)
+    assert params.profile == "test"
+    assert params.run_path == Path("runs/test")
+    assert params.reports_path == Path("reports/test")
+    assert params.distill == DistillParams()
+    assert params.source_file == str(path)
+
+
+def test_unknown_top_level_key_names_key_file_and_close_match(tmp_path: Path) -> None:
+    path = write_params(tmp_path, profil="x")
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "'profil'" in message
+    assert str(path) in message
+    assert "did you mean 'profile'" in message
+
+
+def test_unknown_nested_key_is_dotted(tmp_path: Path) -> None:
+    path = write_params(tmp_path, distill={"leraning_rate": 0.001})
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert "'distill.leraning_rate'" in message
+    assert str(path) in message
+    assert "did you mean 'distill.learning_rate'" in message
+
+
+def test_unknown_key_inside_a_list_item(tmp_path: Path) -> None:
+    path = write_params(tmp_path, distill={"runs": [{"student": "DW-8-8", "threshold": [80.0]}]})
+    with pytest.raises(ParamsError, match=r"distill\.runs\[0\]\.threshold'.*distill\.runs\[0\]\.thresholds"):
+        load_params(path)
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"distill": {"max_steps": "100"}}, r"'distill\.max_steps' must be an integer, got '100'"),
+        ({"distill": {"max_steps": True}}, r"'distill\.max_steps' must be an integer, got True"),
+        ({"distill": {"gradient_checkpointing": 1}}, r"'distill\.gradient_checkpointing' must be true or false"),
+        ({"distill": {"learning_rate": "fast"}}, r"'distill\.learning_rate' must be a number"),
+        ({"device": "tpu"}, r"'device' must be one of \['auto', 'cpu', 'cuda'\], got 'tpu'"),
+        ({"filter": {"view": "raw"}}, r"'filter\.view' must be one of"),
+        ({"data": {"synthetic": {"pitch": [25]}}}, r"'data\.synthetic\.pitch' must have 2 items"),
+        ({"filter": {"thresholds": "80"}}, r"'filter\.thresholds' must be a list"),
+        ({"distill": ["runs"]}, r"'distill' must be a mapping"),
+    ],
+)
+def test_wrong_types_are_clear_errors(tmp_path: Path, sections: dict, expected: str) -> None:
+    path = write_params(tmp_path, **sections)
+    with pytest.raises(ParamsError, match=expected):
+        load_params(path)
+
+
+def test_missing_required_key(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: test\nreports_dir: reports/test\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match=r"missing required key 'run_dir'"):
+        load_params(path)
+
+
+def test_missing_required_key_of_a_dataset(tmp_path: Path) -> None:
+    path = write_params(tmp_path, data={"test": [{"name": "msa"}]})
+    with pytest.raises(ParamsError, match=r"missing required key 'data\.test\[0\]\.source'"):
+        load_params(path)
+
+
+def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("- profile\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match="top level must be a mapping"):
+        load_params(path)
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("profile: [test\n", encoding="utf-8")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params(path)
+
+
+def test_distill_threshold_must_be_in_the_sweep(tmp_path: Path) -> None:
+    path = write_params(
+        tmp_path,
+        filter={"thresholds": [40.0, 80.0, None], "selected": 80.0},
+        distill={"runs": [{"student": "DW-8-8", "thresholds": [80.0, 30.0]}]},
+    )
+    with pytest.raises(ParamsError, match=r"threshold 30 of DW-8-8 is not in filter\.thresholds") as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+
+
+def test_selected_threshold_must_be_in_the_sweep(tmp_path: Path) -> None:
+    path = write_params(tmp_path, filter={"thresholds": [40.0, None], "selected": 80.0})
+    with pytest.raises(ParamsError, match=r"filter\.selected must be one of filter\.thresholds"):
+        load_params(path)
+
+
+def test_bad_student_name_in_runs_names_the_file(tmp_path: Path) -> None:
+    path = write_params(tmp_path, distill={"runs": [{"student": "DW-8"}]})
+    with pytest.raises(ParamsError, match=r"distill\.runs: student 'DW-8'") as caught:
+        load_params(path)
+    assert str(path) in str(caught.value)
+
+
+def test_duplicate_dataset_names(tmp_path: Path) -> None:
+    spec = {"name": "msa", "source": "synthetic"}
+    path = write_params(tmp_path, data={"train": [spec], "test": [spec]})
+    with pytest.raises(ParamsError, match="dataset name 'msa' is used twice"):
+        load_params(path)
+
+
+def test_trained_teacher_needs_teacher_data(tmp_path: Path) -> None:
+    path = write_params(tmp_path, teacher={"source": "train"})
+    with pytest.raises(ParamsError, match="data.teacher_train is empty"):
+        load_params(path)
+
+
+def test_overrides_are_merged_deeply(tmp_path: Path) -> None:
+    path = write_params(tmp_path, distill={"max_steps": 10, "batch_size": 4})
+    params = load_params(path, overrides={"distill": {"max_steps": 20}})
+    assert (params.distill.max_steps, params.distill.batch_size) == (20, 4)
+
+
+def test_params_round_trip(tmp_path: Path) -> None:
+    path = write_params(
+        tmp_path,
+        device="cpu",
+        data={
+            "synthetic": {"speed_wpm": [140, 160], "voices": ["ar"]},
+            "train": [{"name": "pool", "source": "synthetic", "split": "train"}],
+            "test": [{"name": "msa", "source": "local", "path": "data/msa", "variety": "MSA", "max_samples": 8}],
+        },
+        filter={"thresholds": [10, 80.0, None], "selected": None},
+        distill={"runs": [{"student": "DW-16-16", "thresholds": [10.0, None]}], "learning_rate": 0.0003},
+    )
+    params = load_params(path)
+    assert params.filter.thresholds == (10.0, 80.0, None)
+    assert params.distill.runs == (StudentRun("DW-16-16", (10.0, None)),)
+    plain = params_to_dict(params)
+    assert params_from_dict(plain, source=str(path)) == params
+    # the injected form survives JSON (what papermill and run logs carry) too
+    assert params_from_dict(json.loads(json.dumps(plain))) == params
+
+
+def test_params_from_dict_validates() -> None:
+    with pytest.raises(ParamsError, match=r"<injected>: unknown key 'seeed'"):
+        params_from_dict({**MINIMAL, "seeed": 1}, source="<injected>")
+    assert isinstance(params_from_dict(MINIMAL), Params)
+
+
+def test_parse_student() -> None:
+    assert parse_student("DW-8-8") == (8, 8)
+    assert parse_student("DW-32-2") == (32, 2)
+    for bad in ("DW-8", "dw-8-8", "DW-8-8-8", "DW-a-8", "Whisper-8-8", ""):
+        with pytest.raises(ParamsError, match="not of the form"):
+            parse_student(bad)
+
+
+def test_threshold_label() -> None:
+    assert threshold_label(80.0) == "80"
+    assert threshold_label(12.5) == "12.5"
+    assert threshold_label(None) == "none"
