@@ -57,10 +57,7 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset:
             raise ValueError(f"dataset {spec.name!r}: the synthetic corpus has no split {spec.split!r}: {list(corpus)}")
         raw = corpus[spec.split]
     elif spec.source == "local":
-        if spec.path is None or not Path(spec.path).is_dir():
-            raise FileNotFoundError(f"dataset {spec.name!r}: local folder {spec.path!r} does not exist")
-        splits = datasets.load_dataset("audiofolder", data_dir=spec.path)
-        raw = splits[spec.split] if spec.split in splits else _only_split(splits, spec)
+        raw = read_audiofolder(spec)
     else:
         if spec.path is None:
             raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
@@ -81,10 +78,23 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset:
     return raw
 
 
-def _only_split(splits: datasets.DatasetDict, spec: DatasetSpec) -> datasets.Dataset:
-    if len(splits) != 1:
-        raise ValueError(f"dataset {spec.name!r}: no split {spec.split!r} among {list(splits)}")
-    return next(iter(splits.values()))
+def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
+    """A local folder in the audiofolder layout: audio files and a `metadata.csv` whose
+    `file_name` column names them (in `<path>/<split>/` if that exists, else in `<path>/`).
+    Audio stays undecoded (paths), so that a bad file is caught per clip while preparing."""
+    root = Path(spec.path or "")
+    folder = root / spec.split if (root / spec.split / "metadata.csv").exists() else root
+    metadata = folder / "metadata.csv"
+    if not metadata.exists():
+        raise FileNotFoundError(f"dataset {spec.name!r}: no metadata.csv in local folder {str(root)!r}")
+    table = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+    if "file_name" not in table.columns:
+        raise ValueError(f"dataset {spec.name!r}: {metadata} has no 'file_name' column")
+    columns = {name: table[name].tolist() for name in table.columns if name != "file_name"}
+    columns[spec.audio_column] = [{"bytes": None, "path": str(folder / name)} for name in table["file_name"]]
+    features = datasets.Features({name: datasets.Value("string") for name in columns})
+    features[spec.audio_column] = datasets.Audio(decode=False)
+    return dataset_with_audio(columns, features)
 
 
 def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:

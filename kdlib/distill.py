@@ -20,7 +20,7 @@ import torch
 
 from kdlib.cache import atomic_write_json, fingerprint
 from kdlib.config import Params, load_params, threshold_label
-from kdlib.filtering import filter_pool
+from kdlib.filtering import write_filtered_sets
 from kdlib.metrics import corpus_scores
 from kdlib.models import LoadedModel, load_whisper, parameter_count, resolve_device
 from kdlib.pseudo_label import latest_labels, teacher_digest
@@ -66,6 +66,7 @@ def training_config(params: Params) -> TrainingConfig:
         gradient_checkpointing=d.gradient_checkpointing,
         language=params.pseudo_label.generation.language,
         task=params.pseudo_label.generation.task,
+        device=params.device,
         seed=d.seed,
     )
 
@@ -90,7 +91,7 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     result_file = directory / "result.json"
     if result_file.exists():
         return DistillResult(**json.loads(result_file.read_text()))
-    kept = filter_pool(datasets.load_from_disk(str(labels_dir)), threshold)
+    kept = datasets.load_from_disk(str(write_filtered_sets(labels_dir, (threshold,))[threshold_label(threshold)]))
     train_pairs, eval_pairs = split_eval(kept, params.distill.eval_fraction, params.distill.seed)
     label = threshold_label(threshold)
     if len(train_pairs) == 0:

@@ -7,9 +7,12 @@ params (the paper's normalized + no-diacritics view by default) when pseudo-labe
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import datasets
 import pandas as pd
 
+from kdlib.cache import atomic_directory
 from kdlib.config import threshold_label
 
 WER_TOLERANCE = 1e-9  # so that a WER of exactly λ survives float round-off
@@ -47,3 +50,22 @@ def sweep_counts(frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: 
                 }
             )
     return pd.DataFrame(rows)
+
+
+def filtered_path(labels_dir: Path, threshold: float | None) -> Path:
+    """Where the training set kept by `threshold` lives, beside the pseudo-labels it comes from."""
+    return Path(labels_dir).parent / "filtered" / f"lambda-{threshold_label(threshold)}"
+
+
+def write_filtered_sets(labels_dir: Path, thresholds: tuple[float | None, ...]) -> dict[str, Path]:
+    """Write one training set per threshold of the sweep (what stage 03 trains on); cached."""
+    labels = None
+    paths = {}
+    for threshold in thresholds:
+        path = filtered_path(labels_dir, threshold)
+        if not (path / "dataset_info.json").exists():
+            labels = labels if labels is not None else datasets.load_from_disk(str(labels_dir))
+            with atomic_directory(path) as temporary:
+                filter_pool(labels, threshold).save_to_disk(str(temporary))
+        paths[threshold_label(threshold)] = path
+    return paths

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
 from kdlib.config import GenerationParams
@@ -30,11 +31,15 @@ class LoadedModel:
 
 
 def resolve_device(preference: str = "auto") -> torch.device:
+    """This process's device; under `accelerate launch`, the GPU of its local rank."""
     if preference == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("params ask for device 'cuda' but no CUDA device is available")
-    if preference == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(preference)
+    return PartialState(cpu=cpu_only(preference)).device
+
+
+def cpu_only(preference: str = "auto") -> bool:
+    """Whether to run on the CPU (for `Accelerator(cpu=...)`: gloo across CPU processes)."""
+    return preference == "cpu" or not torch.cuda.is_available()
 
 
 def resolve_dtype(preference: str, device: torch.device) -> torch.dtype:

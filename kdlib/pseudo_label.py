@@ -28,7 +28,7 @@ from kdlib.cache import atomic_directory, atomic_write_json, directory_digest, f
 from kdlib.config import Params, load_params
 from kdlib.data import load_mixture
 from kdlib.metrics import score_pairs
-from kdlib.models import load_whisper
+from kdlib.models import cpu_only, load_whisper
 from kdlib.teacher import teacher_source
 from kdlib.text import NormalizationConfig
 from kdlib.transcribe import batches, length_sorted, transcribe_rows
@@ -112,7 +112,7 @@ def merge(run: PseudoLabelRun, pool: datasets.Dataset, n_chunks: int) -> dataset
 
 def pseudo_label(params: Params, accelerator: Accelerator | None = None) -> Path:
     """Run (or resume, or reuse) stage 01; return the merged dataset's directory."""
-    accelerator = accelerator or Accelerator(cpu=params.device == "cpu")
+    accelerator = accelerator or Accelerator(cpu=cpu_only(params.device))
     with accelerator.main_process_first():
         pool = load_mixture(params.data.train, params, "train").dataset
         teacher = teacher_source(params)

@@ -121,6 +121,7 @@ def train_teacher(params: Params) -> Path:
         warmup_steps=settings.warmup_steps,
         weight_decay=settings.weight_decay,
         save_every=max(settings.steps // 4, 1),
+        device=params.device,
         seed=settings.seed,
     )
     data = Seq2SeqData(corpus.dataset, "text", processor, "ar", "transcribe")

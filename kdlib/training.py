@@ -26,7 +26,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_
 
 from kdlib.audio import decode
 from kdlib.cache import atomic_directory, atomic_write_json
-from kdlib.models import prompt_ids, target_ids
+from kdlib.models import cpu_only, prompt_ids, target_ids
 
 IGNORE = -100
 
@@ -56,6 +56,7 @@ class TrainingConfig:
     gradient_checkpointing: bool = False
     language: str = "ar"
     task: str = "transcribe"
+    device: str = "auto"
     seed: int = 0
 
 
@@ -144,10 +145,16 @@ def train(
     evaluate: Callable[[WhisperForConditionalGeneration], dict[str, float]] | None = None,
     resume: bool = True,
     description: str = "training",
+    until_step: int | None = None,
 ) -> TrainingResult:
-    """Train `student` for `config.max_steps` optimiser steps; write `output_dir/model` when done."""
+    """Train `student` for `config.max_steps` optimiser steps; write `output_dir/model` when done.
+
+    `until_step` stops early (after checkpointing), as a time-boxed or preempted job would;
+    a later call with `resume=True` continues the same schedule exactly.
+    """
     output_dir = Path(output_dir)
     accelerator = Accelerator(
+        cpu=cpu_only(config.device),
         mixed_precision=mixed_precision(config.mixed_precision),
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         log_with="tensorboard",
@@ -172,7 +179,8 @@ def train(
     loss_value = history[-1]["loss"] if history else math.nan
     bar = tqdm(total=config.max_steps, initial=step, desc=description, disable=not accelerator.is_local_main_process)
     model.train()
-    while step < config.max_steps:
+    stop = min(until_step or config.max_steps, config.max_steps)
+    while step < stop:
         terms: dict[str, float] = {}
         for accumulation in range(config.gradient_accumulation_steps):
             micro = step * config.gradient_accumulation_steps + accumulation
@@ -198,7 +206,7 @@ def train(
         step += 1
         loss_value = terms["loss"]
         record = {"step": step, "lr": scheduler.get_last_lr()[0], **terms}
-        last = step == config.max_steps
+        last = step == stop
         if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):
             model.eval()
             record.update({f"eval_{k}": v for k, v in evaluate(accelerator.unwrap_model(model)).items()})
@@ -213,6 +221,8 @@ def train(
         accelerator.wait_for_everyone()
     bar.close()
     accelerator.end_training()
+    if step < config.max_steps:
+        return TrainingResult(latest_checkpoint(checkpoints) or output_dir, step, loss_value, history)
     model_dir = output_dir / "model"
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)

@@ -1,0 +1,172 @@
+"""Stage 04: every model on every test set — WER and CER in both views, efficiency, predictions.
+
+Models: the teacher, every distilled student (one per student and threshold λ) and any
+baseline named in params (hub ids). Per-utterance predictions are cached per model (keyed by
+the model's files, the test sets and the generation settings) and saved for the error
+analysis. Scores are corpus-level per test set; the averages (all, MSA, dialects) are the
+unweighted means over test sets, as in the paper's tables.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from kdlib.audio import decode
+from kdlib.cache import fingerprint, replacing_file
+from kdlib.config import GenerationParams, Params
+from kdlib.data import Corpus, load_test_sets
+from kdlib.distill import distill_all
+from kdlib.metrics import corpus_scores, score_pairs
+from kdlib.models import LoadedModel, load_whisper, resolve_device
+from kdlib.pseudo_label import teacher_digest
+from kdlib.teacher import teacher_source
+from kdlib.text import VIEWS, NormalizationConfig
+from kdlib.transcribe import generate, transcribe
+
+MSA = "MSA"
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    kind: str  # teacher, student or baseline
+    source: str
+    student: str | None = None
+    threshold: str | None = None
+
+
+def model_entries(params: Params) -> list[ModelEntry]:
+    """The teacher, each trained student, then the baselines."""
+    entries = [ModelEntry("teacher", "teacher", teacher_source(params))]
+    for result in distill_all(params):
+        if result.model_dir is not None:
+            name = f"{result.student} λ={result.threshold}"
+            entries.append(ModelEntry(name, "student", result.model_dir, result.student, result.threshold))
+    entries += [ModelEntry(hub_id, "baseline", hub_id) for hub_id in params.evaluate.baselines]
+    return entries
+
+
+def predict(loaded: LoadedModel, entry: ModelEntry, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
+    """Per-utterance predictions of one model on every test set, with both views' WER and CER."""
+    config = NormalizationConfig.from_dict(params.normalization)
+    frames = []
+    for name, corpus in test_sets.items():
+        data = corpus.dataset
+        transcripts = transcribe(loaded, data, params.evaluate.generation, f"{entry.name} on {name}")
+        frame = pd.DataFrame(
+            {
+                "id": data["id"],
+                "dataset": name,
+                "variety": data["variety"],
+                "duration_s": data["duration_s"],
+                "reference": data["text"],
+                "hypothesis": [t.text for t in transcripts],
+                "seconds": [t.seconds for t in transcripts],
+            }
+        )
+        for view in VIEWS:
+            scores = score_pairs(frame["reference"], frame["hypothesis"], view, config)
+            frame[f"wer_{view}"], frame[f"cer_{view}"] = scores["wer"].to_numpy(), scores["cer"].to_numpy()
+        frames.append(frame)
+    predictions = pd.concat(frames, ignore_index=True)
+    return predictions.assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold)
+
+
+def evaluate_all(params: Params) -> pd.DataFrame:
+    """Predictions of every model (cached per model), saved to `<run>/evaluation/predictions.parquet`."""
+    device = resolve_device(params.device)
+    test_sets = load_test_sets(params)
+    sets_key = fingerprint([corpus.dataset._fingerprint for corpus in test_sets.values()])
+    frames = []
+    for entry in model_entries(params):
+        key = fingerprint("predictions-v1", teacher_digest(entry.source), sets_key, params.evaluate.generation, params.normalization)
+        path = params.run_path / "evaluation" / "models" / f"{key}.parquet"
+        if not path.exists():
+            loaded = load_whisper(entry.source, device, params.evaluate.generation, name=entry.name)
+            frame = predict(loaded, entry, test_sets, params)
+            with replacing_file(path) as temporary:
+                frame.to_parquet(temporary, index=False)
+        frames.append(pd.read_parquet(path))
+    predictions = pd.concat(frames, ignore_index=True)
+    with replacing_file(params.run_path / "evaluation" / "predictions.parquet") as temporary:
+        predictions.to_parquet(temporary, index=False)
+    return predictions
+
+
+def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
+    """Tidy corpus-level scores: one row per model, test set and view (WER, CER as fractions)."""
+    config = NormalizationConfig.from_dict(params.normalization)
+    rows = []
+    for (model, dataset, variety), part in predictions.groupby(["model", "dataset", "variety"], sort=False):
+        for view in VIEWS:
+            scores = corpus_scores(part["reference"].tolist(), part["hypothesis"].tolist(), view, config)
+            rows.append({"model": model, "dataset": dataset, "variety": variety, "view": view, **scores})
+    return pd.DataFrame(rows)
+
+
+def main_table(scores: pd.DataFrame, metric: str = "wer", view: str = "normalized") -> pd.DataFrame:
+    """The paper's main table: models × test sets, plus averages over all, MSA and dialect sets."""
+    part = scores[scores["view"] == view]
+    table = part.pivot(index="model", columns="dataset", values=metric)
+    table = table[list(dict.fromkeys(part["dataset"]))]
+    msa_sets = part.loc[part["variety"] == MSA, "dataset"].unique()
+    dialect_sets = part.loc[part["variety"] != MSA, "dataset"].unique()
+    table["avg all"] = table.mean(axis=1)
+    table["avg MSA"] = table[list(msa_sets)].mean(axis=1) if len(msa_sets) else np.nan
+    table["avg dialects"] = table[list(dialect_sets)].mean(axis=1) if len(dialect_sets) else np.nan
+    return table.reindex(list(dict.fromkeys(scores["model"])))
+
+
+def threshold_table(scores: pd.DataFrame, view: str = "normalized") -> pd.DataFrame:
+    """Average WER of each student per threshold λ: the data of the paper's threshold plot."""
+    table = main_table(scores, "wer", view).reset_index()
+    students = table[table["model"].str.contains(" λ=")]
+    parts = students["model"].str.split(" λ=", expand=True)
+    return students.assign(student=parts[0], threshold=parts[1])[["student", "threshold", "avg all", "avg MSA", "avg dialects"]]
+
+
+def device_name(device: torch.device) -> str:
+    """The machine a timing was taken on, in words."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    cpuinfo = Path("/proc/cpuinfo")
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
+    return f"CPU: {model or platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+
+
+def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
+    """Parameters, latency per clip (batch of one) and real-time factor of each model, side by side.
+
+    The same clips (from the first test set) are transcribed by every model in this process,
+    after one warm-up clip; the speed-up is the teacher's latency over the model's.
+    """
+    device = resolve_device(params.device)
+    clips = clips or params.evaluate.latency_clips
+    first = next(iter(load_test_sets(params).values())).dataset
+    rate = params.data.sampling_rate
+    audio = [decode(a, rate).samples for a in first.select(range(min(clips, len(first))))["audio"]]
+    seconds_of_audio = sum(len(a) for a in audio) / rate
+    single = GenerationParams(**{**params.evaluate.generation.__dict__, "batch_size": 1})
+    rows = []
+    for entry in model_entries(params):
+        loaded = load_whisper(entry.source, device, single, name=entry.name)
+        generate(loaded, audio[:1], single)
+        start = time.perf_counter()
+        for clip in audio:
+            generate(loaded, [clip], single)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        elapsed = time.perf_counter() - start
+        rows.append({"model": entry.name, "parameters_M": loaded.parameters / 1e6, "latency_ms": 1000 * elapsed / len(audio), "rtf": elapsed / seconds_of_audio})
+        del loaded
+    table = pd.DataFrame(rows)
+    teacher_latency = table.loc[table["model"] == "teacher", "latency_ms"].iloc[0]
+    return table.assign(speedup=teacher_latency / table["latency_ms"], device=device_name(device), clips=len(audio))

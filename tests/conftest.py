@@ -1,0 +1,44 @@
+"""Shared fixtures: the `ci` profile, redirected into a per-session temporary directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from kdlib.config import Params, load_params
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ci_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """params/ci.yaml with its run, report and cache directories under a session temp dir."""
+    root = tmp_path_factory.mktemp("ci")
+    raw = yaml.safe_load((REPO / "params" / "ci.yaml").read_text())
+    raw.update(run_dir=str(root / "runs"), reports_dir=str(root / "reports"), cache_dir=str(root / "cache"))
+    path = root / "ci.yaml"
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return path
+
+
+@pytest.fixture(scope="session")
+def ci_params(ci_yaml: Path) -> Params:
+    return load_params(ci_yaml)
+
+
+@pytest.fixture(scope="session")
+def ci_teacher(ci_params: Params) -> str:
+    """The ci profile's teacher, trained once per session (seconds)."""
+    from kdlib.teacher import teacher_source
+
+    return teacher_source(ci_params)
+
+
+def with_overrides(base: Path, target: Path, **overrides) -> Path:
+    """A copy of a params YAML with top-level keys replaced (e.g. another run_dir)."""
+    raw = yaml.safe_load(base.read_text())
+    raw.update(overrides)
+    target.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return target

@@ -1,0 +1,111 @@
+"""The loss terms, exact resume after a stop, and a clean stop on a diverging loss."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+import datasets
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from kdlib.config import Params
+from kdlib.data import load_mixture
+from kdlib.models import load_whisper
+from kdlib.students import make_student
+from kdlib.training import IGNORE, Seq2SeqData, TrainingConfig, TrainingDiverged, ce_loss, kl_loss, micro_batch, train
+
+
+def test_kl_of_identical_distributions_is_zero_and_positive_otherwise() -> None:
+    logits = torch.randn(2, 3, 11)
+    mask = torch.ones(2, 3)
+    assert kl_loss(logits, logits.clone(), mask, temperature=2.0).item() == pytest.approx(0.0, abs=1e-6)
+    assert kl_loss(logits, torch.randn(2, 3, 11), mask, temperature=2.0).item() > 0
+
+
+def test_kl_matches_a_hand_computation_with_temperature_and_mask() -> None:
+    student = torch.tensor([[[0.0, 0.0], [5.0, 5.0]]])
+    teacher = torch.tensor([[[math.log(3.0) * 2, 0.0], [0.0, 0.0]]])  # at T=2: p = (3/4, 1/4)
+    mask = torch.tensor([[1.0, 0.0]])  # the second position is padding
+    expected = (0.75 * math.log(0.75 / 0.5) + 0.25 * math.log(0.25 / 0.5)) * 2.0**2
+    assert kl_loss(student, teacher, mask, temperature=2.0).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_ce_matches_a_hand_computation_and_ignores_padding() -> None:
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 1.0, 0.0], [9.0, 9.0, 9.0]]])
+    labels = torch.tensor([[0, 2, IGNORE]])
+    first = -math.log(math.exp(2) / (math.exp(2) + 2))
+    second = -math.log(1 / (math.e + 2))
+    assert ce_loss(logits, labels).item() == pytest.approx((first + second) / 2, rel=1e-6)
+
+
+def test_micro_batches_cover_each_epoch_once_across_ranks() -> None:
+    size, batch, world = 20, 3, 2
+    epoch = [row for micro in range(size // (batch * world)) for rank in range(world) for row in micro_batch(size, batch, world, rank, 7, micro)]
+    assert len(epoch) == len(set(epoch)) == 18
+    assert micro_batch(size, batch, world, 0, 7, 5) == micro_batch(size, batch, world, 0, 7, 5)
+
+
+@pytest.fixture(scope="module")
+def setup(ci_params: Params, ci_teacher: str):
+    corpus = load_mixture(ci_params.data.teacher_train, ci_params, "train").dataset.select(range(12))
+    teacher = load_whisper(ci_teacher, torch.device("cpu"))
+    return corpus, teacher
+
+
+def config(**changes) -> TrainingConfig:
+    base = dict(max_steps=4, batch_size=4, learning_rate=1e-3, warmup_steps=1, kl_weight=0.8, ce_weight=1.0, temperature=2.0, save_every=2, log_every=1, device="cpu")
+    return TrainingConfig(**{**base, **changes})
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_stop_and_resume_equals_training_straight_through(setup, tmp_path: Path) -> None:
+    corpus, teacher = setup
+    data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    straight = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "a", teacher=teacher.model)
+    stopped = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", teacher=teacher.model, until_step=2)
+    assert stopped.steps == 2 and not (tmp_path / "b" / "model").exists()
+    resumed = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", teacher=teacher.model)
+    assert resumed.steps == straight.steps == 4
+    assert resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-5)
+    a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    b = load_file(str(tmp_path / "b" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
+    fresh = make_student(teacher.model, "DW-1-1").state_dict()
+    assert any(not torch.allclose(a[key], fresh[key]) for key in a)  # training did change the weights
+
+
+class PoisonedData(Seq2SeqData):
+    """Fault injection: the batches of optimiser steps past `clean` carry NaN features."""
+
+    def __init__(self, *args, clean: int, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.calls, self.clean = 0, clean
+
+    def batch(self, rows, device):
+        self.calls += 1
+        batch = super().batch(rows, device)
+        if self.calls > self.clean:
+            batch["input_features"] = batch["input_features"] * float("nan")
+        return batch
+
+
+def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(setup, tmp_path: Path) -> None:
+    corpus, teacher = setup
+    data = PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=2)
+    with pytest.raises(TrainingDiverged, match=r"step 3.*step-0000002"):
+        train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path, teacher=teacher.model)
+    checkpoint = tmp_path / "checkpoints" / "step-0000002"
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002"]
+    before = {p.name: digest(p) for p in checkpoint.iterdir()}
+    weights = load_file(str(checkpoint / "model.safetensors"))
+    assert all(torch.isfinite(value).all() for value in weights.values())
+    with pytest.raises(TrainingDiverged):  # resuming hits the same bad data: still nothing overwritten
+        train(make_student(teacher.model, "DW-1-1"), teacher.processor, PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0), config(), tmp_path, teacher=teacher.model)
+    assert {p.name: digest(p) for p in checkpoint.iterdir()} == before
