@@ -48,8 +48,8 @@ class SyntheticCorpusParams:
     teacher_renditions: int = 3  # renditions of each teacher-training sentence
     pool_renditions: int = 2  # renditions of each distillation-pool sentence
     test_renditions: int = 1
-    test_fraction: float = 0.2  # share of each variety's sentences held out for testing
-    teacher_msa_fraction: float = 0.6  # share of MSA train sentences the teacher learns from
+    test_fraction: float = 0.2  # share of each variety's sentences in its test set (new voices)
+    teacher_msa_fraction: float = 0.6  # share of MSA sentences the teacher learns from
     teacher_dialect_fraction: float = 0.25  # ... and of each dialect's
     max_sentences_per_variety: int | None = None
     speed_wpm: tuple[int, int] = (125, 175)

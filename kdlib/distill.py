@@ -17,12 +17,13 @@ from pathlib import Path
 
 import datasets
 import torch
+from accelerate import PartialState
 
 from kdlib.cache import atomic_write_json, fingerprint
 from kdlib.config import Params, load_params, threshold_label
-from kdlib.filtering import write_filtered_sets
+from kdlib.filtering import load_filtered
 from kdlib.metrics import corpus_scores
-from kdlib.models import LoadedModel, load_whisper, parameter_count, resolve_device
+from kdlib.models import LoadedModel, cpu_only, load_whisper, parameter_count, resolve_device
 from kdlib.pseudo_label import latest_labels, teacher_digest
 from kdlib.students import make_student
 from kdlib.teacher import teacher_source
@@ -91,7 +92,9 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     result_file = directory / "result.json"
     if result_file.exists():
         return DistillResult(**json.loads(result_file.read_text()))
-    kept = datasets.load_from_disk(str(write_filtered_sets(labels_dir, (threshold,))[threshold_label(threshold)]))
+    state = PartialState(cpu=cpu_only(params.device))
+    with state.main_process_first():
+        kept = load_filtered(labels_dir, threshold)
     train_pairs, eval_pairs = split_eval(kept, params.distill.eval_fraction, params.distill.seed)
     label = threshold_label(threshold)
     if len(train_pairs) == 0:
@@ -115,7 +118,8 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     result = DistillResult(
         student, label, "trained", str(outcome.model_dir), len(train_pairs), len(eval_pairs), outcome.steps, outcome.final_loss, eval_wer, parameter_count(model)
     )
-    atomic_write_json(result_file, asdict(result))
+    if state.is_main_process:
+        atomic_write_json(result_file, asdict(result))
     return result
 
 
@@ -137,7 +141,8 @@ def main(argv: list[str] | None = None) -> None:
         results = [distill_one(params, args.student, threshold, resume=not args.no_resume)]
     else:
         results = distill_all(params)
-    print(json.dumps([asdict(r) for r in results], indent=1))
+    if PartialState().is_main_process:
+        print(json.dumps([asdict(r) for r in results], indent=1))
 
 
 if __name__ == "__main__":

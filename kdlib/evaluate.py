@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,7 @@ import torch
 
 from kdlib.audio import decode
 from kdlib.cache import fingerprint, replacing_file
-from kdlib.config import GenerationParams, Params
+from kdlib.config import Params
 from kdlib.data import Corpus, load_test_sets
 from kdlib.distill import distill_all
 from kdlib.metrics import corpus_scores, score_pairs
@@ -154,7 +154,7 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     rate = params.data.sampling_rate
     audio = [decode(a, rate).samples for a in first.select(range(min(clips, len(first))))["audio"]]
     seconds_of_audio = sum(len(a) for a in audio) / rate
-    single = GenerationParams(**{**params.evaluate.generation.__dict__, "batch_size": 1})
+    single = replace(params.evaluate.generation, batch_size=1)
     rows = []
     for entry in model_entries(params):
         loaded = load_whisper(entry.source, device, single, name=entry.name)

@@ -7,12 +7,13 @@ params (the paper's normalized + no-diacritics view by default) when pseudo-labe
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import datasets
 import pandas as pd
 
-from kdlib.cache import atomic_directory
+from kdlib.cache import atomic_write_json
 from kdlib.config import threshold_label
 
 WER_TOLERANCE = 1e-9  # so that a WER of exactly λ survives float round-off
@@ -53,19 +54,28 @@ def sweep_counts(frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: 
 
 
 def filtered_path(labels_dir: Path, threshold: float | None) -> Path:
-    """Where the training set kept by `threshold` lives, beside the pseudo-labels it comes from."""
-    return Path(labels_dir).parent / "filtered" / f"lambda-{threshold_label(threshold)}"
+    """The file listing the pairs `threshold` keeps, beside the pseudo-labels it comes from."""
+    return Path(labels_dir).parent / "filtered" / f"lambda-{threshold_label(threshold)}.json"
 
 
 def write_filtered_sets(labels_dir: Path, thresholds: tuple[float | None, ...]) -> dict[str, Path]:
-    """Write one training set per threshold of the sweep (what stage 03 trains on); cached."""
+    """Write one training set per threshold of the sweep (what stage 03 trains on), as the
+    ids of the kept pairs of the pseudo-labelled pool (no copy of the audio); cached."""
     labels = None
     paths = {}
     for threshold in thresholds:
         path = filtered_path(labels_dir, threshold)
-        if not (path / "dataset_info.json").exists():
+        if not path.exists():
             labels = labels if labels is not None else datasets.load_from_disk(str(labels_dir))
-            with atomic_directory(path) as temporary:
-                filter_pool(labels, threshold).save_to_disk(str(temporary))
+            kept = filter_pool(labels, threshold)
+            atomic_write_json(path, {"threshold": threshold, "kept": len(kept), "dropped": len(labels) - len(kept), "ids": list(kept["id"])})
         paths[threshold_label(threshold)] = path
     return paths
+
+
+def load_filtered(labels_dir: Path, threshold: float | None) -> datasets.Dataset:
+    """The training set of one threshold: the pseudo-labelled pool's rows it keeps."""
+    path = write_filtered_sets(labels_dir, (threshold,))[threshold_label(threshold)]
+    kept = set(json.loads(path.read_text())["ids"])
+    labels = datasets.load_from_disk(str(labels_dir))
+    return labels.select([i for i, clip_id in enumerate(labels["id"]) if clip_id in kept])

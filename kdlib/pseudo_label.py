@@ -157,8 +157,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params", help="params YAML file")
     args = parser.parse_args(argv)
-    path = pseudo_label(load_params(args.params))
-    print(json.dumps({"pseudo_labels": str(path)}))
+    params = load_params(args.params)
+    accelerator = Accelerator(cpu=cpu_only(params.device))
+    path = pseudo_label(params, accelerator)
+    if accelerator.is_main_process:
+        print(json.dumps({"pseudo_labels": str(path)}))
 
 
 if __name__ == "__main__":

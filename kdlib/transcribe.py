@@ -102,13 +102,13 @@ def transcribe(
     order = length_sorted(dataset)
     results: dict[int, Transcript] = {}
     audio_seconds = np.asarray(dataset["duration_s"], dtype=np.float64)
+    done_seconds = 0.0
     with tqdm(total=len(order), desc=description, unit="clip") as bar:
         started = time.perf_counter()
         for batch in batches(order, generation.batch_size):
             for index, transcript in zip(batch, transcribe_rows(loaded, dataset, batch, generation)):
                 results[index] = transcript
+            done_seconds += float(audio_seconds[list(batch)].sum())
             bar.update(len(batch))
-            elapsed = time.perf_counter() - started
-            done = [i for i in results]
-            bar.set_postfix(audio_s_per_s=f"{audio_seconds[done].sum() / max(elapsed, 1e-9):.1f}")
+            bar.set_postfix(audio_s_per_s=f"{done_seconds / max(time.perf_counter() - started, 1e-9):.1f}")
     return [results[index] for index in range(len(dataset))]

@@ -25,6 +25,8 @@ from kdlib.run import notebook_params
 cfg = notebook_params(params_file, params)
 
 # %%
+import json
+
 import datasets
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -70,7 +72,7 @@ plt.show()
 
 # %%
 paths = write_filtered_sets(labels_dir, cfg.filter.thresholds)
-pd.DataFrame([{"λ": label, "training set": str(path), "pairs": len(datasets.load_from_disk(str(path)))} for label, path in paths.items()])
+pd.DataFrame([{"λ": label, "training set (kept ids)": str(path), "pairs": json.loads(path.read_text())["kept"]} for label, path in paths.items()])
 
 # %% [markdown]
 # ## Student WER vs λ (the paper's threshold plot)

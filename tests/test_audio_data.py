@@ -126,15 +126,19 @@ def test_hub_source_maps_its_columns(ci_params: Params, tmp_path: Path, monkeypa
     assert decode(corpus.dataset[0]["audio"]).original_rate == 16_000
 
 
-def test_synthetic_plan_holds_test_sentences_out(ci_params: Params) -> None:
+def test_synthetic_plan_splits_sentences_and_voices(ci_params: Params) -> None:
     plan = synth.plan_utterances(ci_params.data.synthetic)
-    test_texts = {u.text for u in plan if u.split.startswith("test_")}
-    train_texts = {u.text for u in plan if not u.split.startswith("test_")}
-    assert test_texts and train_texts and not test_texts & train_texts
     teacher = {u.text for u in plan if u.split == synth.TEACHER_SPLIT}
     pool = {u.text for u in plan if u.split == synth.POOL_SPLIT}
-    assert teacher < pool  # the teacher saw a subset of the pool's sentences, in other voices
+    tests = [u for u in plan if u.split.startswith("test_")]
+    assert teacher < pool  # the teacher saw a share of the pool's sentences (in other renditions)
+    assert {u.text for u in tests} - teacher, "some test sentences must be unknown to the teacher"
+    assert len({u.id for u in plan}) == len(plan)
     assert {u.variety for u in plan} == {"MSA", "ALG", "JOR", "PAL", "UAE", "YEM"}
+    assert all(u.split == synth.test_split(u.variety) for u in tests)
+    msa = [u for u in plan if u.variety == "MSA"]
+    share = {split: len({u.text for u in msa if u.split == split}) for split in (synth.TEACHER_SPLIT, synth.POOL_SPLIT)}
+    assert share[synth.TEACHER_SPLIT] == round(share[synth.POOL_SPLIT] * ci_params.data.synthetic.teacher_msa_fraction)
 
 
 def test_synthetic_corpus_is_built_once_and_cached(ci_params: Params) -> None:

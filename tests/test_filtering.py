@@ -45,3 +45,16 @@ def test_sweep_counts_add_up() -> None:
     # kept counts never decrease as λ grows
     alls = counts[counts["variety"] == "all"].set_index("threshold")["kept"]
     assert list(alls[["10", "20", "80", "none"]]) == sorted(alls)
+
+
+def test_filtered_sets_are_written_per_threshold_and_may_be_empty(tmp_path) -> None:
+    import datasets
+
+    from kdlib.filtering import load_filtered, write_filtered_sets
+
+    labels_dir = tmp_path / "pseudo" / "dataset"
+    datasets.Dataset.from_dict({"id": ["a", "b", "c"], "teacher_wer": [0.05, 0.5, 1.2]}).save_to_disk(str(labels_dir))
+    paths = write_filtered_sets(labels_dir, (1.0, 10.0, 80.0, None))
+    assert set(paths) == {"1", "10", "80", "none"}
+    assert [len(load_filtered(labels_dir, t)) for t in (1.0, 10.0, 80.0, None)] == [0, 1, 2, 3]
+    assert list(load_filtered(labels_dir, 80.0)["id"]) == ["a", "b"]

@@ -1,0 +1,87 @@
+"""Stage 01: a killed run resumes to the same dataset; 2 processes (gloo) give the 1-process result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import datasets
+import pandas as pd
+import pytest
+
+from kdlib.config import Params, load_params
+from kdlib.data import load_mixture
+from kdlib.pseudo_label import merge, plan_run, pseudo_label
+
+from conftest import with_overrides
+
+COLUMNS = ["id", "text", "pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_wer", "teacher_cer"]
+
+
+def labels_frame(path: Path) -> pd.DataFrame:
+    return datasets.load_from_disk(str(path)).remove_columns("audio").to_pandas()[COLUMNS]
+
+
+@pytest.fixture(scope="module")
+def reference(ci_params: Params, ci_teacher: str) -> pd.DataFrame:
+    """The uninterrupted single-process result."""
+    return labels_frame(pseudo_label(ci_params))
+
+
+def test_every_clip_is_labelled_once_with_its_wer(reference: pd.DataFrame, ci_params: Params) -> None:
+    pool = load_mixture(ci_params.data.train, ci_params, "train").dataset
+    assert reference["id"].tolist() == pool["id"]
+    assert reference["teacher_wer"].between(0, 50).all() and (reference["pseudo_tokens"] == reference["pseudo_token_ids"].map(len)).all()
+
+
+def test_merge_refuses_missing_or_duplicated_chunks(ci_params: Params, ci_teacher: str, reference: pd.DataFrame) -> None:
+    pool = load_mixture(ci_params.data.train, ci_params, "train").dataset
+    run = plan_run(ci_params, pool, ci_teacher)
+    chunks = sorted(run.chunks.glob("chunk-*.parquet"))
+    with pytest.raises(RuntimeError, match="exactly once"):
+        merge(run, pool, len(chunks) - 1)
+
+
+def launch(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_killed_run_resumes_without_redoing_chunks(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path) -> None:
+    params_file = with_overrides(ci_yaml, tmp_path / "killed.yaml", run_dir=str(tmp_path / "runs"))
+    params = load_params(params_file)
+    pool = load_mixture(params.data.train, params, "train").dataset
+    run = plan_run(params, pool, ci_teacher)
+    process = launch(["-m", "kdlib.pseudo_label", str(params_file)], tmp_path)
+    deadline = time.time() + 120
+    while not list(run.chunks.glob("chunk-*.parquet")) and time.time() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in run.chunks.glob("chunk-*.parquet")}
+    assert done and not run.is_complete(), "the run should have been killed part-way"
+    total = len(list(range(0, len(pool), params.pseudo_label.chunk_size)))
+    assert len(done) < total
+    assert pseudo_label(params) == run.merged
+    after = {p.name: p.stat().st_mtime_ns for p in run.chunks.glob("chunk-*.parquet")}
+    assert all(after[name] == stamp for name, stamp in done.items())  # finished chunks were not redone
+    assert len(after) == total
+    pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
+
+
+def test_two_processes_give_the_single_process_result(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path) -> None:
+    params_file = with_overrides(ci_yaml, tmp_path / "two.yaml", run_dir=str(tmp_path / "runs"))
+    command = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdlib.pseudo_label", str(params_file)]
+    process = launch(command, tmp_path)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    params = load_params(params_file)
+    pool = load_mixture(params.data.train, params, "train").dataset
+    run = plan_run(params, pool, ci_teacher)
+    assert "pseudo-labelling [1]" in output  # the second process did its share
+    pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
