@@ -51,7 +51,9 @@ def build_processor(texts: list[str], settings: TeacherTrainingParams, sampling_
     merges = [tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=settings.max_target_positions)
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in SPECIALS if t != "<|endoftext|>"]})
-    extractor = WhisperFeatureExtractor(feature_size=80, sampling_rate=sampling_rate, chunk_length=settings.chunk_length_s)
+    extractor = WhisperFeatureExtractor(
+        feature_size=80, sampling_rate=sampling_rate, chunk_length=settings.chunk_length_s, hop_length=settings.hop_length
+    )
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
