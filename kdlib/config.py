@@ -83,7 +83,6 @@ class TeacherTrainingParams:
     vocab_size: int = 400  # byte-level BPE learnt on the training text, plus Whisper's specials
     chunk_length_s: int = 8  # the model's audio window (Whisper: 30 s)
     hop_length: int = 160  # log-mel frame shift in samples (Whisper: 160, i.e. 10 ms)
-    ctc_weight: float = 0.0  # auxiliary CTC loss on the encoder (hybrid CTC/attention training)
     max_target_positions: int = 96
     steps: int = 1200
     batch_size: int = 16

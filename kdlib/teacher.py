@@ -83,6 +83,11 @@ def new_model(processor: WhisperProcessor, settings: TeacherTrainingParams) -> W
     )
     torch.manual_seed(settings.seed)
     model = WhisperForConditionalGeneration(config)
+    for conv in (model.model.encoder.conv1, model.model.encoder.conv2):
+        # He init: with Whisper's std 0.02 the audio drowns under the positional sinusoids and a
+        # model trained from scratch learns a language model that ignores it
+        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
+        torch.nn.init.zeros_(conv.bias)
     model.generation_config = GenerationConfig(
         decoder_start_token_id=ids["<|startoftranscript|>"],
         eos_token_id=ids["<|endoftext|>"],
@@ -110,7 +115,7 @@ def train_teacher(params: Params) -> Path:
     """Train the small teacher on `data.teacher_train` (cached by every input that shapes it)."""
     settings = params.teacher.train
     corpus = load_mixture(params.data.teacher_train, params, "train")
-    key = fingerprint("teacher-v1", settings, corpus.dataset._fingerprint, params.data.sampling_rate)
+    key = fingerprint("teacher-v2", settings, corpus.dataset._fingerprint, params.data.sampling_rate)
     root = params.cache_path / "teacher" / key
     if (root / "model" / "model.safetensors").exists():
         return root / "model"

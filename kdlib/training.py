@@ -146,13 +146,11 @@ def train(
     resume: bool = True,
     description: str = "training",
     until_step: int | None = None,
-    auxiliary: torch.nn.Module | None = None,
 ) -> TrainingResult:
     """Train `student` for `config.max_steps` optimiser steps; write `output_dir/model` when done.
 
     `until_step` stops early (after checkpointing), as a time-boxed or preempted job would;
-    a later call with `resume=True` continues the same schedule exactly. `auxiliary`, if
-    given, is a module `(outputs, batch) -> (loss, name)` trained along (its loss is added).
+    a later call with `resume=True` continues the same schedule exactly.
     """
     output_dir = Path(output_dir)
     accelerator = Accelerator(
@@ -167,12 +165,9 @@ def train(
     if config.gradient_checkpointing:
         student.gradient_checkpointing_enable()
     student.config.use_cache = False
-    trainable = list(student.parameters()) + (list(auxiliary.parameters()) if auxiliary is not None else [])
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
     model, optimizer = accelerator.prepare(student, optimizer)
-    if auxiliary is not None:
-        auxiliary.to(accelerator.device).train()
     if teacher is not None:
         teacher.to(accelerator.device).eval().requires_grad_(False)
     checkpoints = output_dir / "checkpoints"
@@ -192,7 +187,7 @@ def train(
             rows = micro_batch(len(data), config.batch_size, accelerator.num_processes, accelerator.process_index, config.seed, micro)
             batch = data.batch(rows, accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
-                loss, parts = _loss(model, teacher, batch, config, auxiliary)
+                loss, parts = _loss(model, teacher, batch, config)
                 if not torch.isfinite(loss):
                     bar.close()
                     kept = latest_checkpoint(checkpoints)
@@ -240,7 +235,7 @@ def train(
     return TrainingResult(model_dir, step, loss_value, history)
 
 
-def _loss(model, teacher, batch, config: TrainingConfig, auxiliary=None) -> tuple[torch.Tensor, dict[str, float]]:
+def _loss(model, teacher, batch, config: TrainingConfig) -> tuple[torch.Tensor, dict[str, float]]:
     need_hidden = config.hidden_weight > 0
     labels = batch["labels"]
     out = model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"], output_hidden_states=need_hidden)
@@ -262,10 +257,6 @@ def _loss(model, teacher, batch, config: TrainingConfig, auxiliary=None) -> tupl
             hidden = hidden_loss(out, teacher_out)
             loss = loss + config.hidden_weight * hidden
             parts["hidden"] = hidden.item()
-    if auxiliary is not None:
-        extra, name = auxiliary(out, batch)
-        loss = loss + extra
-        parts[name] = extra.item()
     parts["loss"] = loss.item()
     return loss, parts
 

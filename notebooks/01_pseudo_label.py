@@ -49,7 +49,7 @@ print(f"profile: {cfg.profile}   run dir: {cfg.run_path}   teacher: {cfg.teacher
 # %%
 pool = data.load_mixture(cfg.data.train, cfg, "train")
 tests = data.load_test_sets(cfg)
-sets = [("train", name, part) for name, part in [("pool", pool)]] + [("test", name, corpus) for name, corpus in tests.items()]
+sets = [("train", "pool", pool), *(("test", name, corpus) for name, corpus in tests.items())]
 overview = pd.DataFrame(
     [
         {
