@@ -28,7 +28,7 @@ from kdlib.pseudo_label import latest_labels, teacher_digest
 from kdlib.students import make_student
 from kdlib.teacher import teacher_source
 from kdlib.text import NormalizationConfig
-from kdlib.training import Seq2SeqData, TrainingConfig, train
+from kdlib.training import Seq2SeqData, TeacherLogitCache, TrainingConfig, train
 from kdlib.transcribe import transcribe
 
 
@@ -104,6 +104,9 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     model = make_student(teacher.model, student)
     config = training_config(params)
     data = Seq2SeqData(train_pairs, "pseudo_label", teacher.processor, config.language, config.task)
+    if params.distill.cache_teacher_logits:
+        with state.main_process_first():
+            data.teacher_logits = TeacherLogitCache(directory / "teacher_logits").build(teacher.model, data)
     normalization = NormalizationConfig.from_dict(params.normalization)
 
     def evaluate(current) -> dict[str, float]:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_linear_schedule_with_warmup
 
 from kdlib.audio import decode
-from kdlib.cache import atomic_directory, atomic_write_json
+from kdlib.cache import atomic_directory, atomic_write_json, replacing_file
 from kdlib.models import cpu_only, prompt_ids, target_ids
 
 IGNORE = -100
@@ -111,6 +111,7 @@ class Seq2SeqData:
         self.processor = processor
         prompt = prompt_ids(processor, language, task)
         self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
+        self.teacher_logits: TeacherLogitCache | None = None  # when set, batches carry the teacher's logits
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -126,7 +127,49 @@ class Seq2SeqData:
         for i, sequence in enumerate(sequences):
             inputs[i, : len(sequence) - 1] = torch.tensor(sequence[:-1])
             labels[i, : len(sequence) - 1] = torch.tensor(sequence[1:])
-        return {"input_features": features.to(device), "decoder_input_ids": inputs.to(device), "labels": labels.to(device)}
+        batch = {"input_features": features.to(device), "decoder_input_ids": inputs.to(device), "labels": labels.to(device)}
+        if self.teacher_logits is not None:
+            batch["teacher_logits"] = self.teacher_logits.batch(rows, width).to(device)
+        return batch
+
+
+class TeacherLogitCache:
+    """The teacher's logits on every training row, computed once and kept on disk (float16).
+
+    Each row's logits over the full vocabulary (one file per row, safetensors) are what the
+    KL term needs, so the teacher need not run during training. The cost is
+    vocabulary × 2 bytes per target token: right for small pools and vocabularies (tiny);
+    at the paper's scale (51,865 tokens) compute the teacher's logits on the fly instead.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+
+    def path(self, row: int) -> Path:
+        return self.directory / f"row-{row:07d}.safetensors"
+
+    @torch.inference_mode()
+    def build(self, teacher: WhisperForConditionalGeneration, data: Seq2SeqData, batch_size: int = 16) -> "TeacherLogitCache":
+        """Compute the missing rows' logits (resumable: rows already on disk are skipped)."""
+        missing = [row for row in range(len(data)) if not self.path(row).exists()]
+        device = next(teacher.parameters()).device
+        for start in tqdm(range(0, len(missing), batch_size), desc="caching teacher logits", disable=not missing):
+            rows = missing[start : start + batch_size]
+            batch = data.batch(rows, device)
+            logits = teacher(input_features=batch["input_features"].to(teacher.dtype), decoder_input_ids=batch["decoder_input_ids"]).logits
+            for i, row in enumerate(rows):
+                length = len(data.targets[row]) - 1
+                with replacing_file(self.path(row)) as temporary:
+                    save_file({"logits": logits[i, :length].to(torch.float16).cpu().contiguous()}, str(temporary))
+        return self
+
+    def batch(self, rows: list[int], width: int) -> torch.Tensor:
+        """The rows' logits, padded to `width` target positions (padding is masked in the loss)."""
+        tensors = [load_file(str(self.path(row)))["logits"] for row in rows]
+        padded = torch.zeros(len(rows), width, tensors[0].shape[-1])
+        for i, tensor in enumerate(tensors):
+            padded[i, : len(tensor)] = tensor.float()
+        return padded
 
 
 def mixed_precision(preference: str) -> str:
@@ -243,14 +286,17 @@ def _loss(model, teacher, batch, config: TrainingConfig) -> tuple[torch.Tensor, 
     loss = config.ce_weight * ce
     parts = {"ce": ce.item()}
     if teacher is not None and (config.kl_weight > 0 or need_hidden):
-        with torch.no_grad():
-            teacher_out = teacher(
-                input_features=batch["input_features"].to(teacher.dtype),
-                decoder_input_ids=batch["decoder_input_ids"],
-                output_hidden_states=need_hidden,
-            )
+        teacher_logits = batch.get("teacher_logits")
+        if teacher_logits is None or need_hidden:
+            with torch.no_grad():
+                teacher_out = teacher(
+                    input_features=batch["input_features"].to(teacher.dtype),
+                    decoder_input_ids=batch["decoder_input_ids"],
+                    output_hidden_states=need_hidden,
+                )
+            teacher_logits = teacher_out.logits if teacher_logits is None else teacher_logits
         if config.kl_weight > 0:
-            kl = kl_loss(out.logits, teacher_out.logits, (labels != IGNORE).float(), config.temperature)
+            kl = kl_loss(out.logits, teacher_logits, (labels != IGNORE).float(), config.temperature)
             loss = loss + config.kl_weight * kl
             parts["kl"] = kl.item()
         if need_hidden:

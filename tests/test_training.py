@@ -15,7 +15,7 @@ from kdlib.config import Params
 from kdlib.data import load_mixture
 from kdlib.models import load_whisper
 from kdlib.students import make_student
-from kdlib.training import IGNORE, Seq2SeqData, TrainingConfig, TrainingDiverged, ce_loss, kl_loss, micro_batch, train
+from kdlib.training import IGNORE, Seq2SeqData, TeacherLogitCache, TrainingConfig, TrainingDiverged, ce_loss, kl_loss, micro_batch, train
 
 
 def test_kl_of_identical_distributions_is_zero_and_positive_otherwise() -> None:
@@ -109,3 +109,16 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(set
     with pytest.raises(TrainingDiverged):  # resuming hits the same bad data: still nothing overwritten
         train(make_student(teacher.model, "DW-1-1"), teacher.processor, PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0), config(), tmp_path, teacher=teacher.model)
     assert {p.name: digest(p) for p in checkpoint.iterdir()} == before
+
+
+def test_cached_teacher_logits_train_exactly_like_logits_on_the_fly(setup, tmp_path: Path) -> None:
+    corpus, teacher = setup
+    on_the_fly = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    cached = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    cached.teacher_logits = TeacherLogitCache(tmp_path / "logits").build(teacher.model, cached)
+    assert len(list((tmp_path / "logits").glob("row-*.safetensors"))) == len(corpus)
+    short = config(max_steps=2, save_every=0)
+    a = train(make_student(teacher.model, "DW-1-1"), teacher.processor, on_the_fly, short, tmp_path / "a", teacher=teacher.model)
+    b = train(make_student(teacher.model, "DW-1-1"), teacher.processor, cached, short, tmp_path / "b", teacher=teacher.model)
+    assert [round(r["kl"], 3) for r in a.history] == [round(r["kl"], 3) for r in b.history]  # float16 storage
+    assert b.final_loss == pytest.approx(a.final_loss, rel=1e-3)
