@@ -263,7 +263,8 @@ def train(
             save_checkpoint(checkpoints, step, accelerator.unwrap_model(model), optimizer, scheduler, history, config.keep_checkpoints)
         accelerator.wait_for_everyone()
     bar.close()
-    accelerator.end_training()
+    for tracker in accelerator.trackers:  # not end_training(): that destroys the process group, and
+        tracker.finish()  # one launch may train several students in a row
     if step < config.max_steps:
         return TrainingResult(latest_checkpoint(checkpoints) or output_dir, step, loss_value, history)
     model_dir = output_dir / "model"

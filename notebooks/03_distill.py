@@ -76,7 +76,7 @@ shown
 # %%
 histories = []
 for result in results.itertuples():
-    if result.model_dir:
+    if pd.notna(result.model_dir):  # a λ that keeps no pair trains no student
         history = pd.DataFrame(json.loads((Path(result.model_dir).parent / "history.json").read_text()))
         histories.append(history.assign(run=f"{result.student} λ={result.threshold}"))
 history = pd.concat(histories, ignore_index=True)
