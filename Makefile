@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get install -y -q espeak-ng || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0  # the CPU wheel; see README for GPUs
+	$(PY) -m pip install -q torch==2.13.0  # here: the CPU wheel on local disk; see README for GPUs
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 

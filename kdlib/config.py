@@ -152,6 +152,7 @@ class DistillParams:
     gradient_checkpointing: bool = False
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
     cache_teacher_logits: bool = False
+    deterministic: bool = True  # deterministic kernels: bit-identical reruns (slower on GPUs)
     seed: int = 0
 
 
@@ -168,7 +169,6 @@ class Params:
     run_dir: str
     reports_dir: str
     cache_dir: str = ".cache/kdlib"
-    seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataParams = DataParams()
     normalization: Mapping[str, bool] = field(default_factory=dict)
@@ -359,9 +359,10 @@ def _check_semantics(params: Params, source: str) -> None:
             )
     if params.filter.selected not in params.filter.thresholds:
         raise ParamsError(f"{source}: filter.selected must be one of filter.thresholds")
-    names = [spec.name for spec in (*params.data.train, *params.data.test, *params.data.teacher_train)]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    if duplicates:
-        raise ParamsError(f"{source}: dataset name {duplicates[0]!r} is used twice")
+    for role in ("teacher_train", "train", "test"):
+        names = [spec.name for spec in getattr(params.data, role)]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ParamsError(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")
     if params.teacher.source == "train" and not params.data.teacher_train:
         raise ParamsError(f"{source}: teacher.source is 'train' but data.teacher_train is empty")

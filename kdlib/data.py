@@ -9,6 +9,7 @@ out of training, and every skip is returned in a table that the reports count.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -100,19 +101,35 @@ def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
 def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     """Load, screen and standardise one set; cached on disk by its inputs."""
     data = params.data
-    key = fingerprint("prepared-v1", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips)
+    key = fingerprint("prepared-v2", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips)
     raw = load_raw(spec, params)
-    target = params.cache_path / "prepared" / f"{spec.name}-{fingerprint(key, raw._fingerprint)}"
+    target = params.cache_path / "prepared" / f"{spec.name}-{fingerprint(key, raw._fingerprint, _local_files(raw, spec))}"
     if not (target / "dataset" / "dataset_info.json").exists():
         _screen_to_disk(raw, spec, data, purpose, target)
     return Corpus(datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str))
 
 
+def _local_files(raw: datasets.Dataset, spec: DatasetSpec) -> list[tuple[str, int, int]]:
+    """Size and modification time of a local set's audio files: replaced audio is prepared anew."""
+    if spec.source != "local":
+        return []
+    paths = [cell["path"] for cell in raw[spec.audio_column]]
+    return [(path, stat.st_size, stat.st_mtime_ns) for path in paths if (stat := _stat(path)) is not None]
+
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
+
+
 def _screen_to_disk(raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, purpose: Purpose, target: Path) -> None:
     rows: dict[str, list] = {name: [] for name in features(data.sampling_rate)}
     skipped: list[dict[str, str]] = []
+    seen: dict[str, int] = {}
     for index, example in enumerate(raw):
-        clip_id = str(example[spec.id_column]) if spec.id_column else str(example.get("id") or f"{spec.name}-{index:06d}")
+        clip_id = _unique_id(spec, example, index, seen)
         text = (example[spec.text_column] or "").strip()
         variety = spec.variety or (example[spec.variety_column] if spec.variety_column else "unknown")
         try:
@@ -141,6 +158,15 @@ def _screen_to_disk(raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, 
     with atomic_directory(target) as temporary:
         dataset.save_to_disk(str(temporary / "dataset"))
         atomic_write_text(temporary / "skipped.csv", pd.DataFrame(skipped, columns=SKIP_COLUMNS).to_csv(index=False))
+
+
+def _unique_id(spec: DatasetSpec, example: dict, index: int, seen: dict[str, int]) -> str:
+    """`<set name>/<source id>` (the row number if the source has none); a repeated source id
+    gets `#2`, `#3`, … so that every clip of a mixture has its own id."""
+    source_id = example[spec.id_column] if spec.id_column else example.get("id")
+    clip_id = f"{spec.name}/{source_id if source_id not in (None, '') else f'{index:06d}'}"
+    seen[clip_id] = seen.get(clip_id, 0) + 1
+    return clip_id if seen[clip_id] == 1 else f"{clip_id}#{seen[clip_id]}"
 
 
 def load_mixture(specs: tuple[DatasetSpec, ...], params: Params, purpose: Purpose) -> Corpus:

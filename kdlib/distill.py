@@ -1,18 +1,20 @@
 """Stage 03: distil DW-e-d students from the teacher on the pseudo-labels kept by each threshold λ.
 
-Loss = kl_weight · KL(teacher ‖ student) at temperature T (teacher logits computed on the fly,
-on the pseudo-label as decoder input) + ce_weight · CE on the pseudo-labels
+Loss = kl_weight · KL(teacher ‖ student) at temperature T (teacher logits on the pseudo-label as
+decoder input, computed on the fly or, with `cache_teacher_logits`, once and kept on disk) + ce_weight · CE on the pseudo-labels
 (+ hidden_weight · MSE of the last hidden states). A held-out share of the kept pairs
 gives the periodic eval WER (against the references). Runs under `accelerate launch`
 (`python -m kdlib.distill PARAMS [--student DW-2-2 --threshold 80]`); every run is
-resumable from its last checkpoint and cached by its inputs once finished.
+resumable from its last checkpoint and cached by its inputs once finished (the logging and
+checkpoint cadence and the list of runs are not inputs: adding a student retrains no other).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import datasets
@@ -47,29 +49,10 @@ class DistillResult:
 
 
 def training_config(params: Params) -> TrainingConfig:
-    d = params.distill
-    return TrainingConfig(
-        max_steps=d.max_steps,
-        batch_size=d.batch_size,
-        learning_rate=d.learning_rate,
-        warmup_steps=d.warmup_steps,
-        weight_decay=d.weight_decay,
-        max_grad_norm=d.max_grad_norm,
-        gradient_accumulation_steps=d.gradient_accumulation_steps,
-        kl_weight=d.kl_weight,
-        ce_weight=d.ce_weight,
-        hidden_weight=d.hidden_weight,
-        temperature=d.temperature,
-        log_every=d.log_every,
-        eval_every=d.eval_every,
-        save_every=d.save_every,
-        mixed_precision=d.mixed_precision,
-        gradient_checkpointing=d.gradient_checkpointing,
-        language=params.pseudo_label.generation.language,
-        task=params.pseudo_label.generation.task,
-        device=params.device,
-        seed=d.seed,
-    )
+    """The training loop's settings: the distillation params of the same names, plus context."""
+    shared = {f.name: getattr(params.distill, f.name) for f in fields(TrainingConfig) if hasattr(params.distill, f.name)}
+    generation = params.pseudo_label.generation
+    return TrainingConfig(**shared, language=generation.language, task=generation.task, device=params.device)
 
 
 def split_eval(pairs: datasets.Dataset, fraction: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:
@@ -87,12 +70,20 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     """Distil one student on the pairs kept by one threshold (or reuse the finished run)."""
     labels_dir = latest_labels(params)
     teacher_path = teacher_source(params)
-    key = fingerprint("distill-v1", teacher_digest(teacher_path), str(labels_dir), student, threshold, params.distill, params.normalization)
+    recipe = replace(training_config(params), log_every=0, eval_every=0, save_every=0, keep_checkpoints=0)
+    key = fingerprint(
+        "distill-v2", teacher_digest(teacher_path), str(labels_dir), student, threshold, recipe,
+        params.distill.eval_fraction, params.distill.cache_teacher_logits, params.normalization,
+    )
     directory = run_dir(params, student, threshold, key)
     result_file = directory / "result.json"
+    state = PartialState(cpu=cpu_only(params.device))
+    if not resume and state.is_main_process:  # start from scratch: forget the finished result and checkpoints
+        result_file.unlink(missing_ok=True)
+        shutil.rmtree(directory / "checkpoints", ignore_errors=True)
+    state.wait_for_everyone()
     if result_file.exists():
         return DistillResult(**json.loads(result_file.read_text()))
-    state = PartialState(cpu=cpu_only(params.device))
     with state.main_process_first():
         kept = load_filtered(labels_dir, threshold)
     train_pairs, eval_pairs = split_eval(kept, params.distill.eval_fraction, params.distill.seed)

@@ -32,6 +32,7 @@ from typing import Iterable, Mapping, Sequence
 import pandas as pd
 
 from kdlib.metrics import ErrorCounts, utterance_counts, word_alignment
+from kdlib.resources import load_lexicon_rows
 from kdlib.text import NormalizationConfig, normalize
 
 CORRECT = "correct"
@@ -42,7 +43,6 @@ DIALECTAL = "dialectal"
 SUBSTITUTION = "substitution"
 CATEGORIES = (CORRECT, EMPTY, HALLUCINATION, INCOMPLETE, DIALECTAL, SUBSTITUTION)
 
-LEXICON_HEADER = ("concept", "variety", "form")
 
 
 @dataclass(frozen=True)
@@ -110,22 +110,9 @@ class DialectLexicon:
         return cls(frozen, config)
 
     @classmethod
-    def from_tsv(
-        cls, path: str | Path, config: NormalizationConfig = NormalizationConfig()
-    ) -> DialectLexicon:
-        """From a UTF-8 TSV file with header ``concept<TAB>variety<TAB>form``; blank lines are skipped."""
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-        if not lines or tuple(field.strip() for field in lines[0].split("\t")) != LEXICON_HEADER:
-            raise ValueError(f"{path}: the header must be {'<TAB>'.join(LEXICON_HEADER)}")
-        rows = []
-        for number, line in enumerate(lines[1:], start=2):
-            if not line.strip():
-                continue
-            fields = line.split("\t")
-            if len(fields) != len(LEXICON_HEADER):
-                raise ValueError(f"{path}:{number}: expected 3 tab-separated fields, got {len(fields)}")
-            rows.append((fields[0], fields[1], fields[2]))
-        return cls.from_rows(rows, config)
+    def from_tsv(cls, path: str | Path, config: NormalizationConfig = NormalizationConfig()) -> DialectLexicon:
+        """From a UTF-8 TSV file with header ``concept<TAB>variety<TAB>form`` (blank lines skipped)."""
+        return cls.from_rows(load_lexicon_rows(Path(path)), config)
 
     def same_concept_other_variety(self, ref_word: str, hyp_word: str) -> bool:
         """Whether the words express a common concept but share no variety in which they do

@@ -104,7 +104,9 @@ def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
     """Tidy corpus-level scores: one row per model, test set and view (WER, CER as fractions)."""
     config = NormalizationConfig.from_dict(params.normalization)
     rows = []
-    for (model, dataset, variety), part in predictions.groupby(["model", "dataset", "variety"], sort=False):
+    for (model, dataset), part in predictions.groupby(["model", "dataset"], sort=False):
+        varieties = part["variety"].unique()
+        variety = varieties[0] if len(varieties) == 1 else "mixed"  # a set of several varieties counts as one
         for view in VIEWS:
             scores = corpus_scores(part["reference"].tolist(), part["hypothesis"].tolist(), view, config)
             rows.append({"model": model, "dataset": dataset, "variety": variety, "view": view, **scores})
@@ -150,7 +152,9 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     """
     device = resolve_device(params.device)
     clips = clips or params.evaluate.latency_clips
-    first = next(iter(load_test_sets(params).values())).dataset
+    first = next((corpus.dataset for corpus in load_test_sets(params).values() if len(corpus.dataset)), None)
+    if first is None:
+        raise ValueError("every test set is empty after screening: nothing to time")
     rate = params.data.sampling_rate
     audio = [decode(a, rate).samples for a in first.select(range(min(clips, len(first))))["audio"]]
     seconds_of_audio = sum(len(a) for a in audio) / rate

@@ -116,6 +116,8 @@ def pseudo_label(params: Params, accelerator: Accelerator | None = None) -> Path
     with accelerator.main_process_first():
         pool = load_mixture(params.data.train, params, "train").dataset
         teacher = teacher_source(params)
+    if len(pool) == 0:
+        raise ValueError("the distillation pool is empty after screening: see the skipped clips of 01_pseudo_label")
     run = plan_run(params, pool, teacher)
     if run.is_complete():
         return run.merged

@@ -7,8 +7,8 @@ repository root, with the validated params injected, into `<reports_dir>/NN_name
 and rendered to `NN_name.html`; wall times and statuses go to `run_log.json`, and
 `index.html` links everything with the headline table and the figures.
 
-Papermill, jupytext, nbconvert, pandas and torch are imported where they are used, so that
-notebooks importing `notebook_params` start quickly.
+Papermill, jupytext, nbconvert and torch are imported where they are used, so that notebooks
+importing `notebook_params` start quickly.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kdlib.config import Params, ParamsError, load_params, params_from_dict, params_to_dict
+from kdlib.config import Params, load_params, params_from_dict, params_to_dict
 from kdlib.cache import atomic_write_json, atomic_write_text
 
 NOTEBOOKS: tuple[str, ...] = (

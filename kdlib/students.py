@@ -3,7 +3,8 @@
 As in distil-whisper, everything but the transformer layers (convolutional front end,
 positional and token embeddings, final layer norms, the tied output projection) is copied
 from the teacher, and the student's layers are copies of maximally spaced teacher layers,
-first and last always kept: `numpy.linspace(0, L - 1, n)` truncated to integers. For
+first and last kept: `numpy.linspace(0, L - 1, n)` truncated to integers (a one-layer side
+keeps the teacher's last layer, the one its output projection was trained on). For
 whisper-large-v2 (32 + 32 layers): DW-32-16 keeps every encoder layer and decoder layers
 0, 2, 4, …, 28, 31; DW-16-16 keeps 0, 2, …, 28, 31 on both sides; DW-8-8 keeps
 0, 4, 8, 13, 17, 22, 26, 31 on both sides.
@@ -12,12 +13,9 @@ whisper-large-v2 (32 + 32 layers): DW-32-16 keeps every encoder layer and decode
 from __future__ import annotations
 
 import copy
-from pathlib import Path
-
 import numpy as np
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from transformers import WhisperForConditionalGeneration
 
-from kdlib.cache import atomic_directory
 from kdlib.config import parse_student
 
 
@@ -52,11 +50,3 @@ def make_student(teacher: WhisperForConditionalGeneration, name: str) -> Whisper
     student.load_state_dict(state)
     student.generation_config = copy.deepcopy(teacher.generation_config)
     return student
-
-
-def save_student(student: WhisperForConditionalGeneration, processor: WhisperProcessor, directory: Path) -> Path:
-    """Save as a normal transformers checkpoint (safetensors) that `from_pretrained` loads."""
-    with atomic_directory(directory) as temporary:
-        student.save_pretrained(temporary, safe_serialization=True)
-        processor.save_pretrained(temporary)
-    return Path(directory)

@@ -10,10 +10,12 @@ processor, generation config) and loaded through the same code as whisper-large-
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     GenerationConfig,
@@ -25,8 +27,9 @@ from transformers import (
 )
 
 from kdlib.cache import atomic_directory, fingerprint
-from kdlib.config import Params, TeacherTrainingParams
+from kdlib.config import Params, TeacherTrainingParams, load_params
 from kdlib.data import load_mixture
+from kdlib.models import cpu_only
 from kdlib.training import Seq2SeqData, TrainingConfig, train
 
 LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
@@ -119,6 +122,11 @@ def train_teacher(params: Params) -> Path:
     root = params.cache_path / "teacher" / key
     if (root / "model" / "model.safetensors").exists():
         return root / "model"
+    if PartialState(cpu=cpu_only(params.device)).num_processes > 1:
+        raise RuntimeError(
+            f"the teacher of {params.source_file or params.profile} is not trained yet: train it first, in one "
+            f"process (`python -m kdlib.teacher {params.source_file or 'PARAMS'}`), then launch the stage again"
+        )
     processor = build_processor(corpus.dataset["text"], settings, params.data.sampling_rate)
     model = new_model(processor, settings)
     config = TrainingConfig(
@@ -139,3 +147,13 @@ def train_teacher(params: Params) -> Path:
         trained.save_pretrained(temporary, safe_serialization=True)
         processor.save_pretrained(temporary)
     return root / "model"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train (or find) the teacher that a params file names.")
+    parser.add_argument("params", help="params YAML file")
+    print(teacher_source(load_params(parser.parse_args(argv).params)))
+
+
+if __name__ == "__main__":
+    main()

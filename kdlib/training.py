@@ -4,7 +4,8 @@ Runs on `accelerate` (DDP on many GPUs or nodes, bf16 on a GPU, gradient accumul
 The data order is a pure function of (seed, epoch, rank), so a checkpoint needs only the
 step counter to know where the data stands; checkpoints hold the model (safetensors), the
 optimiser and scheduler states (safetensors + JSON) and the RNG states, nothing pickled,
-and `resume=True` continues exactly where the last complete checkpoint stopped.
+and `resume=True` continues exactly where the last complete checkpoint stopped (bit-exact in
+float32 and bf16; with fp16 the loss scaler restarts, and each rank resumes from rank 0's RNG).
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class TrainingConfig:
     language: str = "ar"
     task: str = "transcribe"
     device: str = "auto"
+    deterministic: bool = True  # bit-identical reruns (CPU kernels otherwise differ in the last ulp)
     seed: int = 0
 
 
@@ -95,10 +97,14 @@ def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
 
 def micro_batch(size: int, batch_size: int, world: int, rank: int, seed: int, micro: int) -> list[int]:
     """Rows of this rank's `micro`-th batch: a pure function of its arguments (drop-last epochs)."""
+    if size == 0:
+        raise ValueError("cannot train on an empty set")
     global_batch = batch_size * world
     per_epoch = max(size // global_batch, 1)
     epoch, position = divmod(micro, per_epoch)
     order = epoch_order(size, seed, epoch)
+    if size < global_batch:  # fewer rows than one global batch: cycle, so that every rank has rows
+        return [order[i % size] for i in range(global_batch)][rank::world]
     rows = order[position * global_batch : (position + 1) * global_batch]
     return rows[rank::world]
 
@@ -204,6 +210,7 @@ def train(
         project_dir=str(output_dir),
     )
     torch.manual_seed(config.seed)
+    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
     torch.set_flush_denormal(True)  # denormal floats slow CPU matmuls many times over
     if config.gradient_checkpointing:
         student.gradient_checkpointing_enable()
@@ -231,11 +238,12 @@ def train(
             batch = data.batch(rows, accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
                 loss, parts = _loss(model, teacher, batch, config)
-                if not torch.isfinite(loss):
+                diverged = accelerator.reduce(torch.tensor(float(not torch.isfinite(loss)), device=accelerator.device), "sum")
+                if diverged.item() > 0:  # every rank stops together, none is left waiting in an all-reduce
                     bar.close()
                     kept = latest_checkpoint(checkpoints)
                     raise TrainingDiverged(
-                        f"{description}: the loss became {loss.item()} at step {step + 1} ({parts}); "
+                        f"{description}: the loss became NaN or infinite at step {step + 1} (this process: {parts}); "
                         f"stopped. Last good checkpoint: {kept or 'none yet'}"
                     )
                 accelerator.backward(loss)

@@ -49,8 +49,9 @@ fig, ax = plt.subplots(figsize=(7, 3.5))
 sns.histplot(data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100), x="wer", hue="variety", multiple="stack", bins=30, ax=ax)
 for threshold in cfg.filter.thresholds:
     if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle=":", linewidth=1)
-ax.set(xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)", title="Pseudo-label WER, thresholds dotted")
+        selected = threshold == cfg.filter.selected
+        ax.axvline(threshold, color="crimson" if selected else "black", linestyle="-" if selected else ":", linewidth=1)
+ax.set(xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)", title=f"Pseudo-label WER: the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red")
 report.save_figure(fig, cfg.reports_path, "teacher_wer_histogram")
 plt.show()
 

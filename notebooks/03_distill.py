@@ -37,12 +37,12 @@ import pandas as pd
 import seaborn as sns
 
 from kdlib import report
-from kdlib.config import parse_student
+from kdlib.config import parse_student, threshold_label
 from kdlib.distill import distill_all
 from kdlib.students import layer_indices
 
 sns.set_theme(style="whitegrid")
-pd.DataFrame([{"student": run.student, "thresholds": ", ".join("none" if t is None else f"{t:g}" for t in run.thresholds)} for run in cfg.distill.runs])
+pd.DataFrame([{"student": run.student, "thresholds": ", ".join(threshold_label(t) for t in run.thresholds)} for run in cfg.distill.runs])
 
 # %% [markdown]
 # ## Which teacher layers each student keeps
@@ -79,16 +79,18 @@ for result in results.itertuples():
     if pd.notna(result.model_dir):  # a λ that keeps no pair trains no student
         history = pd.DataFrame(json.loads((Path(result.model_dir).parent / "history.json").read_text()))
         histories.append(history.assign(run=f"{result.student} λ={result.threshold}"))
-history = pd.concat(histories, ignore_index=True)
+history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["step", "run"])
 terms = [column for column in ("loss", "kl", "ce", "hidden") if column in history]
-fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), sharex=True)
-for ax, term in zip(axes if len(terms) > 1 else [axes], terms):
-    sns.lineplot(data=history, x="step", y=term, hue="run", ax=ax, legend=term == terms[-1])
-    ax.set_title(term)
-if len(terms) > 1:
-    axes[-1].legend(fontsize=7, loc="upper right")
-report.save_figure(fig, cfg.reports_path, "distillation_losses")
-plt.show()
+if terms:
+    fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), sharex=True, squeeze=False)
+    for ax, term in zip(axes[0], terms):
+        sns.lineplot(data=history, x="step", y=term, hue="run", ax=ax, legend=term == terms[-1])
+        ax.set_title(term)
+    axes[0][-1].legend(fontsize=7, loc="upper right")
+    report.save_figure(fig, cfg.reports_path, "distillation_losses")
+    plt.show()
+else:
+    print("no student was trained: every listed λ keeps no pair (see the table above)")
 
 # %%
 if "eval_wer" in history:

@@ -26,7 +26,6 @@ cfg = notebook_params(params_file, params)
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 
 from kdlib import report
@@ -87,10 +86,13 @@ curve = threshold_table(scores)
 report.write_table(report.percent(curve, ["avg all", "avg MSA", "avg dialects"]), cfg.reports_path, "threshold_wer")
 order = [threshold_label(t) for t in cfg.filter.thresholds if threshold_label(t) in set(curve["threshold"])]
 long = report.percent(curve, ["avg all", "avg MSA", "avg dialects"]).melt(id_vars=["student", "threshold"], var_name="average", value_name="WER")
-grid = sns.catplot(data=long, x="threshold", y="WER", hue="average", col="student", kind="point", order=order, height=3.2, aspect=1.3)
-grid.set_axis_labels("λ (pseudo-label WER threshold, %)", "student WER (%)")
-report.save_figure(grid.figure, cfg.reports_path, "threshold_wer")
-plt.show()
+if len(long):
+    grid = sns.catplot(data=long, x="threshold", y="WER", hue="average", col="student", kind="point", order=order, height=3.2, aspect=1.3)
+    grid.set_axis_labels("λ (pseudo-label WER threshold, %)", "student WER (%)")
+    report.save_figure(grid.figure, cfg.reports_path, "threshold_wer")
+    plt.show()
+else:
+    print("no distilled student to plot against λ")
 
 # %% [markdown]
 # ## Per variety

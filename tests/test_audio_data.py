@@ -113,16 +113,18 @@ def test_missing_local_folder_is_a_clear_error(ci_params: Params, tmp_path: Path
 
 def test_hub_source_maps_its_columns(ci_params: Params, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Hub loading is real code; a local stand-in replaces the download."""
+    clip = {"bytes": wav_bytes(tone(1.0, 48_000), 48_000), "path": None}
     stand_in = dataset_with_audio(
-        {"sentence": ["السلام عليكم"], "audio": [{"bytes": wav_bytes(tone(1.0, 48_000), 48_000), "path": None}], "client": ["x"]},
-        datasets.Features({"sentence": datasets.Value("string"), "audio": datasets.Audio(decode=False), "client": datasets.Value("string")}),
+        {"sentence": ["السلام عليكم", "مع السلامة"], "audio": [clip, clip], "id": ["same", "same"]},
+        datasets.Features({"sentence": datasets.Value("string"), "audio": datasets.Audio(decode=False), "id": datasets.Value("string")}),
     )
     calls = []
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or stand_in)
     spec = DatasetSpec(name="CV", source="hub", path="mozilla-foundation/common_voice_15_0", config="ar", split="test", text_column="sentence", variety="MSA")
     corpus = data.prepare(spec, local_params(ci_params, tmp_path), "test")
     assert calls[0][0] == ("mozilla-foundation/common_voice_15_0", "ar")
-    assert corpus.dataset["text"] == ["السلام عليكم"] and corpus.dataset["variety"] == ["MSA"]
+    assert list(corpus.dataset["text"]) == ["السلام عليكم", "مع السلامة"] and set(corpus.dataset["variety"]) == {"MSA"}
+    assert list(corpus.dataset["id"]) == ["CV/same", "CV/same#2"]  # ids are unique within and across sets
     assert decode(corpus.dataset[0]["audio"]).original_rate == 16_000
 
 

@@ -138,9 +138,16 @@ def test_bad_student_name_in_runs_names_the_file(tmp_path: Path) -> None:
 
 def test_duplicate_dataset_names(tmp_path: Path) -> None:
     spec = {"name": "msa", "source": "synthetic"}
-    path = write_params(tmp_path, data={"train": [spec], "test": [spec]})
-    with pytest.raises(ParamsError, match="dataset name 'msa' is used twice"):
+    path = write_params(tmp_path, data={"test": [spec, spec]})
+    with pytest.raises(ParamsError, match="data.test: dataset name 'msa' is used twice"):
         load_params(path)
+    # a corpus may give both a training and a test set under one name (as the paper's CV and MGB sets do)
+    assert load_params(write_params(tmp_path, data={"train": [spec], "test": [spec]})).data.train[0].name == "msa"
+
+
+def test_shipped_profiles_are_valid() -> None:
+    for path in sorted((Path(__file__).resolve().parents[1] / "params").glob("*.yaml")):
+        assert load_params(path).profile == path.stem
 
 
 def test_trained_teacher_needs_teacher_data(tmp_path: Path) -> None:

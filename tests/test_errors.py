@@ -168,7 +168,7 @@ def test_lexicon_from_tsv_rejects_malformed_files(tmp_path):
     with pytest.raises(ValueError, match="header"):
         DialectLexicon.from_tsv(path)
     path.write_text("concept\tvariety\tform\nwant\tMSA\tأريد\nwant\tPAL\n", encoding="utf-8")
-    with pytest.raises(ValueError, match=r"lexicon.tsv:3: expected 3"):
+    with pytest.raises(ValueError, match=r"lexicon.tsv:3: expected 3"):  # names the file and line
         DialectLexicon.from_tsv(path)
 
 

@@ -48,6 +48,13 @@ def test_micro_batches_cover_each_epoch_once_across_ranks() -> None:
     assert micro_batch(size, batch, world, 0, 7, 5) == micro_batch(size, batch, world, 0, 7, 5)
 
 
+def test_a_set_smaller_than_one_global_batch_still_feeds_every_rank() -> None:
+    batches = [micro_batch(3, 4, 2, rank, 0, 0) for rank in range(2)]
+    assert all(len(rows) == 4 for rows in batches) and set(batches[0] + batches[1]) == {0, 1, 2}
+    with pytest.raises(ValueError, match="empty"):
+        micro_batch(0, 4, 2, 0, 0, 0)
+
+
 @pytest.fixture(scope="module")
 def setup(ci_params: Params, ci_teacher: str):
     corpus = load_mixture(ci_params.data.teacher_train, ci_params, "train").dataset.select(range(12))

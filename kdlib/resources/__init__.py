@@ -31,11 +31,13 @@ def lexicon_path() -> Path:
     return _HERE / "lexicon.tsv"
 
 
-def _read_tsv(path: Path, header: tuple[str, str, str]) -> list[tuple[int, tuple[str, str, str]]]:
+def _read_tsv(
+    path: Path, header: tuple[str, str, str], varieties: tuple[str, ...] | None = VARIETIES
+) -> list[tuple[int, tuple[str, str, str]]]:
     """Rows of a three-column UTF-8 TSV file with its line numbers; blank lines are skipped.
 
     Raises ValueError naming the file and line for a wrong header, a wrong number of
-    columns, an empty field or an unknown variety (second column).
+    columns, an empty field or a variety (second column) not among `varieties` (if given).
     """
     lines = path.read_text(encoding="utf-8-sig").splitlines()
     expected = "\t".join(header)
@@ -48,7 +50,7 @@ def _read_tsv(path: Path, header: tuple[str, str, str]) -> list[tuple[int, tuple
         fields = line.split("\t")
         if len(fields) != 3 or not all(field.strip() for field in fields):
             raise ValueError(f"{path}:{lineno}: expected 3 non-empty tab-separated fields, got {line!r}")
-        if fields[1] not in VARIETIES:
+        if varieties is not None and fields[1] not in varieties:
             raise ValueError(f"{path}:{lineno}: unknown variety {fields[1]!r}")
         rows.append((lineno, (fields[0].strip(), fields[1], fields[2].strip())))
     return rows
@@ -68,10 +70,13 @@ def load_sentences(path: Path | None = None) -> list[Sentence]:
 
 
 def load_lexicon_rows(path: Path | None = None) -> list[tuple[str, str, str]]:
-    """(concept, variety, form) rows of `path` (default: the shipped lexicon); forms are single words."""
+    """(concept, variety, form) rows of `path` (default: the shipped lexicon); forms are single words.
+
+    The shipped lexicon covers the embedded varieties; a user's lexicon may name any variety
+    (e.g. EGY or MOR for the paper's MGB-3 and MGB-5)."""
     path = lexicon_path() if path is None else Path(path)
     rows = []
-    for lineno, row in _read_tsv(path, _LEXICON_HEADER):
+    for lineno, row in _read_tsv(path, _LEXICON_HEADER, varieties=VARIETIES if path == lexicon_path() else None):
         if len(row[2].split()) != 1:
             raise ValueError(f"{path}:{lineno}: form {row[2]!r} is not a single word")
         rows.append(row)
