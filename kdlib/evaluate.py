@@ -86,14 +86,15 @@ def evaluate_all(params: Params) -> pd.DataFrame:
     sets_key = fingerprint([corpus.dataset._fingerprint for corpus in test_sets.values()])
     frames = []
     for entry in model_entries(params):
-        key = fingerprint("predictions-v1", teacher_digest(entry.source), sets_key, params.evaluate.generation, params.normalization)
+        # keyed by the model's files, not its name: identical models (two λ that keep the same
+        # pairs train bit-identical students) share one transcription, labelled per entry below
+        key = fingerprint("predictions-v2", teacher_digest(entry.source), sets_key, params.evaluate.generation, params.normalization)
         path = params.run_path / "evaluation" / "models" / f"{key}.parquet"
         if not path.exists():
             loaded = load_whisper(entry.source, device, params.evaluate.generation, name=entry.name)
-            frame = predict(loaded, entry, test_sets, params)
             with replacing_file(path) as temporary:
-                frame.to_parquet(temporary, index=False)
-        frames.append(pd.read_parquet(path))
+                predict(loaded, entry, test_sets, params).to_parquet(temporary, index=False)
+        frames.append(pd.read_parquet(path).assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold))
     predictions = pd.concat(frames, ignore_index=True)
     with replacing_file(params.run_path / "evaluation" / "predictions.parquet") as temporary:
         predictions.to_parquet(temporary, index=False)
