@@ -5,8 +5,9 @@ one process. Baseline: `transformers.pipeline("automatic-speech-recognition")` w
 same generation settings (language and task forced, greedy), fed the clips in their
 original (unsorted) order, as one would use it. kdlib: length-sorted batches through
 `kdlib.transcribe.transcribe`. Reports clips/s, audio-seconds/s, peak GPU memory (on a GPU)
-and the ratio. With `--arch large-v2` the model is whisper-large-v2's architecture with
-random weights and the generated length fixed (`--tokens`), for speed only.
+and the ratio. Models: the profile's teacher and its DW students (made from the teacher's
+layers; untrained students stop at odd places, so the generated length is fixed with
+`--tokens`); with `--arch large-v2`, whisper-large-v2's architecture with random weights.
 
     python benchmarks/bench_transcribe.py params/tiny.yaml                     # CPU, the tiny teacher and students
     python benchmarks/bench_transcribe.py params/tiny.yaml --arch large-v2     # GPU: large-v2's architecture
@@ -27,9 +28,9 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration, pipelin
 
 from kdlib.config import load_params
 from kdlib.data import load_test_sets
-from kdlib.distill import distill_all
 from kdlib.evaluate import device_name
 from kdlib.models import LoadedModel, load_whisper, parameter_count, resolve_device
+from kdlib.students import make_student
 from kdlib.teacher import teacher_source
 from kdlib.transcribe import transcribe
 
@@ -57,10 +58,14 @@ def measure(loaded: LoadedModel, dataset, generation, tokens: int | None) -> lis
         "automatic-speech-recognition", model=loaded.model, tokenizer=loaded.processor.tokenizer,
         feature_extractor=loaded.processor.feature_extractor, device=loaded.device, dtype=loaded.model.dtype,
     )
-    inputs = [{"raw": a, "sampling_rate": 16_000} for a in _arrays(dataset)]
+    arrays = _arrays(dataset)
+
+    def inputs(clips):  # fresh dicts each call: the pipeline pops their keys
+        return [{"raw": a, "sampling_rate": 16_000} for a in clips]
+
     kwargs = {"language": generation.language, "task": generation.task, "num_beams": generation.num_beams, **fixed}
-    asr(inputs[:2], batch_size=generation.batch_size, generate_kwargs=kwargs)  # warm-up
-    _, baseline_s, baseline_peak = timed(lambda: asr(inputs, batch_size=generation.batch_size, generate_kwargs=kwargs))
+    asr(inputs(arrays[:2]), batch_size=generation.batch_size, generate_kwargs=kwargs)  # warm-up
+    _, baseline_s, baseline_peak = timed(lambda: asr(inputs(arrays), batch_size=generation.batch_size, generate_kwargs=kwargs))
     settings = replace(generation, max_new_tokens=tokens or generation.max_new_tokens)
     transcribe(loaded, dataset.select(range(2)), settings, "warm-up")
     _, kdlib_s, kdlib_peak = timed(lambda: transcribe(loaded, dataset, settings, loaded.name))
@@ -83,7 +88,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params")
     parser.add_argument("--arch", choices=["profile", "large-v2"], default="profile")
-    parser.add_argument("--tokens", type=int, default=None, help="fix the generated length (random-weight models)")
+    parser.add_argument("--tokens", type=int, default=24, help="fix the generated length (0: let each model stop)")
     parser.add_argument("--clips", type=int, default=None)
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
@@ -106,8 +111,9 @@ def main() -> None:
         model.generation_config = teacher.model.generation_config
         models = [LoadedModel("whisper-large-v2 architecture (random)", "config", model, teacher.processor)]
     else:
-        models += [load_whisper(r.model_dir, device, generation, name=f"{r.student} λ={r.threshold}") for r in distill_all(params)[:1] if r.model_dir]
-    rows = [row for loaded in models for row in measure(loaded, dataset, generation, args.tokens)]
+        students = dict.fromkeys(run.student for run in params.distill.runs)
+        models += [LoadedModel(name, "teacher layers", make_student(teacher.model, name).to(device, teacher.model.dtype).eval(), teacher.processor) for name in students]
+    rows = [row for loaded in models for row in measure(loaded, dataset, generation, args.tokens or None)]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     record = {"date": stamp, "device": device_name(device), "platform": platform.platform(), "torch": torch.__version__,
               "dtype": str(teacher.model.dtype), "batch_size": generation.batch_size, "arch": args.arch, "rows": rows}

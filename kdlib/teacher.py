@@ -52,7 +52,9 @@ def build_processor(texts: list[str], settings: TeacherTrainingParams, sampling_
     bpe.train_from_iterator(texts, vocab_size=settings.vocab_size - len(SPECIALS), min_frequency=2, show_progress=False)
     vocab = bpe.get_vocab()
     merges = [tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
-    tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=settings.max_target_positions)
+    tokenizer = WhisperTokenizer(
+        vocab=vocab, merges=merges, pad_token="<|endoftext|>", model_max_length=settings.max_target_positions
+    )  # padding with end-of-text, as Whisper's own tokenizer does
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in SPECIALS if t != "<|endoftext|>"]})
     extractor = WhisperFeatureExtractor(
         feature_size=80, sampling_rate=sampling_rate, chunk_length=settings.chunk_length_s, hop_length=settings.hop_length
