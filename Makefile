@@ -6,13 +6,14 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: setup reproduce test lab clean
 
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@command -v espeak-ng >/dev/null || { $(SUDO) apt-get install -y -q espeak-ng || { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q espeak-ng; }; }
+	@command -v espeak-ng >/dev/null || { $(APT) install -y -q espeak-ng || { $(APT) update -q && $(APT) install -y -q espeak-ng; }; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0  # here: the CPU wheel on local disk; see README for GPUs
