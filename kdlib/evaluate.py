@@ -53,13 +53,14 @@ def model_entries(params: Params) -> list[ModelEntry]:
     return entries
 
 
-def predict(loaded: LoadedModel, entry: ModelEntry, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
-    """Per-utterance predictions of one model on every test set, with both views' WER and CER."""
+def predict(loaded: LoadedModel, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
+    """Per-utterance predictions of one model on every test set, with both views' WER and CER
+    (the model's identity columns are added by `evaluate_all`, which may share one file)."""
     config = NormalizationConfig.from_dict(params.normalization)
     frames = []
     for name, corpus in test_sets.items():
         data = corpus.dataset
-        transcripts = transcribe(loaded, data, params.evaluate.generation, f"{entry.name} on {name}")
+        transcripts = transcribe(loaded, data, params.evaluate.generation, f"{loaded.name} on {name}")
         frame = pd.DataFrame(
             {
                 "id": data["id"],
@@ -75,8 +76,7 @@ def predict(loaded: LoadedModel, entry: ModelEntry, test_sets: dict[str, Corpus]
             scores = score_pairs(frame["reference"], frame["hypothesis"], view, config)
             frame[f"wer_{view}"], frame[f"cer_{view}"] = scores["wer"].to_numpy(), scores["cer"].to_numpy()
         frames.append(frame)
-    predictions = pd.concat(frames, ignore_index=True)
-    return predictions.assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold)
+    return pd.concat(frames, ignore_index=True)
 
 
 def evaluate_all(params: Params) -> pd.DataFrame:
@@ -93,7 +93,7 @@ def evaluate_all(params: Params) -> pd.DataFrame:
         if not path.exists():
             loaded = load_whisper(entry.source, device, params.evaluate.generation, name=entry.name)
             with replacing_file(path) as temporary:
-                predict(loaded, entry, test_sets, params).to_parquet(temporary, index=False)
+                predict(loaded, test_sets, params).to_parquet(temporary, index=False)
         frames.append(pd.read_parquet(path).assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold))
     predictions = pd.concat(frames, ignore_index=True)
     with replacing_file(params.run_path / "evaluation" / "predictions.parquet") as temporary:
