@@ -158,7 +158,8 @@ class DistillParams:
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    baselines: tuple[str, ...] = ()  # hub ids of other models to evaluate as they are
+    baselines: tuple[str, ...] = ()  # hub ids or local folders of other models, evaluated as they are
+    language_codes: Mapping[str, str] = field(default_factory=dict)  # per family, e.g. {seamless: arb, ctc: ara}
     generation: GenerationParams = GenerationParams()
     latency_clips: int = 32  # clips timed one at a time for latency and real-time factor
 
@@ -356,6 +357,11 @@ def _check_semantics(params: Params, source: str) -> None:
             raise ParamsError(
                 f"{source}: distill.runs: threshold {threshold_label(unknown[0])} of {run.student} "
                 f"is not in filter.thresholds {[threshold_label(t) for t in params.filter.thresholds]}"
+            )
+    for family, code in params.evaluate.language_codes.items():
+        if family not in ("seamless", "ctc") or not isinstance(code, str):
+            raise ParamsError(
+                f"{source}: evaluate.language_codes: expected a code (string) per family 'seamless' or 'ctc', got {family}: {code!r}"
             )
     if params.filter.selected not in params.filter.thresholds:
         raise ParamsError(f"{source}: filter.selected must be one of filter.thresholds")

@@ -1,7 +1,8 @@
 """Stage 04: every model on every test set — WER and CER in both views, efficiency, predictions.
 
 Models: the teacher, every distilled student (one per student and threshold λ) and any
-baseline named in params (hub ids). Per-utterance predictions are cached per model (keyed by
+baseline named in params (hub ids or local folders; Whisper, SeamlessM4T or CTC models such as
+MMS, see `kdlib.families`). Per-utterance predictions are cached per model (keyed by
 the model's files, the test sets and the generation settings) and saved for the error
 analysis. Scores are corpus-level per test set; the averages (all, MSA, dialects) are the
 unweighted means over test sets, as in the paper's tables.
@@ -20,11 +21,12 @@ import torch
 
 from kdlib.audio import decode
 from kdlib.cache import fingerprint, replacing_file
-from kdlib.config import Params
+from kdlib.config import GenerationParams, Params
 from kdlib.data import Corpus, load_test_sets
 from kdlib.distill import distill_all
 from kdlib.metrics import corpus_scores, score_pairs
-from kdlib.models import LoadedModel, load_whisper, resolve_device
+from kdlib.families import load_model
+from kdlib.models import LoadedModel, resolve_device
 from kdlib.pseudo_label import teacher_digest
 from kdlib.teacher import teacher_source
 from kdlib.text import VIEWS, NormalizationConfig
@@ -49,8 +51,13 @@ def model_entries(params: Params) -> list[ModelEntry]:
         if result.model_dir is not None:
             name = f"{result.student} λ={result.threshold}"
             entries.append(ModelEntry(name, "student", result.model_dir, result.student, result.threshold))
-    entries += [ModelEntry(hub_id, "baseline", hub_id) for hub_id in params.evaluate.baselines]
+    entries += [ModelEntry(baseline_name(source), "baseline", source) for source in params.evaluate.baselines]
     return entries
+
+
+def baseline_name(source: str) -> str:
+    """A baseline's row name: its hub id, or a local checkpoint's folder name."""
+    return Path(source).name if Path(source).is_dir() else source
 
 
 def predict(loaded: LoadedModel, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
@@ -88,10 +95,12 @@ def evaluate_all(params: Params) -> pd.DataFrame:
     for entry in model_entries(params):
         # keyed by the model's files, not its name: identical models (two λ that keep the same
         # pairs train bit-identical students) share one transcription, labelled per entry below
-        key = fingerprint("predictions-v2", teacher_digest(entry.source), sets_key, params.evaluate.generation, params.normalization)
+        key = fingerprint(
+            "predictions-v2", teacher_digest(entry.source), sets_key, params.evaluate.generation, params.evaluate.language_codes, params.normalization
+        )
         path = params.run_path / "evaluation" / "models" / f"{key}.parquet"
         if not path.exists():
-            loaded = load_whisper(entry.source, device, params.evaluate.generation, name=entry.name)
+            loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params).to_parquet(temporary, index=False)
         frames.append(pd.read_parquet(path).assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold))
@@ -99,6 +108,10 @@ def evaluate_all(params: Params) -> pd.DataFrame:
     with replacing_file(params.run_path / "evaluation" / "predictions.parquet") as temporary:
         predictions.to_parquet(temporary, index=False)
     return predictions
+
+
+def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> LoadedModel:
+    return load_model(entry.source, device, generation, name=entry.name, language_codes=params.evaluate.language_codes)
 
 
 def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -162,7 +175,7 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     single = replace(params.evaluate.generation, batch_size=1)
     rows = []
     for entry in model_entries(params):
-        loaded = load_whisper(entry.source, device, single, name=entry.name)
+        loaded = _load(entry, device, single, params)
         generate(loaded, audio[:1], single)
         start = time.perf_counter()
         for clip in audio:

@@ -7,19 +7,25 @@ from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import WhisperForConditionalGeneration, WhisperProcessor
+from transformers import ProcessorMixin, WhisperForConditionalGeneration, WhisperProcessor
 
 from kdlib.config import GenerationParams
 
 
 @dataclass
 class LoadedModel:
-    """A Whisper model ready to run, with its processor and where it came from."""
+    """A model ready to run, with its processor and where it came from.
+
+    `family` is `whisper` for the teacher and students; baselines may be another family
+    (`kdlib.families`), whose own code for the target language is `language`.
+    """
 
     name: str
     source: str
-    model: WhisperForConditionalGeneration
-    processor: WhisperProcessor
+    model: torch.nn.Module
+    processor: ProcessorMixin
+    family: str = "whisper"
+    language: str | None = None
 
     @property
     def device(self) -> torch.device:

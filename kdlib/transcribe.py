@@ -3,6 +3,8 @@
 Clips are sorted by duration so that a batch holds clips of similar length (their generated
 lengths are alike, so fewer steps are wasted on finished sequences); generation is greedy
 or beam search with the language and task forced, in the model's dtype (bf16 on a GPU).
+Whisper models cut clips longer than their window and join the pieces; the other families
+(`kdlib.families`) take a clip whole.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from kdlib import families
 from kdlib.audio import decode, split_long
 from kdlib.config import GenerationParams
 from kdlib.models import LoadedModel, text_token_ids
@@ -36,7 +39,10 @@ def length_sorted(dataset: datasets.Dataset) -> list[int]:
     return list(np.lexsort((ids, -durations)))
 
 
-def window_samples(loaded: LoadedModel) -> int:
+def window_samples(loaded: LoadedModel) -> int | None:
+    """Whisper's input window in samples; None for families without a fixed window."""
+    if loaded.family != "whisper":
+        return None
     extractor = loaded.processor.feature_extractor
     return int(extractor.chunk_length * extractor.sampling_rate)
 
@@ -49,6 +55,10 @@ def batches(indices: Sequence[int], size: int) -> Iterator[Sequence[int]]:
 @torch.inference_mode()
 def generate(loaded: LoadedModel, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
     """Token ids generated for each clip (each clip shorter than the model's window)."""
+    if loaded.family == "seamless":
+        return families.generate_seamless(loaded, clips, generation)
+    if loaded.family == "ctc":
+        return families.generate_ctc(loaded, clips)
     extractor = loaded.processor.feature_extractor
     features = extractor(list(clips), sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
     model = loaded.model
@@ -76,7 +86,8 @@ def transcribe_rows(
     pieces: list[np.ndarray] = []
     owners: list[int] = []
     for position, audio in enumerate(rows["audio"]):
-        for piece in split_long(decode(audio, loaded.processor.feature_extractor.sampling_rate).samples, window):
+        samples = decode(audio, loaded.processor.feature_extractor.sampling_rate).samples
+        for piece in split_long(samples, window) if window else [samples]:
             pieces.append(piece)
             owners.append(position)
     start = time.perf_counter()
@@ -85,9 +96,8 @@ def transcribe_rows(
     token_ids: list[list[int]] = [[] for _ in range(len(rows))]
     for owner, ids in zip(owners, generated):
         token_ids[owner].extend(ids)
-    tokenizer = loaded.processor.tokenizer
     return [
-        Transcript(clip_id, tokenizer.decode(ids, skip_special_tokens=True).strip(), tuple(ids), seconds)
+        Transcript(clip_id, families.decode(loaded, ids), tuple(ids), seconds)
         for clip_id, ids in zip(rows["id"], token_ids)
     ]
 

@@ -14,6 +14,10 @@
 # WER and CER, corpus-level per test set, in two views: **orthographic** (as written) and
 # **normalized + no diacritics**. Averages are unweighted means over test sets (all, MSA,
 # dialects), as in the paper's tables. Efficiency is measured side by side on this machine.
+#
+# Models: the teacher, every student × λ, and the baselines named in `evaluate.baselines`
+# (Whisper checkpoints, SeamlessM4T and CTC models such as MMS; each run the way its family
+# is meant to be, see `kdlib.families`). The tiny profile has no baselines: none ships offline.
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"

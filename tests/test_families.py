@@ -1,0 +1,112 @@
+"""Non-Whisper baselines (SeamlessM4T, CTC/MMS): family detection, language codes, decoding,
+and stage 04 with them beside the teacher — on tiny local checkpoints, offline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kdlib import evaluate, families
+from kdlib.config import GenerationParams, Params, ParamsError, params_from_dict, params_to_dict
+from kdlib.transcribe import generate
+from tests.tiny_checkpoints import ARABIC, ctc_checkpoint, seamless_checkpoint
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def seamless_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return seamless_checkpoint(tmp_path_factory.mktemp("seamless"))
+
+
+@pytest.fixture(scope="module")
+def ctc_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return ctc_checkpoint(tmp_path_factory.mktemp("mms"))
+
+
+@pytest.fixture(scope="module")
+def clips() -> list[np.ndarray]:
+    """Three clips of different lengths, so that a batch pads."""
+    generator = np.random.default_rng(0)
+    return [(0.1 * generator.standard_normal(n)).astype(np.float32) for n in (24_000, 9_000, 16_000)]
+
+
+def test_family_is_read_from_the_checkpoint(ci_teacher: str, seamless_dir: Path, ctc_dir: Path, tmp_path: Path) -> None:
+    assert [families.model_family(s) for s in (ci_teacher, seamless_dir, ctc_dir)] == ["whisper", "seamless", "ctc"]
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))
+    with pytest.raises(ValueError, match="model type 'bert' is not supported"):
+        families.model_family(tmp_path)
+
+
+def test_language_codes() -> None:
+    assert families.language_code("whisper", "ar") == "ar"
+    assert families.language_code("seamless", "ar") == "arb"
+    assert families.language_code("ctc", "Arabic") == "ara"
+    assert families.language_code("ctc", "ar", {"ctc": "ary"}) == "ary"
+    with pytest.raises(ValueError, match=r"evaluate\.language_codes\.seamless"):
+        families.language_code("seamless", "fa")
+
+
+def test_language_codes_are_checked_in_params(ci_params: Params) -> None:
+    raw = params_to_dict(ci_params)
+    raw["evaluate"]["language_codes"] = {"seamles": "arb"}
+    with pytest.raises(ParamsError, match="language_codes"):
+        params_from_dict(raw)
+
+
+def test_seamless_starts_the_decoder_with_the_target_language(seamless_dir: Path, clips: list[np.ndarray]) -> None:
+    settings = GenerationParams(max_new_tokens=6)
+    loaded = families.load_model(seamless_dir, CPU, settings)
+    assert loaded.family == "seamless" and loaded.language == "arb"
+    batched = generate(loaded, clips, settings)
+    tokenizer = loaded.processor.tokenizer
+    arb = tokenizer.convert_tokens_to_ids("__arb__")
+    for clip, tokens in zip(clips, batched):
+        alone = loaded.processor(audio=[clip], sampling_rate=16_000, return_tensors="pt")
+        sequence = loaded.model.generate(**alone, tgt_lang="arb", max_new_tokens=6)[0].tolist()
+        assert sequence[1] == arb  # after the decoder-start token
+        assert tokens == [t for t in sequence if t not in tokenizer.all_special_ids]  # padding changes nothing
+    assert all(isinstance(families.decode(loaded, tokens), str) for tokens in batched)
+
+
+def test_ctc_loads_the_language_adapter_and_ignores_padding(ctc_dir: Path, clips: list[np.ndarray]) -> None:
+    loaded = families.load_model(ctc_dir, CPU, GenerationParams())
+    arabic_vocabulary = json.loads((ctc_dir / "vocab.json").read_text())["ara"]
+    assert loaded.model.target_lang == "ara"
+    assert loaded.model.lm_head.out_features == len(arabic_vocabulary)
+    batched = generate(loaded, clips, GenerationParams())
+    for clip, tokens in zip(clips, batched):
+        alone = loaded.processor(clip, sampling_rate=16_000, return_tensors="pt")
+        with torch.no_grad():
+            frames = loaded.model(**alone).logits.argmax(-1)[0]
+        assert tokens == generate(loaded, [clip], GenerationParams())[0]  # a padded batch = one clip at a time
+        reference = loaded.processor.decode(frames)  # transformers' CTC decoding: merge repeats, drop blanks
+        for special in ("<s>", "</s>", "<unk>"):
+            reference = reference.replace(special, "")
+        assert families.decode(loaded, tokens) == reference.strip()
+        assert set(families.decode(loaded, tokens)) <= set(ARABIC) | {" "}
+    assert any(batched), "the random model should emit something"
+
+
+def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_teacher: str, seamless_dir: Path, ctc_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(evaluate, "distill_all", lambda params: [])
+    params = replace(
+        ci_params,
+        run_dir=str(tmp_path / "runs"),
+        evaluate=replace(ci_params.evaluate, baselines=(str(seamless_dir), str(ctc_dir))),
+    )
+    predictions = evaluate.evaluate_all(params)
+    names = [seamless_dir.name, ctc_dir.name]
+    assert list(predictions["model"].unique()) == ["teacher", *names]
+    baselines = predictions[predictions["kind"] == "baseline"]
+    assert len(baselines) == 2 * len(predictions[predictions["model"] == "teacher"])
+    assert baselines["hypothesis"].map(lambda text: isinstance(text, str)).all()
+    table = evaluate.main_table(evaluate.scores_table(predictions, params))
+    assert list(table.index) == ["teacher", *names] and table.notna().all().all()
+    timing = evaluate.efficiency(params, clips=2)
+    assert list(timing["model"]) == ["teacher", *names] and (timing["latency_ms"] > 0).all()
