@@ -1,4 +1,4 @@
-"""Pseudo-labelling / inference throughput: kdlib's path against a transformers ASR pipeline.
+"""Pseudo-labelling / inference throughput: kdlib's path against a transformers ASR pipeline, and the compute floor.
 
 Both transcribe the same clips with the same model, dtype and batch size, side by side in
 one process. Baseline: `transformers.pipeline("automatic-speech-recognition")` with the
@@ -7,10 +7,19 @@ original (unsorted) order, as one would use it. kdlib: length-sorted batches thr
 `kdlib.transcribe.transcribe`. Reports clips/s, audio-seconds/s, peak GPU memory (on a GPU)
 and the ratio. Models: the profile's teacher and its DW students (made from the teacher's
 layers; untrained students stop at odd places, so the generated length is fixed with
-`--tokens`); with `--arch large-v2`, whisper-large-v2's architecture with random weights.
+`--tokens`); with `--arch large-v2`, whisper-large-v2's architecture with random weights
+(its layers, vocabulary size, 80 mel bins and 30 s window).
+
+The distance to the floor: the same run measures the device's dense matmul rate in the
+model's dtype (square products, best of several), and counts the encoder's work per clip
+window as 2 · encoder parameters · encoder frames (`config.max_source_positions`: 1500 for
+Whisper's 30 s window). The encoder alone at that rate gives `floor_clips_per_s`, an upper
+bound on throughput (attention scores, the decoder and all overheads come on top);
+`fraction_of_floor` is the measured clips/s over it.
 
     python benchmarks/bench_transcribe.py params/tiny.yaml                     # CPU, the tiny teacher and students
     python benchmarks/bench_transcribe.py params/tiny.yaml --arch large-v2     # GPU: large-v2's architecture
+    bash benchmarks/run_gpu.sh                                                 # every GPU result
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from transformers import WhisperConfig, WhisperForConditionalGeneration, pipeline
+from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, pipeline
 
 from kdlib.config import load_params
 from kdlib.data import load_test_sets
@@ -34,7 +43,61 @@ from kdlib.students import make_student
 from kdlib.teacher import teacher_source
 from kdlib.transcribe import transcribe
 
-LARGE_V2 = dict(d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20, encoder_ffn_dim=5120, decoder_ffn_dim=5120)
+# openai/whisper-large-v2's config.json: 32+32 layers of width 1280, 80 mel bins, 30 s window (1500 frames)
+LARGE_V2 = dict(
+    d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20,
+    encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=80, max_source_positions=1500, max_target_positions=448,
+    vocab_size=51865,
+)
+MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the side of the square products that measure the matmul rate
+
+
+def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, repeats: int = 5) -> float:
+    """The device's dense matmul rate in `dtype`, TFLOP/s: the best of `repeats` timed n×n products, after a warm-up."""
+    a, b = (torch.randn(n, n, device=device, dtype=dtype) for _ in range(2))
+    out = torch.empty_like(a)
+    products = 10 if device.type == "cuda" else 1  # a GPU does one in about a millisecond: time several
+
+    def seconds() -> float:
+        start = time.perf_counter()
+        for _ in range(products):
+            torch.matmul(a, b, out=out)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    seconds()
+    best = min(seconds() for _ in range(repeats))
+    return 2 * n**3 * products / best / 1e12
+
+
+def encoder_flops(model: WhisperForConditionalGeneration) -> float:
+    """The encoder's work on one clip window: 2 · encoder parameters · encoder frames (attention scores left out)."""
+    return 2 * parameter_count(model.model.encoder) * model.config.max_source_positions
+
+
+def floor_fields(clips: int, seconds: float, flops_per_clip: float, flops_per_s: float) -> dict[str, float]:
+    """The encoder-alone floor in clips/s at `flops_per_s`, and the measured clips/s as a fraction of it."""
+    floor = flops_per_s / flops_per_clip
+    return {"floor_clips_per_s": _figures(floor), "fraction_of_floor": _figures(clips / seconds / floor)}
+
+
+def _figures(value: float, digits: int = 3) -> float:
+    """`value` to `digits` significant figures (the floor spans 0.5 clips/s on a CPU to millions on a GPU)."""
+    return float(f"{value:.{digits}g}")
+
+
+def large_v2(teacher: LoadedModel, device: torch.device) -> LoadedModel:
+    """whisper-large-v2's architecture with random weights, fed 30 s windows of 80 mel bins like the real one.
+
+    The tokenizer is the profile's (its special tokens force language and task); ids beyond its
+    vocabulary decode to nothing, which is fine when the generated length is fixed.
+    """
+    config = WhisperConfig(**{**teacher.model.config.to_dict(), **LARGE_V2})
+    model = WhisperForConditionalGeneration(config).to(device, teacher.model.dtype).eval()
+    model.generation_config = teacher.model.generation_config
+    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80, chunk_length=30), tokenizer=teacher.processor.tokenizer)
+    return LoadedModel("whisper-large-v2 architecture (random)", "config", model, processor)
 
 
 def timed(function):
@@ -49,7 +112,10 @@ def timed(function):
     return result, time.perf_counter() - start, peak
 
 
-def measure(loaded: LoadedModel, dataset, generation, tokens: int | None) -> list[dict]:
+def measure(
+    loaded: LoadedModel, dataset, generation, tokens: int | None, flops_per_clip: float, flops_per_s: float
+) -> list[dict]:
+    """Pipeline and kdlib rows for one model, each with its distance to the encoder-alone floor."""
     audio_seconds = float(sum(dataset["duration_s"]))
     fixed = {"min_new_tokens": tokens, "max_new_tokens": tokens} if tokens else {"max_new_tokens": generation.max_new_tokens}
     if tokens:
@@ -71,9 +137,10 @@ def measure(loaded: LoadedModel, dataset, generation, tokens: int | None) -> lis
     _, kdlib_s, kdlib_peak = timed(lambda: transcribe(loaded, dataset, settings, loaded.name))
     rows = []
     for method, seconds, peak in (("transformers pipeline", baseline_s, baseline_peak), ("kdlib", kdlib_s, kdlib_peak)):
+        floor = floor_fields(len(dataset), seconds, flops_per_clip, flops_per_s)
         rows.append({"model": loaded.name, "parameters_M": round(parameter_count(loaded.model) / 1e6, 2), "method": method, "clips": len(dataset),
                      "seconds": round(seconds, 3), "clips_per_s": round(len(dataset) / seconds, 2), "audio_s_per_s": round(audio_seconds / seconds, 1),
-                     "peak_gpu_GiB": None if peak is None else round(peak, 2)})
+                     "peak_gpu_GiB": None if peak is None else round(peak, 2), **floor})
     rows[-1]["speedup_vs_pipeline"] = round(baseline_s / kdlib_s, 2)
     return rows
 
@@ -106,23 +173,29 @@ def main() -> None:
     teacher = load_whisper(teacher_source(params), device, generation, name="teacher")
     models = [teacher]
     if args.arch == "large-v2":
-        config = WhisperConfig(**{**teacher.model.config.to_dict(), **LARGE_V2})
-        model = WhisperForConditionalGeneration(config).to(device, teacher.model.dtype).eval()
-        model.generation_config = teacher.model.generation_config
-        models = [LoadedModel("whisper-large-v2 architecture (random)", "config", model, teacher.processor)]
+        models = [large_v2(teacher, device)]
     else:
         students = dict.fromkeys(run.student for run in params.distill.runs)
         models += [LoadedModel(name, "teacher layers", make_student(teacher.model, name).to(device, teacher.model.dtype).eval(), teacher.processor) for name in students]
-    rows = [row for loaded in models for row in measure(loaded, dataset, generation, args.tokens or None)]
+    matmul_n = MATMUL_N.get(device.type, MATMUL_N["cpu"])
+    tflops = matmul_tflops(device, teacher.model.dtype, matmul_n)
+    encoder = {loaded.name: encoder_flops(loaded.model) for loaded in models}
+    tokens = args.tokens or None
+    rows = [row for loaded in models for row in measure(loaded, dataset, generation, tokens, encoder[loaded.name], tflops * 1e12)]
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     record = {"date": stamp, "device": device_name(device), "platform": platform.platform(), "torch": torch.__version__,
-              "dtype": str(teacher.model.dtype), "batch_size": generation.batch_size, "arch": args.arch, "rows": rows}
+              "dtype": str(teacher.model.dtype), "batch_size": generation.batch_size, "arch": args.arch,
+              "matmul_n": matmul_n, "matmul_TFLOP_per_s": _figures(tflops, 4),
+              "encoder_GFLOPs_per_clip": {name: _figures(flops / 1e9, 4) for name, flops in encoder.items()},
+              "rows": rows}
     out = Path(args.out) / f"transcribe-{params.profile}-{args.arch}-{device.type}-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, ensure_ascii=False))
     import pandas as pd
 
-    print(f"{record['device']} · {record['dtype']} · batch {generation.batch_size}")
+    print(f"{record['device']} · {record['dtype']} · batch {generation.batch_size}"
+          f" · matmul {tflops * 1e3:.1f} GFLOP/s (n={matmul_n})")
+    print("encoder GFLOPs per clip:", record["encoder_GFLOPs_per_clip"])
     print(pd.DataFrame(rows).to_markdown(index=False))
     print(f"written: {out}")
 
