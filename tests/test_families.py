@@ -93,6 +93,13 @@ def test_ctc_loads_the_language_adapter_and_ignores_padding(ctc_dir: Path, clips
     assert any(batched), "the random model should emit something"
 
 
+def test_ctc_without_adapters_is_used_as_it_is(tmp_path: Path, clips: list[np.ndarray]) -> None:
+    loaded = families.load_model(ctc_checkpoint(tmp_path, adapters=False), CPU, GenerationParams())
+    assert loaded.family == "ctc" and loaded.model.target_lang is None
+    texts = [families.decode(loaded, tokens) for tokens in generate(loaded, clips, GenerationParams())]
+    assert any(texts) and all(set(text) <= set(ARABIC) | {" "} for text in texts)
+
+
 def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_teacher: str, seamless_dir: Path, ctc_dir: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(evaluate, "distill_all", lambda params: [])
     params = replace(

@@ -49,9 +49,10 @@ def seamless_checkpoint(directory: Path) -> Path:
     return directory
 
 
-def ctc_checkpoint(directory: Path) -> Path:
+def ctc_checkpoint(directory: Path, adapters: bool = True) -> Path:
     """A wav2vec2 CTC model with adapters for `eng` (in the base weights) and `ara`
-    (`adapter.ara.safetensors`, its own vocabulary size), laid out like facebook/mms-1b-all."""
+    (`adapter.ara.safetensors`, its own vocabulary size), laid out like facebook/mms-1b-all;
+    without `adapters`, a plain Arabic CTC fine-tune (one flat vocabulary)."""
     from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
 
     def vocabulary(characters: list[str]) -> dict[str, int]:
@@ -61,18 +62,21 @@ def ctc_checkpoint(directory: Path) -> Path:
 
     vocabularies = {"eng": vocabulary(list("abcdefgh")), "ara": vocabulary(ARABIC)}
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.json").write_text(json.dumps(vocabularies, ensure_ascii=False))
-    tokenizer = Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), target_lang="eng", word_delimiter_token="|")
+    (directory / "vocab.json").write_text(json.dumps(vocabularies if adapters else vocabularies["ara"], ensure_ascii=False))
+    target = {"target_lang": "eng"} if adapters else {}
+    tokenizer = Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), word_delimiter_token="|", **target)
     extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=True)
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     config = Wav2Vec2Config(
-        vocab_size=len(vocabularies["eng"]), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+        vocab_size=len(vocabularies["eng" if adapters else "ara"]), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
         conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        adapter_attn_dim=8, feat_extract_norm="layer", do_stable_layer_norm=True, pad_token_id=0,
+        adapter_attn_dim=8 if adapters else None, feat_extract_norm="layer", do_stable_layer_norm=True, pad_token_id=0,
     )
     torch.manual_seed(0)
     model = Wav2Vec2ForCTC(config)
     model.save_pretrained(directory)
+    if not adapters:
+        return directory
     arabic = {
         key: torch.randn(len(vocabularies["ara"]), *value.shape[1:]) if key.startswith("lm_head") else value + 0.1 * torch.randn_like(value)
         for key, value in model._get_adapters().items()
