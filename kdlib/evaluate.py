@@ -161,8 +161,11 @@ def device_name(device: torch.device) -> str:
 def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     """Parameters, latency per clip (batch of one) and real-time factor of each model, side by side.
 
-    The same clips (from the first test set) are transcribed by every model in this process,
-    after one warm-up clip; the speed-up is the teacher's latency over the model's.
+    Every model is loaded at once and the same clips (from the first test set) are timed one
+    at a time, in turns: each clip by every model before the next clip, so that a slow spell
+    of the machine falls on all models alike. Latency is the median over clips, the real-time
+    factor the total time over the audio's duration, the speed-up the teacher's latency over
+    the model's.
     """
     device = resolve_device(params.device)
     clips = clips or params.evaluate.latency_clips
@@ -173,18 +176,34 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     audio = [decode(a, rate).samples for a in first.select(range(min(clips, len(first))))["audio"]]
     seconds_of_audio = sum(len(a) for a in audio) / rate
     single = replace(params.evaluate.generation, batch_size=1)
-    rows = []
-    for entry in model_entries(params):
-        loaded = _load(entry, device, single, params)
-        generate(loaded, audio[:1], single)
-        start = time.perf_counter()
-        for clip in audio:
+    models = {entry.name: _load(entry, device, single, params) for entry in model_entries(params)}
+    for loaded in models.values():
+        for clip in audio[:WARM_UP_CLIPS]:
             generate(loaded, [clip], single)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        elapsed = time.perf_counter() - start
-        rows.append({"model": entry.name, "parameters_M": loaded.parameters / 1e6, "latency_ms": 1000 * elapsed / len(audio), "rtf": elapsed / seconds_of_audio})
-        del loaded
-    table = pd.DataFrame(rows)
+    seconds: dict[str, list[float]] = {name: [] for name in models}
+    for clip in audio:
+        for name, loaded in models.items():
+            seconds[name].append(_timed_clip(loaded, clip, single))
+    table = pd.DataFrame(
+        {
+            "model": name,
+            "parameters_M": models[name].parameters / 1e6,
+            "latency_ms": 1000 * float(np.median(times)),
+            "rtf": sum(times) / seconds_of_audio,
+        }
+        for name, times in seconds.items()
+    )
     teacher_latency = table.loc[table["model"] == "teacher", "latency_ms"].iloc[0]
     return table.assign(speedup=teacher_latency / table["latency_ms"], device=device_name(device), clips=len(audio))
+
+
+WARM_UP_CLIPS = 3
+
+
+def _timed_clip(loaded: LoadedModel, clip: np.ndarray, settings: GenerationParams) -> float:
+    """Wall time of transcribing one clip (GPU work included)."""
+    start = time.perf_counter()
+    generate(loaded, [clip], settings)
+    if loaded.device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
