@@ -165,7 +165,8 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     at a time, in turns: each clip by every model before the next clip, so that a slow spell
     of the machine falls on all models alike. Latency is the median over clips, the real-time
     factor the total time over the audio's duration, the speed-up the teacher's latency over
-    the model's. (The paper profile's models together take about 20 GB in bf16.)
+    the model's. (Held together, the paper profile's 16 models take roughly 30 GB in bf16,
+    estimated from their parameter counts.)
     """
     device = resolve_device(params.device)
     clips = clips or params.evaluate.latency_clips
