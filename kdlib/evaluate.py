@@ -33,6 +33,7 @@ from kdlib.text import VIEWS, NormalizationConfig
 from kdlib.transcribe import generate, transcribe
 
 MSA = "MSA"
+WARM_UP_CLIPS = 3  # clips each model transcribes before it is timed
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,6 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     )
     teacher_latency = table.loc[table["model"] == "teacher", "latency_ms"].iloc[0]
     return table.assign(speedup=teacher_latency / table["latency_ms"], device=device_name(device), clips=len(audio))
-
-
-WARM_UP_CLIPS = 3
 
 
 def _timed_clip(loaded: LoadedModel, clip: np.ndarray, settings: GenerationParams) -> float:

@@ -20,7 +20,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 import torch
-from transformers import AutoConfig, AutoModelForCTC, AutoProcessor
+from transformers import AutoConfig, AutoModelForCTC, AutoProcessor, SeamlessM4TForSpeechToText, SeamlessM4Tv2ForSpeechToText
 
 from kdlib.config import GenerationParams
 from kdlib.models import LoadedModel, load_whisper, resolve_attention, resolve_dtype
@@ -35,7 +35,6 @@ MODEL_TYPES = {
     "wavlm": "ctc",
     "data2vec-audio": "ctc",
 }
-FAMILIES = ("whisper", "seamless", "ctc")
 
 # Whisper's language names → each family's code (SeamlessM4T: MSA is `arb`; MMS: `ara`)
 LANGUAGE_CODES: dict[str, dict[str, str]] = {
@@ -101,8 +100,6 @@ def load_model(
 
 
 def _seamless_class(model_type: str) -> type:
-    from transformers import SeamlessM4TForSpeechToText, SeamlessM4Tv2ForSpeechToText
-
     return SeamlessM4Tv2ForSpeechToText if model_type == "seamless_m4t_v2" else SeamlessM4TForSpeechToText
 
 
