@@ -83,7 +83,7 @@ report.write_table(headline.reset_index(), cfg.reports_path, "headline")
 headline
 
 # %% [markdown]
-# ## Student WER vs λ (the paper's threshold plot)
+# ## Student WER vs λ (the paper's threshold plot; dashed lines: the teacher)
 
 # %%
 curve = threshold_table(scores)
@@ -93,6 +93,10 @@ long = report.percent(curve, ["avg all", "avg MSA", "avg dialects"]).melt(id_var
 if len(long):
     grid = sns.catplot(data=long, x="threshold", y="WER", hue="average", col="student", kind="point", order=order, height=3.2, aspect=1.3)
     grid.set_axis_labels("λ (pseudo-label WER threshold, %)", "student WER (%)")
+    teacher = tables["wer", "normalized"].loc["teacher", ["avg all", "avg MSA", "avg dialects"]]
+    for ax in grid.axes.flat:  # dashed: the teacher's averages, in the same colours
+        for colour, value in zip(sns.color_palette(), teacher):
+            ax.axhline(value, linestyle="--", linewidth=1, color=colour)
     report.save_figure(grid.figure, cfg.reports_path, "threshold_wer")
     plt.show()
 else:
