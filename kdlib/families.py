@@ -23,7 +23,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCTC, AutoProcessor, SeamlessM4TForSpeechToText, SeamlessM4Tv2ForSpeechToText
 
 from kdlib.config import GenerationParams
-from kdlib.models import LoadedModel, load_whisper, resolve_attention, resolve_dtype
+from kdlib.models import LoadedModel, load_whisper, resolve_attention, resolve_dtype, text_token_ids
 
 MODEL_TYPES = {
     "whisper": "whisper",
@@ -115,8 +115,7 @@ def generate_seamless(loaded: LoadedModel, clips: Sequence[np.ndarray], generati
         max_new_tokens=generation.max_new_tokens,
     )
     sequences = output.sequences if hasattr(output, "sequences") else output
-    special = set(loaded.processor.tokenizer.all_special_ids)
-    return [[index for index in row if index not in special] for row in sequences.tolist()]
+    return [text_token_ids(loaded.processor, row) for row in sequences.tolist()]
 
 
 def generate_ctc(loaded: LoadedModel, clips: Sequence[np.ndarray]) -> list[list[int]]:

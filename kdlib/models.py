@@ -98,7 +98,7 @@ def target_ids(processor: WhisperProcessor, text: str, prompt: list[int]) -> lis
     return [*prompt, *tokenizer.encode(text, add_special_tokens=False), tokenizer.eos_token_id]
 
 
-def text_token_ids(processor: WhisperProcessor, sequence: list[int]) -> list[int]:
+def text_token_ids(processor: ProcessorMixin, sequence: list[int]) -> list[int]:
     """The transcript's own tokens of a generated sequence (special tokens removed)."""
     special = set(processor.tokenizer.all_special_ids)
     return [index for index in sequence if index not in special]
