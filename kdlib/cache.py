@@ -90,3 +90,9 @@ def atomic_directory(path: str | Path) -> Iterator[Path]:
     finally:
         if temporary.exists():
             shutil.rmtree(temporary, ignore_errors=True)
+
+
+def model_digest(source: str | Path) -> str:
+    """A key of a model: its files' digest when it is a local folder, else its hub id."""
+    path = Path(source)
+    return directory_digest(path) if path.is_dir() else str(source)

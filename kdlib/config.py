@@ -1,7 +1,11 @@
-"""Experiment parameters: one YAML file per profile, parsed strictly into frozen dataclasses.
+"""Experiment parameters: one YAML file per profile, parsed once, strictly, into frozen dataclasses.
 
-Every key of a params file must be known: a typo is an error that names the key, the
-file and the closest valid spelling, so that a run never silently ignores a setting.
+Every key of a params file must be known, of its type and within its range: a typo or an
+out-of-range number is an error that names the key, the file and what is allowed (the
+closest valid spelling, the range), before any work starts. Each field carries a one-line
+help text (`describe_params` lists them; `kdlib params` prints them). Relative paths in a
+params file are relative to the repository that holds it (else to the file's folder), so a
+stage finds the same folders from whatever directory it is started.
 """
 
 from __future__ import annotations
@@ -9,199 +13,299 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import json
+import math
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Iterator, Literal, Mapping
 
 import yaml
 
 
 class ParamsError(ValueError):
-    """A params file is malformed: unknown key, wrong type or invalid value."""
+    """A params file is malformed: unknown key, wrong type, value out of range, unreadable file."""
+
+
+def param(default: Any, help: str, *, at_least: float | None = None, above: float | None = None,
+          at_most: float | None = None, below: float | None = None) -> Any:
+    """A dataclass field with its help text and the range its numbers must lie in."""
+    bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
+    metadata = {"help": help, "bounds": {k: v for k, v in bounds.items() if v is not None}}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+# ---------------------------------------------------------------------------------------------- data
 
 
 @dataclass(frozen=True)
 class DatasetSpec:
     """One corpus to read: the embedded synthetic corpus, a local folder or a hub dataset."""
 
-    name: str
-    source: Literal["synthetic", "local", "hub"]
-    split: str = "test"
-    path: str | None = None  # hub id, or local folder (audiofolder + metadata.csv)
-    config: str | None = None  # hub dataset configuration
-    variety: str | None = None  # fixed variety of the whole set (else `variety_column`)
-    variety_column: str | None = None
-    text_column: str = "text"
-    audio_column: str = "audio"
-    id_column: str | None = None
-    max_samples: int | None = None
-    streaming: bool = False
+    name: str = param(None, "the set's name in tables and file names (letters, digits, . _ - +)")
+    source: Literal["synthetic", "local", "hub"] = param(None, "where the set comes from")
+    split: str = param("test", "split of the source (a synthetic split, a local sub-folder or a hub split)")
+    path: str | None = param(None, "hub id, or local folder (audiofolder with a metadata.csv)")
+    config: str | None = param(None, "hub dataset configuration")
+    variety: str | None = param(None, "the variety of the whole set (else read from variety_column)")
+    variety_column: str | None = param(None, "column naming each clip's variety")
+    text_column: str = param("text", "column of the reference transcript")
+    audio_column: str = param("audio", "column of the audio")
+    id_column: str | None = param(None, "column of the clip id (else the file name or row number)")
+    max_samples: int | None = param(None, "read at most this many clips", at_least=1)
+    streaming: bool = param(False, "stream a hub set instead of downloading it whole")
 
 
 @dataclass(frozen=True)
 class SyntheticCorpusParams:
     """How the embedded corpus is spoken from the shipped sentences with espeak-ng."""
 
-    teacher_renditions: int = 3  # renditions of each teacher-training sentence
-    pool_renditions: int = 2  # renditions of each distillation-pool sentence
-    test_renditions: int = 1
-    test_fraction: float = 0.2  # share of each variety's sentences in its test set (new voices)
-    teacher_msa_fraction: float = 0.6  # share of MSA sentences the teacher learns from
-    teacher_dialect_fraction: float = 0.25  # ... and of each dialect's
-    max_sentences_per_variety: int | None = None
-    speed_wpm: tuple[int, int] = (125, 175)
-    pitch: tuple[int, int] = (25, 75)
-    voices: tuple[str, ...] = ("ar", "ar+m1", "ar+m3", "ar+f2", "ar+f4")
-    noise_fraction: float = 0.3
-    snr_db: tuple[float, float] = (8.0, 25.0)
-    seed: int = 0
+    teacher_renditions: int = param(3, "renditions of each teacher-training sentence", at_least=0)
+    pool_renditions: int = param(2, "renditions of each distillation-pool sentence", at_least=0)
+    test_renditions: int = param(1, "renditions of each test sentence", at_least=1)
+    test_fraction: float = param(0.2, "share of each variety's sentences in its test set", above=0, below=1)
+    teacher_msa_fraction: float = param(0.6, "share of MSA sentences the teacher learns from", at_least=0, at_most=1)
+    teacher_dialect_fraction: float = param(0.25, "share of each dialect's sentences the teacher learns from",
+                                            at_least=0, at_most=1)
+    max_sentences_per_variety: int | None = param(None, "use at most this many sentences per variety", at_least=1)
+    speed_wpm: tuple[int, int] = param((125, 175), "range of speaking rates, words per minute", at_least=80)
+    pitch: tuple[int, int] = param((25, 75), "range of espeak-ng pitches", at_least=0, at_most=99)
+    voices: tuple[str, ...] = param(("ar", "ar+m1", "ar+m3", "ar+f2", "ar+f4"), "espeak-ng voice variants")
+    noise_fraction: float = param(0.3, "share of clips with white noise added", at_least=0, at_most=1)
+    snr_db: tuple[float, float] = param((8.0, 25.0), "range of signal-to-noise ratios of noisy clips (dB)")
+    seed: int = param(0, "seed of the sentence split and the voice draws")
 
 
 @dataclass(frozen=True)
 class DataParams:
-    sampling_rate: int = 16000
-    max_duration_s: float = 30.0
-    long_clips: Literal["skip", "chunk"] = "skip"
-    synthetic: SyntheticCorpusParams = SyntheticCorpusParams()
-    teacher_train: tuple[DatasetSpec, ...] = ()  # only used when the teacher is trained here
-    train: tuple[DatasetSpec, ...] = ()  # the distillation pool (a mixture of corpora)
-    test: tuple[DatasetSpec, ...] = ()
+    """The corpora: teacher training (when trained here), the distillation pool, the test sets."""
+
+    sampling_rate: int = param(16000, "sampling rate every clip is resampled to (Hz)", at_least=1)
+    max_duration_s: float = param(30.0, "longest clip kept (s): the teacher's window", above=0)
+    long_clips: Literal["skip", "chunk"] = param("skip", "test clips over max_duration_s: skipped, or cut in windows")
+    synthetic: SyntheticCorpusParams = param(SyntheticCorpusParams(), "the embedded corpus")
+    teacher_train: tuple[DatasetSpec, ...] = param((), "sets the teacher learns from (teacher.source: train)")
+    train: tuple[DatasetSpec, ...] = param((), "the distillation pool: a mixture of sets")
+    test: tuple[DatasetSpec, ...] = param((), "test sets, scored separately")
+
+
+# ------------------------------------------------------------------------------------------- training
 
 
 @dataclass(frozen=True)
-class TeacherTrainingParams:
+class TrainingParams:
+    """One training loop's settings, the same for the teacher (trained here) and the students."""
+
+    max_steps: int = param(5000, "optimiser steps", at_least=1)
+    batch_size: int = param(32, "clips per process and micro-batch", at_least=1)
+    gradient_accumulation_steps: int = param(1, "micro-batches per optimiser step", at_least=1)
+    learning_rate: float = param(1e-4, "peak learning rate of AdamW", above=0)
+    warmup_steps: int = param(500, "steps of linear warm-up, then linear decay to 0", at_least=0)
+    weight_decay: float = param(0.0, "AdamW weight decay", at_least=0)
+    max_grad_norm: float = param(1.0, "gradient clipping norm (0: no clipping)", at_least=0)
+    eval_every: int = param(1000, "steps between held-out evaluations (0: only at the end)", at_least=0)
+    save_every: int = param(1000, "steps between checkpoints (0: only at the end)", at_least=0)
+    log_every: int = param(25, "steps between logged loss records", at_least=1)
+    keep_checkpoints: int = param(2, "checkpoints kept on disk (the newest)", at_least=1)
+    gradient_checkpointing: bool = param(False, "recompute activations in the backward pass (less memory)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = param("auto", "auto: bf16 on a GPU that has it")
+    deterministic: bool = param(True, "deterministic kernels: bit-identical reruns (slower on GPUs)")
+    seed: int = param(0, "seed of initialisation and data order")
+
+
+@dataclass(frozen=True)
+class LossParams:
+    """The distillation loss: kl_weight · KL(teacher ‖ student) · T² + ce_weight · CE + hidden_weight · MSE."""
+
+    kl_weight: float = param(0.8, "weight of the KL term to the teacher's distribution", at_least=0)
+    ce_weight: float = param(1.0, "weight of the cross-entropy on the pseudo-labels", at_least=0)
+    hidden_weight: float = param(0.0, "weight of the MSE of the last hidden states", at_least=0)
+    temperature: float = param(2.0, "softmax temperature of the KL term", above=0)
+
+
+@dataclass(frozen=True)
+class TeacherArchitecture:
     """A small Whisper-architecture teacher trained here when no pretrained one is at hand."""
 
-    d_model: int = 192
-    encoder_layers: int = 4
-    decoder_layers: int = 4
-    attention_heads: int = 4
-    ffn_dim: int = 768
-    vocab_size: int = 400  # byte-level BPE learnt on the training text, plus Whisper's specials
-    chunk_length_s: int = 8  # the model's audio window (Whisper: 30 s)
-    hop_length: int = 160  # log-mel frame shift in samples (Whisper: 160, i.e. 10 ms)
-    max_target_positions: int = 96
-    steps: int = 1200
-    batch_size: int = 16
-    learning_rate: float = 2e-3
-    warmup_steps: int = 100
-    weight_decay: float = 0.01
-    seed: int = 0
+    d_model: int = param(192, "width of the model", at_least=1)
+    encoder_layers: int = param(4, "encoder layers", at_least=1)
+    decoder_layers: int = param(4, "decoder layers", at_least=1)
+    attention_heads: int = param(4, "attention heads (divides d_model)", at_least=1)
+    ffn_dim: int = param(768, "feed-forward width", at_least=1)
+    vocab_size: int = param(400, "byte-level BPE vocabulary learnt on the training text, Whisper's specials included",
+                            at_least=64)
+    chunk_length_s: int = param(8, "the model's audio window in seconds (Whisper: 30)", at_least=1)
+    hop_length: int = param(160, "log-mel frame shift in samples (Whisper: 160, i.e. 10 ms)", at_least=1)
+    max_target_positions: int = param(96, "longest token sequence", at_least=8)
+    seed: int = param(0, "seed of the initial weights")
 
 
 @dataclass(frozen=True)
 class TeacherParams:
-    source: Literal["hub", "train"] = "hub"
-    model: str = "openai/whisper-large-v2"  # hub id or local folder when source == "hub"
-    train: TeacherTrainingParams = TeacherTrainingParams()
+    """The teacher: a hub checkpoint, or one trained here on data.teacher_train."""
+
+    source: Literal["hub", "train"] = param("hub", "hub: load `model`; train: train a small Whisper here")
+    model: str = param("openai/whisper-large-v2", "hub id or local folder (source: hub)")
+    architecture: TeacherArchitecture = param(TeacherArchitecture(), "the model trained here (source: train)")
+    training: TrainingParams = param(TrainingParams(), "its training loop (source: train)")
+
+
+# ------------------------------------------------------------------------------------ stages 01 to 04
 
 
 @dataclass(frozen=True)
 class GenerationParams:
-    language: str = "ar"
-    task: str = "transcribe"
-    num_beams: int = 1
-    max_new_tokens: int = 128
-    batch_size: int = 16
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"  # auto: bf16 on GPU
-    attn_implementation: Literal["auto", "sdpa", "eager"] = "auto"
+    """How a model transcribes: language and task forced, greedy or beam search."""
+
+    language: str = param("ar", "the language forced in the decoder prompt")
+    task: str = param("transcribe", "Whisper's task token")
+    num_beams: int = param(1, "1: greedy", at_least=1)
+    max_new_tokens: int = param(128, "longest generated transcript, in tokens", at_least=1)
+    batch_size: int = param(16, "clips per generation batch", at_least=1)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = param("auto", "auto: bf16 on a GPU, fp32 on the CPU")
+    attn_implementation: Literal["auto", "sdpa", "eager"] = param("auto", "auto: SDPA")
 
 
 @dataclass(frozen=True)
 class PseudoLabelParams:
-    generation: GenerationParams = GenerationParams()
-    chunk_size: int = 64  # clips per resumable chunk
+    """Stage 01: the teacher transcribes the pool in resumable chunks."""
+
+    generation: GenerationParams = param(GenerationParams(), "the teacher's generation settings")
+    chunk_size: int = param(64, "clips per resumable chunk", at_least=1)
 
 
 @dataclass(frozen=True)
 class FilterParams:
-    thresholds: tuple[float | None, ...] = (10.0, 20.0, 40.0, 80.0, None)  # WER in %, None: keep all
-    selected: float | None = 80.0  # the paper's λ
-    view: Literal["orthographic", "normalized"] = "normalized"
+    """Stage 02: the WER-threshold filter and its sweep."""
+
+    thresholds: tuple[float | None, ...] = param((10.0, 20.0, 40.0, 80.0, None),
+                                                 "λ of the sweep, WER in % (null keeps every pair)", at_least=0)
+    selected: float | None = param(80.0, "the paper's λ, drawn in red", at_least=0)
+    view: Literal["orthographic", "normalized"] = param("normalized", "the view in which pseudo-label WER is taken")
 
 
 @dataclass(frozen=True)
 class StudentRun:
-    """Which students to distil, and for which thresholds of the sweep."""
+    """Which student to distil, and for which thresholds of the sweep."""
 
-    student: str  # "DW-e-d"
-    thresholds: tuple[float | None, ...] = (80.0,)
+    student: str = param(None, "DW-<encoder layers>-<decoder layers>, e.g. DW-16-16")
+    thresholds: tuple[float | None, ...] = param((80.0,), "λ values of filter.thresholds to train on", at_least=0)
 
 
 @dataclass(frozen=True)
 class DistillParams:
-    runs: tuple[StudentRun, ...] = ()
-    kl_weight: float = 0.8
-    ce_weight: float = 1.0
-    hidden_weight: float = 0.0
-    temperature: float = 2.0
-    max_steps: int = 5000
-    batch_size: int = 32
-    gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-4
-    warmup_steps: int = 500
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    eval_fraction: float = 0.05
-    eval_every: int = 1000
-    save_every: int = 1000
-    log_every: int = 25
-    gradient_checkpointing: bool = False
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    cache_teacher_logits: bool = False
-    deterministic: bool = True  # deterministic kernels: bit-identical reruns (slower on GPUs)
-    seed: int = 0
+    """Stage 03: DW-e-d students from the teacher, one per student and λ."""
+
+    runs: tuple[StudentRun, ...] = param((), "students and their λ values")
+    loss: LossParams = param(LossParams(), "the loss terms")
+    training: TrainingParams = param(TrainingParams(), "the training loop")
+    eval_fraction: float = param(0.05, "held-out share of the pool, the same for every student and λ",
+                                 at_least=0, below=1)
+    cache_teacher_logits: bool = param(False, "compute the teacher's logits once and keep them on disk")
 
 
 @dataclass(frozen=True)
 class EvaluateParams:
-    baselines: tuple[str, ...] = ()  # hub ids or local folders of other models, evaluated as they are
-    language_codes: Mapping[str, str] = field(default_factory=dict)  # per family, e.g. {seamless: arb, ctc: ara}
-    generation: GenerationParams = GenerationParams()
-    latency_clips: int = 32  # clips timed one at a time for latency and real-time factor
+    """Stage 04: every model on every test set, and efficiency."""
+
+    baselines: tuple[str, ...] = param((), "hub ids or local folders of other models, evaluated as they are")
+    language_codes: Mapping[str, str] = param({}, "per family, the code of the language, e.g. {seamless: arb, ctc: ara}")
+    generation: GenerationParams = param(GenerationParams(), "generation settings of every model")
+    latency_clips: int = param(32, "clips timed one at a time for latency and real-time factor", at_least=1)
+
+
+# --------------------------------------------------------------------------------- scoring and errors
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    """Which rules the ``normalized`` view applies; each field names a rule function of `kdlib.text`."""
+
+    remove_diacritics: bool = param(True, "remove harakat, tanwin, shadda, sukun and Quranic marks")
+    remove_tatweel: bool = param(True, "remove the tatweel (kashida)")
+    remove_punctuation: bool = param(True, "replace punctuation by spaces")
+    unify_alef: bool = param(True, "أ إ آ ٱ → ا")
+    normalize_alef_maqsura: bool = param(True, "ى → ي")
+    normalize_taa_marbuta: bool = param(True, "ة → ه")
+    map_eastern_arabic_digits: bool = param(True, "٠-٩ and ۰-۹ → 0-9")
+    lowercase_latin: bool = param(True, "lower-case Latin letters")
+
+
+@dataclass(frozen=True)
+class ErrorRules:
+    """Thresholds of the error categories (`kdlib.error_analysis` documents their use)."""
+
+    length_ratio: float = param(1.5, "hallucination: more than this many times the reference's words ...", above=0)
+    min_extra_words: int = param(3, "... and at least this many extra words; also the least insertions", at_least=1)
+    max_ngram: int = param(4, "loops are n-grams of 1..max_ngram words ...", at_least=1)
+    min_repeats: int = param(3, "... repeated at least this many times in a row", at_least=2)
+    dominant_share: float = param(0.5, "an edit type dominates above this share of the errors", at_least=0, below=1)
+    min_missing_words: int = param(3, "incomplete by deletions: at least this many deleted words", at_least=1)
+    dialect_share: float = param(0.5, "dialectal: dialect↔MSA swaps are at least this share of substitutions",
+                                 above=0, at_most=1)
+
+
+# ------------------------------------------------------------------------------------------ the whole
 
 
 @dataclass(frozen=True)
 class Params:
-    profile: str
-    run_dir: str
-    reports_dir: str
-    cache_dir: str = ".cache/kdlib"
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    data: DataParams = DataParams()
-    normalization: Mapping[str, bool] = field(default_factory=dict)
-    teacher: TeacherParams = TeacherParams()
-    pseudo_label: PseudoLabelParams = PseudoLabelParams()
-    filter: FilterParams = FilterParams()
-    distill: DistillParams = DistillParams()
-    evaluate: EvaluateParams = EvaluateParams()
-    error_rules: Mapping[str, float] = field(default_factory=dict)
-    source_file: str | None = None
+    """A profile: where it writes, its data, its models and every stage's settings."""
+
+    profile: str = param(None, "the profile's name")
+    run_dir: str = param(None, "where stage products go (relative to the repository)")
+    reports_dir: str = param(None, "where rendered reports go (relative to the repository)")
+    cache_dir: str = param(".cache/kdlib", "content-keyed cache of expensive steps, shared by profiles")
+    device: Literal["auto", "cpu", "cuda"] = param("auto", "auto: the GPU if there is one")
+    data: DataParams = param(DataParams(), "the corpora")
+    normalization: NormalizationConfig = param(NormalizationConfig(), "rules of the normalized view")
+    teacher: TeacherParams = param(TeacherParams(), "the teacher")
+    pseudo_label: PseudoLabelParams = param(PseudoLabelParams(), "stage 01")
+    filter: FilterParams = param(FilterParams(), "stage 02")
+    distill: DistillParams = param(DistillParams(), "stage 03")
+    evaluate: EvaluateParams = param(EvaluateParams(), "stage 04")
+    error_rules: ErrorRules = param(ErrorRules(), "stage 05")
+    source_file: str | None = param(None, "the params file (set when it is read)")
+
+    @property
+    def base_path(self) -> Path:
+        """The folder relative paths are resolved against: the repository of the params file."""
+        if self.source_file is None:
+            return Path.cwd()
+        start = Path(self.source_file).resolve().parent
+        return next((d for d in (start, *start.parents) if (d / "pyproject.toml").is_file()), start)
+
+    def _resolve(self, value: str) -> Path:
+        path = Path(value)
+        return path if path.is_absolute() else self.base_path / path
 
     @property
     def run_path(self) -> Path:
-        return Path(self.run_dir)
+        return self._resolve(self.run_dir)
 
     @property
     def reports_path(self) -> Path:
-        return Path(self.reports_dir)
+        return self._resolve(self.reports_dir)
 
     @property
     def cache_path(self) -> Path:
-        return Path(self.cache_dir)
+        return self._resolve(self.cache_dir)
 
 
 STUDENT_NAME = re.compile(r"^DW-(\d+)-(\d+)$")
+SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+NOT_INPUTS = ("profile", "run_dir", "reports_dir", "cache_dir", "source_file")  # where, not what: no result changes
 
 
 def parse_student(name: str) -> tuple[int, int]:
     """`"DW-8-8"` → `(8, 8)`: encoder and decoder layers of a distilled student."""
     match = STUDENT_NAME.match(name)
-    if not match:
-        raise ParamsError(f"student {name!r} is not of the form 'DW-<encoder layers>-<decoder layers>'")
+    if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+        raise ParamsError(f"student {name!r} is not of the form 'DW-<encoder layers>-<decoder layers>' with layers ≥ 1")
     return int(match.group(1)), int(match.group(2))
 
 
@@ -210,18 +314,67 @@ def threshold_label(threshold: float | None) -> str:
     return "none" if threshold is None else f"{threshold:g}"
 
 
+def parse_threshold(text: str) -> float | None:
+    """`"80"` → `80.0`, `"none"` → `None` (the inverse of `threshold_label`)."""
+    if text == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ParamsError(f"λ must be a number or 'none', got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ParamsError(f"λ must be a finite number ≥ 0 or 'none', got {text!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------- reading
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key given twice in one mapping (YAML would keep the last)."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+        seen.add(key)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    """A params file's mapping; unreadable, non-UTF-8, duplicate-key or non-mapping files are ParamsErrors."""
+    if path.is_dir():
+        raise ParamsError(f"{path}: is a folder, not a params file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: no such params file") from None
+    except UnicodeDecodeError as error:
+        raise ParamsError(f"{path}: not UTF-8 text (byte {error.start}); save it as UTF-8") from None
+    except OSError as error:
+        raise ParamsError(f"{path}: cannot be read: {error.strerror}") from None
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path}: the top level must be a mapping of keys")
+    return raw
+
+
 def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:
     """Read and validate a params YAML file (optionally with a nested override mapping)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ParamsError(f"{path}: not valid YAML: {error}") from error
-    if not isinstance(raw, dict):
-        raise ParamsError(f"{path}: the top level must be a mapping of keys")
+    raw = read_yaml(path)
     if overrides:
         raw = _deep_merge(raw, overrides)
-    raw.setdefault("source_file", str(path))
+    raw.setdefault("source_file", str(path.resolve()))
     return params_from_dict(raw, source=str(path))
 
 
@@ -232,9 +385,43 @@ def params_from_dict(raw: Mapping[str, Any], source: str = "<params>") -> Params
     return params
 
 
-def params_to_dict(params: Params) -> dict[str, Any]:
-    """The plain, YAML/JSON-friendly form of `params` (round-trips through `params_from_dict`)."""
-    return _plain(dataclasses.asdict(params))
+def params_to_dict(params: Any) -> Any:
+    """The plain, YAML/JSON-friendly form of `params` or of one of its sections (round-trips)."""
+    return _plain(dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params)
+
+
+def params_subset(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The plain values of dotted `keys` (e.g. `"distill.eval_fraction"`): what a stage is made from."""
+    plain = params_to_dict(params)
+    subset = {}
+    for key in keys:
+        value = plain
+        for part in key.split("."):
+            value = value[part]
+        subset[key] = value
+    return subset
+
+
+def describe_params(cls: type = Params, prefix: str = "") -> Iterator[tuple[str, str, str]]:
+    """`(dotted key, default, help)` of every param, sections first-level and nested (for docs and `--help`)."""
+    for item in dataclasses.fields(cls):
+        key = f"{prefix}{item.name}"
+        hint = typing.get_type_hints(cls)[item.name]
+        if dataclasses.is_dataclass(hint):
+            yield key, "", item.metadata.get("help", "")
+            yield from describe_params(hint, key + ".")
+            continue
+        default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
+        shown = "(required)" if item.name in _REQUIRED.get(cls.__name__, ()) else json.dumps(_plain(default), ensure_ascii=False)
+        yield key, shown, item.metadata.get("help", "") + _bounds_text(item.metadata.get("bounds", {}))
+
+
+_REQUIRED = {"Params": ("profile", "run_dir", "reports_dir"), "DatasetSpec": ("name", "source"), "StudentRun": ("student",)}
+
+
+def _bounds_text(bounds: Mapping[str, float]) -> str:
+    words = {"at_least": "≥", "above": ">", "at_most": "≤", "below": "<"}
+    return f" ({', '.join(f'{words[k]} {v:g}' for k, v in bounds.items())})" if bounds else ""
 
 
 def _plain(value: Any) -> Any:
@@ -269,14 +456,29 @@ def _build(cls: type, raw: Any, source: str, where: str) -> Any:
     values = {}
     for name, item in raw.items():
         values[name] = _coerce(hints[name], item, source, _join(where, name))
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
+        _check_bounds(values[name], fields[name].metadata.get("bounds", {}), source, _join(where, name))
+    missing = [name for name in _REQUIRED.get(cls.__name__, ()) if values.get(name) is None]
     if missing:
         raise ParamsError(f"{source}: missing required key '{_join(where, missing[0])}'")
     return cls(**values)
+
+
+def _check_bounds(value: Any, bounds: Mapping[str, float], source: str, where: str) -> None:
+    """Numbers (and the numbers of a list) must be finite and within the field's bounds."""
+    items = value if isinstance(value, tuple) else (value,)
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        allowed = _bounds_text(bounds).strip(" ()") or "a finite number"
+        if not math.isfinite(item):
+            raise ParamsError(f"{source}: '{where}' must be a finite number ({allowed}), got {item!r}")
+        if (
+            ("at_least" in bounds and item < bounds["at_least"])
+            or ("above" in bounds and item <= bounds["above"])
+            or ("at_most" in bounds and item > bounds["at_most"])
+            or ("below" in bounds and item >= bounds["below"])
+        ):
+            raise ParamsError(f"{source}: '{where}' must be {allowed}, got {item!r}")
 
 
 def _coerce(hint: Any, value: Any, source: str, where: str) -> Any:
@@ -307,9 +509,12 @@ def _coerce(hint: Any, value: Any, source: str, where: str) -> Any:
     if origin in (collections.abc.Mapping, dict) or hint in (Mapping, dict):
         if not isinstance(value, Mapping):
             raise ParamsError(f"{source}: '{where}' must be a mapping, got {value!r}")
-        return dict(value)
+        key_type, value_type = args or (str, Any)
+        return {_coerce(key_type, k, source, where): _coerce(value_type, v, source, f"{where}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, source, where)
+    if hint is Any:
+        return value
     if hint is bool:
         if not isinstance(value, bool):
             raise ParamsError(f"{source}: '{where}' must be true or false, got {value!r}")
@@ -326,10 +531,6 @@ def _coerce(hint: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, str):
             raise ParamsError(f"{source}: '{where}' must be a string, got {value!r}")
         return value
-    if hint is type(None):
-        if value is not None:
-            raise ParamsError(f"{source}: '{where}' must be null")
-        return None
     raise ParamsError(f"{source}: '{where}' has an unsupported type {hint!r}")
 
 
@@ -338,37 +539,43 @@ def _join(where: str, key: str) -> str:
 
 
 def _check_semantics(params: Params, source: str) -> None:
-    """Cross-field checks that a type alone cannot express."""
-    from kdlib.errors import ErrorRules
-    from kdlib.text import NormalizationConfig
-
-    for section, factory in (("normalization", NormalizationConfig), ("error_rules", ErrorRules)):
+    """Cross-field checks that a type and a range alone cannot express."""
+    for role in ("teacher_train", "train", "test"):
+        names = [spec.name for spec in getattr(params.data, role)]
+        for index, name in enumerate(names):
+            if not SAFE_NAME.match(name) or ".." in name:
+                raise ParamsError(
+                    f"{source}: 'data.{role}[{index}].name' {name!r} must be letters, digits and . _ - + "
+                    "(it names files in the cache), starting with a letter or digit"
+                )
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ParamsError(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")
+    architecture = params.teacher.architecture
+    for index, run in enumerate(params.distill.runs):
         try:
-            factory.from_dict(getattr(params, section))
-        except ValueError as error:
-            raise ParamsError(f"{source}: {section}: {error}") from error
-    for run in params.distill.runs:
-        try:
-            parse_student(run.student)
+            encoder, decoder = parse_student(run.student)
         except ParamsError as error:
-            raise ParamsError(f"{source}: distill.runs: {error}") from error
+            raise ParamsError(f"{source}: 'distill.runs[{index}].student': {error}") from None
+        if params.teacher.source == "train" and (
+            encoder > architecture.encoder_layers or decoder > architecture.decoder_layers
+        ):
+            raise ParamsError(
+                f"{source}: 'distill.runs[{index}].student' {run.student} has more layers than the teacher "
+                f"({architecture.encoder_layers} encoder, {architecture.decoder_layers} decoder)"
+            )
         unknown = [t for t in run.thresholds if t not in params.filter.thresholds]
         if unknown:
             raise ParamsError(
                 f"{source}: distill.runs: threshold {threshold_label(unknown[0])} of {run.student} "
                 f"is not in filter.thresholds {[threshold_label(t) for t in params.filter.thresholds]}"
             )
-    for family, code in params.evaluate.language_codes.items():
-        if family not in ("seamless", "ctc") or not isinstance(code, str):
-            raise ParamsError(
-                f"{source}: evaluate.language_codes: expected a code (string) per family 'seamless' or 'ctc', got {family}: {code!r}"
-            )
+    for family in params.evaluate.language_codes:
+        if family not in ("seamless", "ctc"):
+            raise ParamsError(f"{source}: 'evaluate.language_codes.{family}': families are 'seamless' and 'ctc'")
     if params.filter.selected not in params.filter.thresholds:
         raise ParamsError(f"{source}: filter.selected must be one of filter.thresholds")
-    for role in ("teacher_train", "train", "test"):
-        names = [spec.name for spec in getattr(params.data, role)]
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
-            raise ParamsError(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")
+    if architecture.d_model % architecture.attention_heads:
+        raise ParamsError(f"{source}: 'teacher.architecture.d_model' must be a multiple of attention_heads")
     if params.teacher.source == "train" and not params.data.teacher_train:
         raise ParamsError(f"{source}: teacher.source is 'train' but data.teacher_train is empty")

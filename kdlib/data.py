@@ -22,8 +22,6 @@ from kdlib.cache import atomic_directory, atomic_write_text, fingerprint
 from kdlib.config import DataParams, DatasetSpec, Params
 from kdlib.synth import build_corpus
 
-datasets.disable_progress_bars()
-
 Purpose = Literal["train", "test"]
 SKIP_COLUMNS = ["id", "dataset", "reason", "detail"]
 
@@ -34,6 +32,7 @@ class Corpus:
 
     dataset: datasets.Dataset
     skipped: pd.DataFrame
+    folder: Path | None = None  # where a prepared set lies in the cache (None for a mixture)
 
 
 def features(sampling_rate: int) -> datasets.Features:
@@ -106,7 +105,7 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     target = params.cache_path / "prepared" / f"{spec.name}-{fingerprint(key, raw._fingerprint, _local_files(raw, spec))}"
     if not (target / "dataset" / "dataset_info.json").exists():
         _screen_to_disk(raw, spec, data, purpose, target)
-    return Corpus(datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str))
+    return Corpus(datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str), target)
 
 
 def _local_files(raw: datasets.Dataset, spec: DatasetSpec) -> list[tuple[str, int, int]]:

@@ -1,5 +1,8 @@
 """Stage 04: every model on every test set — WER and CER in both views, efficiency, predictions.
 
+Products (`kdlib.paths`): `predictions.parquet`, `scores.csv`, `efficiency.csv`. An empty test
+set (every clip skipped) is left out and named in the manifest; the others are scored.
+
 Models: the teacher, every distilled student (one per student and threshold λ) and any
 baseline named in params (hub ids or local folders; Whisper, SeamlessM4T or CTC models such as
 MMS, see `kdlib.families`). Per-utterance predictions are cached per model (keyed by
@@ -20,16 +23,14 @@ import pandas as pd
 import torch
 
 from kdlib.audio import decode
-from kdlib.cache import fingerprint, replacing_file
+from kdlib.cache import atomic_write_text, fingerprint, model_digest, replacing_file
 from kdlib.config import GenerationParams, Params
-from kdlib.data import Corpus, load_test_sets
-from kdlib.distill import distill_all
+from kdlib.families import SpeechModel, load_model
 from kdlib.metrics import corpus_scores, score_pairs
-from kdlib.families import load_model
-from kdlib.models import LoadedModel, resolve_device
-from kdlib.pseudo_label import teacher_digest
-from kdlib.teacher import teacher_source
-from kdlib.text import VIEWS, NormalizationConfig
+from kdlib.models import resolve_device
+from kdlib.paths import RunLayout
+from kdlib.products import PreparedSet, read_students, read_teacher, read_test_sets
+from kdlib.text import VIEWS
 from kdlib.transcribe import generate, transcribe
 
 MSA = "MSA"
@@ -46,12 +47,12 @@ class ModelEntry:
 
 
 def model_entries(params: Params) -> list[ModelEntry]:
-    """The teacher, each trained student, then the baselines."""
-    entries = [ModelEntry("teacher", "teacher", teacher_source(params))]
-    for result in distill_all(params):
-        if result.model_dir is not None:
-            name = f"{result.student} λ={result.threshold}"
-            entries.append(ModelEntry(name, "student", result.model_dir, result.student, result.threshold))
+    """The teacher, each trained student (stage 03's record), then the baselines."""
+    entries = [ModelEntry("teacher", "teacher", read_teacher(params)["source"])]
+    for record in read_students(params):
+        if record["model_dir"] is not None:
+            name = f"{record['student']} λ={record['threshold']}"
+            entries.append(ModelEntry(name, "student", record["model_dir"], record["student"], record["threshold"]))
     entries += [ModelEntry(baseline_name(source), "baseline", source) for source in params.evaluate.baselines]
     return entries
 
@@ -61,10 +62,9 @@ def baseline_name(source: str) -> str:
     return Path(source).name if Path(source).is_dir() else source
 
 
-def predict(loaded: LoadedModel, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
+def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Params) -> pd.DataFrame:
     """Per-utterance predictions of one model on every test set, with both views' WER and CER
-    (the model's identity columns are added by `evaluate_all`, which may share one file)."""
-    config = NormalizationConfig.from_dict(params.normalization)
+    (the model's identity columns are added by `predict_all`, which may share one file)."""
     frames = []
     for name, corpus in test_sets.items():
         data = corpus.dataset
@@ -81,43 +81,58 @@ def predict(loaded: LoadedModel, test_sets: dict[str, Corpus], params: Params) -
             }
         )
         for view in VIEWS:
-            scores = score_pairs(frame["reference"], frame["hypothesis"], view, config)
+            scores = score_pairs(frame["reference"], frame["hypothesis"], view, params.normalization)
             frame[f"wer_{view}"], frame[f"cer_{view}"] = scores["wer"].to_numpy(), scores["cer"].to_numpy()
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
 
 
-def evaluate_all(params: Params) -> pd.DataFrame:
-    """Predictions of every model (cached per model), saved to `<run>/evaluation/predictions.parquet`."""
+def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
+    """Predictions of every model on every test set (cached per model's content)."""
     device = resolve_device(params.device)
-    test_sets = load_test_sets(params)
     sets_key = fingerprint([corpus.dataset._fingerprint for corpus in test_sets.values()])
     frames = []
-    for entry in model_entries(params):
+    for entry in entries:
         # keyed by the model's files, not its name: identical models (two λ that keep the same
         # pairs train bit-identical students) share one transcription, labelled per entry below
         key = fingerprint(
-            "predictions-v2", teacher_digest(entry.source), sets_key, params.evaluate.generation, params.evaluate.language_codes, params.normalization
+            "predictions-v3", model_digest(entry.source), sets_key, params.evaluate.generation,
+            params.evaluate.language_codes, params.normalization,
         )
-        path = params.run_path / "evaluation" / "models" / f"{key}.parquet"
+        path = RunLayout(params).model_predictions(key)
         if not path.exists():
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params).to_parquet(temporary, index=False)
         frames.append(pd.read_parquet(path).assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold))
-    predictions = pd.concat(frames, ignore_index=True)
-    with replacing_file(params.run_path / "evaluation" / "predictions.parquet") as temporary:
-        predictions.to_parquet(temporary, index=False)
-    return predictions
+    return pd.concat(frames, ignore_index=True)
 
 
-def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> LoadedModel:
+def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> SpeechModel:
     return load_model(entry.source, device, generation, name=entry.name, language_codes=params.evaluate.language_codes)
+
+
+def build(params: Params) -> dict:
+    """Stage 04: predictions of every model on every non-empty test set, their scores, and efficiency."""
+    entries = model_entries(params)
+    test_sets = read_test_sets(params)
+    scored = {name: corpus for name, corpus in test_sets.items() if len(corpus.dataset)}
+    predictions = predict_all(params, entries, scored)
+    scores = scores_table(predictions, params)
+    speed = efficiency(params, entries, scored)
+    layout = RunLayout(params)
+    with replacing_file(layout.predictions) as temporary:
+        predictions.to_parquet(temporary, index=False)
+    atomic_write_text(layout.scores, scores.to_csv(index=False))
+    atomic_write_text(layout.efficiency, speed.to_csv(index=False))
+    return {"models": [entry.name for entry in entries], "test_sets": list(scored),
+            "empty_test_sets": sorted(set(test_sets) - set(scored)), "predictions": len(predictions),
+            "digest": fingerprint(scores.to_csv(index=False))}
 
 
 def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
     """Tidy corpus-level scores: one row per model, test set and view (WER, CER as fractions)."""
-    config = NormalizationConfig.from_dict(params.normalization)
+    config = params.normalization
     rows = []
     for (model, dataset), part in predictions.groupby(["model", "dataset"], sort=False):
         varieties = part["variety"].unique()
@@ -159,7 +174,7 @@ def device_name(device: torch.device) -> str:
     return f"CPU: {model or platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
 
 
-def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
+def efficiency(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
     """Parameters, latency per clip (batch of one) and real-time factor of each model, side by side.
 
     Every model is loaded at once and the same clips (from the first test set) are timed one
@@ -170,15 +185,15 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     estimated from their parameter counts.)
     """
     device = resolve_device(params.device)
-    clips = clips or params.evaluate.latency_clips
-    first = next((corpus.dataset for corpus in load_test_sets(params).values() if len(corpus.dataset)), None)
+    clips = params.evaluate.latency_clips
+    first = next((corpus.dataset for corpus in test_sets.values() if len(corpus.dataset)), None)
     if first is None:
         raise ValueError("every test set is empty after screening: nothing to time")
     rate = params.data.sampling_rate
     audio = [decode(a, rate).samples for a in first.select(range(min(clips, len(first))))["audio"]]
     seconds_of_audio = sum(len(a) for a in audio) / rate
     single = replace(params.evaluate.generation, batch_size=1)
-    models = {entry.name: _load(entry, device, single, params) for entry in model_entries(params)}
+    models = {entry.name: _load(entry, device, single, params) for entry in entries}
     for loaded in models.values():
         for clip in audio[:WARM_UP_CLIPS]:
             generate(loaded, [clip], single)
@@ -199,7 +214,7 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     return table.assign(speedup=teacher_latency / table["latency_ms"], device=device_name(device), clips=len(audio))
 
 
-def _timed_clip(loaded: LoadedModel, clip: np.ndarray, settings: GenerationParams) -> float:
+def _timed_clip(loaded: SpeechModel, clip: np.ndarray, settings: GenerationParams) -> float:
     """Wall time of transcribing one clip (GPU work included)."""
     start = time.perf_counter()
     generate(loaded, [clip], settings)

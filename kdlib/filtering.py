@@ -1,20 +1,24 @@
-"""The paper's pseudo-label filter: drop a pair when the teacher's WER against the reference exceeds λ.
+"""Stage 02: the paper's pseudo-label filter, its sweep, and the pool's held-out split.
 
-Boundary: a pair whose WER equals λ exactly is **kept** (the rule drops WER > λ only).
-λ is given in percent; `None` keeps every pair. WER is computed on the view named in the
-params (the paper's normalized + no-diacritics view by default) when pseudo-labelling.
+A pair is dropped when the teacher's WER against the reference exceeds λ. Boundary: a pair
+whose WER equals λ exactly is **kept** (the rule drops WER > λ only). λ is given in percent;
+`None` keeps every pair. WER is computed on the view named in the params (the paper's
+normalized + no-diacritics view by default) when pseudo-labelling.
+
+One seeded share of the pool (`distill.eval_fraction`) is held out once, before filtering:
+every student and λ is evaluated during training on the same pairs, so their curves compare.
+Products (`kdlib.paths`): `split.json`, `lambda-<λ>.json` (the kept training ids), `sweep_counts.csv`.
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
-import datasets
 import pandas as pd
+import torch
 
-from kdlib.cache import atomic_write_json
-from kdlib.config import threshold_label
+from kdlib.cache import atomic_write_json, atomic_write_text
+from kdlib.config import Params, threshold_label
+from kdlib.paths import RunLayout
+from kdlib.products import read_pseudo_labels
 
 WER_TOLERANCE = 1e-9  # so that a WER of exactly λ survives float round-off
 
@@ -24,12 +28,6 @@ def keep_mask(wer: pd.Series, threshold: float | None) -> pd.Series:
     if threshold is None:
         return pd.Series(True, index=wer.index)
     return wer * 100.0 <= threshold + WER_TOLERANCE
-
-
-def filter_pool(pool: datasets.Dataset, threshold: float | None) -> datasets.Dataset:
-    """The rows of a pseudo-labelled pool (with a `teacher_wer` column) kept by `threshold`."""
-    mask = keep_mask(pd.Series(pool["teacher_wer"]), threshold)
-    return pool.select([i for i, keep in enumerate(mask) if keep])
 
 
 def sweep_counts(frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: str = "variety") -> pd.DataFrame:
@@ -53,29 +51,29 @@ def sweep_counts(frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: 
     return pd.DataFrame(rows)
 
 
-def filtered_path(labels_dir: Path, threshold: float | None) -> Path:
-    """The file listing the pairs `threshold` keeps, beside the pseudo-labels it comes from."""
-    return Path(labels_dir).parent / "filtered" / f"lambda-{threshold_label(threshold)}.json"
+def split_heldout(ids: list[str], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Row positions of the training and held-out shares of a pool (seeded; at least one held-out
+    row when there are two or more and the fraction is not 0)."""
+    size = len(ids)
+    wanted = round(size * fraction)
+    n_eval = min(max(wanted, 1 if size > 1 and fraction > 0 else 0), max(size - 1, 0))
+    order = torch.randperm(size, generator=torch.Generator().manual_seed(seed)).tolist()
+    return sorted(order[n_eval:]), sorted(order[:n_eval])
 
 
-def write_filtered_sets(labels_dir: Path, thresholds: tuple[float | None, ...]) -> dict[str, Path]:
-    """Write one training set per threshold of the sweep (what stage 03 trains on), as the
-    ids of the kept pairs of the pseudo-labelled pool (no copy of the audio); cached."""
-    labels = None
-    paths = {}
-    for threshold in thresholds:
-        path = filtered_path(labels_dir, threshold)
-        if not path.exists():
-            labels = labels if labels is not None else datasets.load_from_disk(str(labels_dir))
-            kept = filter_pool(labels, threshold)
-            atomic_write_json(path, {"threshold": threshold, "kept": len(kept), "dropped": len(labels) - len(kept), "ids": list(kept["id"])})
-        paths[threshold_label(threshold)] = path
-    return paths
-
-
-def load_filtered(labels_dir: Path, threshold: float | None) -> datasets.Dataset:
-    """The training set of one threshold: the pseudo-labelled pool's rows it keeps."""
-    path = write_filtered_sets(labels_dir, (threshold,))[threshold_label(threshold)]
-    kept = set(json.loads(path.read_text())["ids"])
-    labels = datasets.load_from_disk(str(labels_dir))
-    return labels.select([i for i, clip_id in enumerate(labels["id"]) if clip_id in kept])
+def build(params: Params) -> dict:
+    """Stage 02: the held-out split, one kept-id list per λ, and the sweep's counts."""
+    labels = read_pseudo_labels(params).remove_columns("audio").to_pandas()
+    train_rows, eval_rows = split_heldout(labels["id"].tolist(), params.distill.eval_fraction, params.distill.training.seed)
+    layout = RunLayout(params)
+    eval_ids = labels["id"].iloc[eval_rows].tolist()
+    atomic_write_json(layout.split, {"eval": eval_ids})
+    training = labels.iloc[train_rows]
+    kept = {}
+    for threshold in params.filter.thresholds:
+        ids = training.loc[keep_mask(training["teacher_wer"], threshold), "id"].tolist()
+        atomic_write_json(layout.training_set(threshold), {"threshold": threshold, "ids": ids})
+        kept[threshold_label(threshold)] = len(ids)
+    counts = sweep_counts(labels, params.filter.thresholds)
+    atomic_write_text(layout.sweep_counts, counts.to_csv(index=False))
+    return {"pool": len(labels), "held_out": len(eval_ids), "kept_for_training": kept}

@@ -1,7 +1,7 @@
-"""Stage 01: the teacher transcribes the distillation pool (pseudo-labels), resumably and in parallel.
+"""Stage 01: prepare the corpora, find or train the teacher, and pseudo-label the distillation pool.
 
 The pool is sorted by duration and cut into fixed chunks; chunk i goes to process
-i mod N, so `accelerate launch -m kdlib.pseudo_label PARAMS` on N processes (GPUs, nodes,
+i mod N, so `accelerate launch -m kdlib pseudo-label PARAMS` on N processes (GPUs, nodes,
 or CPU processes) shares the work, and every chunk is written atomically to its own
 file. A killed run, started again, skips the chunks already on disk. When all chunks
 exist, the main process merges them into one `datasets` dataset (the pool plus the
@@ -9,13 +9,12 @@ pseudo-label columns), checking that every clip appears exactly once. The result
 cached under a key of (teacher, pool, generation settings, WER view).
 
 Per clip: the pseudo-label text, its token ids and length, the teacher's time, and the
-pseudo-label's WER and CER against the reference.
+pseudo-label's WER and CER against the reference. Products (`kdlib.paths`): `corpora.json`,
+`teacher.json`, `pseudo_labels.json`.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,13 +23,14 @@ import pandas as pd
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from kdlib.cache import atomic_directory, atomic_write_json, directory_digest, fingerprint, replacing_file
-from kdlib.config import Params, load_params
-from kdlib.data import load_mixture
+from kdlib.cache import atomic_directory, atomic_write_json, fingerprint, model_digest, replacing_file
+from kdlib.config import Params
+from kdlib.data import load_mixture, prepare
+from kdlib.families import load_model
 from kdlib.metrics import score_pairs
-from kdlib.models import cpu_only, load_whisper
-from kdlib.teacher import teacher_source
-from kdlib.text import NormalizationConfig
+from kdlib.models import cpu_only
+from kdlib.paths import RunLayout, relative
+from kdlib.teacher import train_teacher
 from kdlib.transcribe import batches, length_sorted, transcribe_rows
 
 LABEL_COLUMNS = ["pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_seconds", "teacher_wer", "teacher_cer"]
@@ -58,17 +58,13 @@ class PseudoLabelRun:
         return (self.merged / "dataset_info.json").exists()
 
 
-def teacher_digest(source: str) -> str:
-    path = Path(source)
-    return directory_digest(path) if path.is_dir() else source
-
-
 def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabelRun:
+    """Where the pseudo-labels of this teacher, pool and settings are made (content-keyed)."""
     settings = params.pseudo_label
     key = fingerprint(
-        "pseudo-labels-v1", teacher_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
+        "pseudo-labels-v2", model_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
     )
-    return PseudoLabelRun(params.run_path / "pseudo_labels" / key, settings.chunk_size)
+    return PseudoLabelRun(RunLayout(params).pseudo_label_work(key), settings.chunk_size)
 
 
 def label_chunk(loaded, pool: datasets.Dataset, rows: list[int], params: Params) -> pd.DataFrame:
@@ -77,7 +73,7 @@ def label_chunk(loaded, pool: datasets.Dataset, rows: list[int], params: Params)
     transcripts = [t for batch in batches(rows, generation.batch_size) for t in transcribe_rows(loaded, pool, batch, generation)]
     references = pool.select(rows)["text"]
     hypotheses = [t.text for t in transcripts]
-    scores = score_pairs(references, hypotheses, params.filter.view, NormalizationConfig.from_dict(params.normalization))
+    scores = score_pairs(references, hypotheses, params.filter.view, params.normalization)
     return pd.DataFrame(
         {
             "id": [t.id for t in transcripts],
@@ -110,23 +106,17 @@ def merge(run: PseudoLabelRun, pool: datasets.Dataset, n_chunks: int) -> dataset
     return merged
 
 
-def pseudo_label(params: Params, accelerator: Accelerator | None = None) -> Path:
-    """Run (or resume, or reuse) stage 01; return the merged dataset's directory."""
-    accelerator = accelerator or Accelerator(cpu=cpu_only(params.device))
-    with accelerator.main_process_first():
-        pool = load_mixture(params.data.train, params, "train").dataset
-        teacher = teacher_source(params)
-    if len(pool) == 0:
-        raise ValueError("the distillation pool is empty after screening: see the skipped clips of 01_pseudo_label")
+def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerator: Accelerator) -> PseudoLabelRun:
+    """Run, resume or reuse the pseudo-labelling of `pool` by `teacher`; every process takes its chunks."""
     run = plan_run(params, pool, teacher)
     if run.is_complete():
-        return run.merged
+        return run
     order = length_sorted(pool)
     chunks = [list(chunk) for chunk in batches(order, run.chunk_size)]
     mine = [i for i in range(accelerator.process_index, len(chunks), accelerator.num_processes)]
     todo = [i for i in mine if not run.chunk_file(i).exists()]
     if todo:
-        loaded = load_whisper(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
+        loaded = load_model(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
         audio = sum(pool.select([r for i in todo for r in chunks[i]])["duration_s"])
         with tqdm(total=len(todo), desc=f"pseudo-labelling [{accelerator.process_index}]", unit="chunk") as bar:
             for index in todo:
@@ -141,30 +131,39 @@ def pseudo_label(params: Params, accelerator: Accelerator | None = None) -> Path
         merged = merge(run, pool, len(chunks))
         with atomic_directory(run.merged) as temporary:
             merged.save_to_disk(str(temporary))
-        atomic_write_json(run.root / "run.json", {"teacher": teacher, "clips": len(merged), "chunks": len(chunks)})
     accelerator.wait_for_everyone()
-    return run.merged
+    return run
 
 
-def latest_labels(params: Params) -> Path:
-    """The merged pseudo-labels of this params' current teacher and pool (stage 01 must have run)."""
-    pool = load_mixture(params.data.train, params, "train").dataset
-    run = plan_run(params, pool, teacher_source(params))
-    if not run.is_complete():
-        raise FileNotFoundError(f"no pseudo-labels at {run.merged}: run stage 01 (01_pseudo_label) first")
-    return run.merged
+def find_teacher(params: Params) -> str:
+    """The teacher's hub id or folder; a teacher of `teacher.source: train` is trained first (once)."""
+    return params.teacher.model if params.teacher.source == "hub" else str(train_teacher(params))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("params", help="params YAML file")
-    args = parser.parse_args(argv)
-    params = load_params(args.params)
+def build(params: Params) -> dict | None:
+    """Stage 01: prepare every set, find or train the teacher, pseudo-label the pool; record the products.
+
+    Returns the counts for the manifest (None on processes other than the main one)."""
     accelerator = Accelerator(cpu=cpu_only(params.device))
-    path = pseudo_label(params, accelerator)
-    if accelerator.is_main_process:
-        print(json.dumps({"pseudo_labels": str(path)}))
-
-
-if __name__ == "__main__":
-    main()
+    with accelerator.main_process_first():
+        pool_sets = [prepare(spec, params, "train") for spec in params.data.train]
+        test_sets = [prepare(spec, params, "test") for spec in params.data.test]
+        teacher = find_teacher(params)
+    pool = load_mixture(params.data.train, params, "train").dataset
+    run = pseudo_label(params, pool, teacher, accelerator)
+    if not accelerator.is_main_process:
+        return None
+    layout = RunLayout(params)
+    corpora = [
+        {"name": spec.name, "role": role, "path": relative(params, corpus.folder), "clips": len(corpus.dataset),
+         "skipped": len(corpus.skipped)}
+        for role, specs, corpora in (("train", params.data.train, pool_sets), ("test", params.data.test, test_sets))
+        for spec, corpus in zip(specs, corpora)
+    ]
+    digest = model_digest(teacher)
+    kind = params.teacher.source
+    atomic_write_json(layout.corpora, corpora)
+    atomic_write_json(layout.teacher, {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest})
+    atomic_write_json(layout.pseudo_labels, {"path": relative(params, run.merged), "key": run.root.name, "clips": len(pool)})
+    return {"pool_clips": len(pool), "test_clips": {c["name"]: c["clips"] for c in corpora if c["role"] == "test"},
+            "skipped": sum(c["skipped"] for c in corpora), "teacher": digest, "pseudo_labels": run.root.name}

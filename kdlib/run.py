@@ -1,40 +1,36 @@
-"""Run the pipeline notebooks for one params file and render the reports.
+"""The runner: build the stale stages of the graph and render every stage's notebook into a report.
 
-    python -m kdlib.run params/tiny.yaml [--only 03 ...] [--from 02_filter_sweep]
+    kdlib run params/tiny.yaml [--only 03 ...] [--from 02] [--force] [--plan]
 
-Each `notebooks/NN_name.py` (jupytext percent format) is executed with papermill in the
-repository root, with the validated params injected, into `<reports_dir>/NN_name.ipynb`
-and rendered to `NN_name.html`; wall times and statuses go to `run_log.json`, and
-`index.html` links everything with the headline table and the figures.
-
-Papermill, jupytext, nbconvert and torch are imported where they are used, so that notebooks
-importing `notebook_params` start quickly.
+First the plan: for each stage of `kdlib.stages.STAGES`, whether it will be built (and why:
+not built yet, a param changed, an input rebuilt) or is up to date. Then, in graph order, each
+selected stage is built in this process when stale (or with `--force`), with its progress bars
+in this terminal, and its notebook (`notebooks/NN_name.py`, jupytext percent format) is
+executed with papermill, with the validated params injected, into `<reports_dir>/NN_name.ipynb`
+and rendered to `NN_name.html`. The notebooks only read products. Wall times and statuses are
+merged into `run_log.json`, and `index.html` links everything with the headline table and figures.
+A stage left out by `--only`/`--from` is not rebuilt: if it is stale, the run stops and says so.
 """
 
 from __future__ import annotations
 
-import argparse
 import html
 import json
 import os
 import platform
-import sys
 import time
+import traceback
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kdlib.config import Params, load_params, params_from_dict, params_to_dict
 from kdlib.cache import atomic_write_json, atomic_write_text
+from kdlib.config import Params, load_params, params_from_dict, params_to_dict
+from kdlib.paths import repo_root
+from kdlib.stages import STAGES, Stage, build, stage_named, staleness
 
-NOTEBOOKS: tuple[str, ...] = (
-    "01_pseudo_label",
-    "02_filter_sweep",
-    "03_distill",
-    "04_evaluate",
-    "05_error_analysis",
-)
 RUN_LOG = "run_log.json"
 HEADLINE = Path("tables") / "headline.csv"
 
@@ -43,57 +39,91 @@ class NotebookError(RuntimeError):
     """A notebook raised: its executed notebook and HTML were still written."""
 
 
-def repo_root(start: Path) -> Path:
-    """The nearest directory at or above `start` that holds `pyproject.toml`."""
-    start = Path(start).resolve()
-    for directory in (start, *start.parents):
-        if (directory / "pyproject.toml").is_file():
-            return directory
-    raise FileNotFoundError(f"no pyproject.toml at or above {start}: not inside the kdlib repository")
+class StageError(RuntimeError):
+    """A stage's builder raised: recorded in the run log, its traceback printed."""
 
 
-def _root_for(params_file: Path) -> Path:
-    """The repository root above the params file, else above the working directory."""
-    try:
-        return repo_root(params_file.parent)
-    except FileNotFoundError:
-        return repo_root(Path.cwd())
+class PlanError(ValueError):
+    """The selection cannot run: a stage it needs is stale and was not selected."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One stage in a plan: build it or not, and why."""
+
+    stage: Stage
+    build: bool
+    reason: str  # why it is built, or "up to date"
 
 
 def notebook_params(params_file: str, params: Mapping[str, Any] | None = None) -> Params:
-    """The validated params of a notebook, with the working directory set to the repository root.
+    """The validated params of a notebook.
 
-    Under `python -m kdlib.run`, `params` is the injected mapping; opened interactively,
-    `params` is None and `params_file` (relative to the repository root) is read.
+    Under the runner, `params` is the injected mapping; opened in JupyterLab, `params` is None
+    and `params_file` (relative to the repository root, found from the working directory) is read.
+    Relative paths in params are resolved against the repository, so the working directory may be
+    `notebooks/` or the root.
     """
     path = Path(params_file)
-    if path.is_absolute():
-        root = _root_for(path)
-    else:
-        root = repo_root(Path.cwd())
-        path = root / path
-    validated = load_params(path) if params is None else params_from_dict(params, source=str(path))
-    os.chdir(root)
-    return validated
+    if not path.is_absolute():
+        path = repo_root(Path.cwd()) / path
+    if params is None:
+        return load_params(path)
+    return params_from_dict({**params, "source_file": str(path)}, source=str(params_file))
 
 
-def _resolve(name: str, names: Sequence[str]) -> str:
-    """`"03"` or `"03_distill"` → `"03_distill"`."""
-    matches = [n for n in names if name in (n, n.split("_", 1)[0])]
-    if len(matches) != 1:
-        raise ValueError(f"unknown notebook {name!r}: choose from {', '.join(names)}")
-    return matches[0]
-
-
-def select_notebooks(names: Sequence[str], only: Sequence[str] | None = None, start: str | None = None) -> list[str]:
-    """The notebooks to run, in pipeline order: from `start` on, restricted to `only` if given."""
-    selected = list(names)
+def select_stages(graph: Sequence[Stage], only: Sequence[str] | None = None, start: str | None = None) -> list[Stage]:
+    """The stages to run, in graph order: from `start` on, restricted to `only` if given."""
+    graph = tuple(graph)
+    selected = list(graph)
     if start is not None:
-        selected = selected[selected.index(_resolve(start, names)) :]
+        selected = selected[selected.index(stage_named(start, graph)) :]
     if only:
-        wanted = {_resolve(name, names) for name in only}
-        selected = [name for name in selected if name in wanted]
+        wanted = {stage_named(name, graph).name for name in only}
+        selected = [stage for stage in selected if stage.name in wanted]
+    if not selected:
+        raise PlanError(f"--only {' '.join(only or [])} and --from {start} select no stage")
     return selected
+
+
+def plan(params: Params, selected: Sequence[Stage], graph: Sequence[Stage] = STAGES, force: bool = False) -> list[Step]:
+    """What a run will do: every selected stage that is stale (or forced), or whose input will be, is built.
+
+    A stale stage outside the selection that a selected stage reads is a PlanError."""
+    graph = tuple(graph)
+    names = {stage.name for stage in selected}
+    rebuilt: set[str] = set()
+    steps = []
+    for stage in graph:
+        reason = staleness(params, stage, graph)
+        if stage.name not in names:
+            if reason is not None:
+                rebuilt.add(stage.name)
+            continue
+        upstream = [name for name in stage.inputs if name in rebuilt]
+        stale_outside = [name for name in upstream if name not in names]
+        if stale_outside:
+            raise PlanError(
+                f"stage {stage.name} reads {stale_outside[0]}, which is stale "
+                f"({staleness(params, stage_named(stale_outside[0], graph), graph)}): run it too (drop --only/--from)"
+            )
+        if force:
+            reason = "forced"
+        elif upstream and reason is None:
+            reason = f"{upstream[0]} will be rebuilt"
+        if reason is not None:
+            rebuilt.add(stage.name)
+        steps.append(Step(stage, reason is not None, reason or "up to date"))
+    return steps
+
+
+def format_plan(params: Params, steps: Sequence[Step]) -> str:
+    width = max(len(step.stage.name) for step in steps)
+    lines = [f"plan for {params.profile} ({len(steps)} stage{'s' * (len(steps) != 1)}):"]
+    for step in steps:
+        action = "build + render" if step.build else "render"
+        lines.append(f"  {step.stage.name:<{width}}  {action:<14}  {step.reason}")
+    return "\n".join(lines)
 
 
 def machine_info() -> dict[str, Any]:
@@ -118,6 +148,16 @@ def _read_log(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"notebooks": {}}
 
 
+def _update_log(path: Path, changes: Mapping[str, Any], entry: tuple[str, dict] | None = None) -> dict[str, Any]:
+    """Merge `changes` (and one stage's entry) into the run log as it is on disk now."""
+    log = _read_log(path)
+    log.update(changes)
+    if entry is not None:
+        log["notebooks"][entry[0]] = entry[1]
+    atomic_write_json(path, log)
+    return log
+
+
 def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any], kernel_name: str) -> str | None:
     """Execute one percent-format notebook into `output` and render its HTML; the error, if any."""
     import jupytext
@@ -128,9 +168,7 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
     notebook.metadata["kernelspec"] = {"name": kernel_name, "language": "python", "display_name": kernel_name}
     error = None
     try:
-        papermill.execute_notebook(
-            notebook, output, parameters=parameters, cwd=root, progress_bar=True, log_output=False
-        )
+        papermill.execute_notebook(notebook, output, parameters=parameters, cwd=root, progress_bar=False, log_output=False)
     except papermill.PapermillExecutionError as failure:
         error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
     body, _ = HTMLExporter().from_filename(str(output))
@@ -138,52 +176,79 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
     return error
 
 
-def run_notebooks(
+def run_pipeline(
     params_path: str | Path,
     only: Sequence[str] | None = None,
     start: str | None = None,
     *,
-    notebooks: Sequence[str] = NOTEBOOKS,
+    force: bool = False,
+    plan_only: bool = False,
+    graph: Sequence[Stage] = STAGES,
     notebooks_dir: str | Path = "notebooks",
     kernel_name: str = "python3",
 ) -> dict[str, Any]:
-    """Execute the selected notebooks in order; the updated run log.
+    """Plan, then build and render the selected stages in order; the run log.
 
-    Everything is validated before anything runs (ParamsError, ValueError, FileNotFoundError).
+    Everything is validated before anything runs (ParamsError, PlanError, FileNotFoundError).
     A notebook that raises stops the run with NotebookError, after its HTML, the run log and
     the index were written.
     """
     params_path = Path(params_path).resolve()
-    root = _root_for(params_path)
     params = load_params(params_path)
-    selected = select_notebooks(notebooks, only, start)
-    sources = {name: root / notebooks_dir / f"{name}.py" for name in selected}
-    missing = [str(path) for path in sources.values() if not path.is_file()]
+    root = params.base_path
+    selected = select_stages(graph, only, start)
+    sources = {stage.name: root / notebooks_dir / f"{stage.name}.py" for stage in selected}
+    missing = [str(path.relative_to(root)) for path in sources.values() if not path.is_file()]
     if missing:
         raise FileNotFoundError(f"notebook source not found: {', '.join(missing)}")
+    steps = plan(params, selected, graph, force)
+    print(format_plan(params, steps), flush=True)
+    if plan_only:
+        return {}
 
-    reports = root / params.reports_path
+    reports = params.reports_path
     reports.mkdir(parents=True, exist_ok=True)
     log_path = reports / RUN_LOG
-    log = _read_log(log_path)
-    log.update(profile=params.profile, params_file=str(params_path), machine=machine_info())
-    parameters = {"params_file": str(params_path), "params": params_to_dict(params)}
-    for position, name in enumerate(selected, 1):
-        print(f"[{position}/{len(selected)}] {name}", flush=True)
+    params_file = os.path.relpath(params_path, root)
+    log = _update_log(log_path, {"profile": params.profile, "params_file": params_file, "machine": machine_info()})
+    plain = {key: value for key, value in params_to_dict(params).items() if key != "source_file"}
+    parameters = {"params_file": params_file, "params": plain}
+    for position, step in enumerate(steps, 1):
+        name = step.stage.name
+        print(f"[{position}/{len(steps)}] {name}", flush=True)
         started = time.perf_counter()
+        if step.build and (step.reason == "forced" or staleness(params, step.stage, tuple(graph)) is not None):
+            try:
+                manifest = build(params, step.stage, tuple(graph))
+            except Exception as failure:  # recorded, then raised as one line after its traceback
+                traceback.print_exc()
+                error = f"build: {type(failure).__name__}: {' '.join(str(failure).split())}"
+                entry = {"status": "failed", "wall_s": round(time.perf_counter() - started, 2), "finished": _now(), "error": error}
+                _update_log(log_path, {"updated": entry["finished"]}, (name, entry))
+                write_index(params)
+                raise StageError(f"{name} failed in {error}") from failure
+            print(f"    built in {manifest['wall_s']:.1f} s: {_summary(manifest['counts'])}", flush=True)
         error = _execute(sources[name], reports / f"{name}.ipynb", root, parameters, kernel_name)
         wall_s = round(time.perf_counter() - started, 2)
         entry = {"status": "failed" if error else "ok", "wall_s": wall_s, "finished": _now()}
-        log["notebooks"][name] = {**entry, "error": error} if error else entry
-        log["updated"] = entry["finished"]
-        atomic_write_json(log_path, log)
+        entry = {**entry, "error": error} if error else entry
+        log = _update_log(log_path, {"updated": entry["finished"]}, (name, entry))
         print(f"    {entry['status']} in {wall_s:.1f} s", flush=True)
         if error:
-            write_index(params, root)
-            raise NotebookError(f"{name} failed in {error} (see {reports / f'{name}.html'})")
-    index = write_index(params, root)
-    print(f"report: {index}", flush=True)
+            write_index(params)
+            raise NotebookError(f"{name} failed in {error} (see {os.path.relpath(reports / f'{name}.html')})")
+    index = write_index(params)
+    print(f"report: {os.path.relpath(index)}", flush=True)
     return log
+
+
+def _summary(counts: Mapping[str, Any]) -> str:
+    """A stage's counts on one line, long lists shortened."""
+    parts = []
+    for key, value in counts.items():
+        shown = json.dumps(value, ensure_ascii=False)
+        parts.append(f"{key}={shown if len(shown) <= 60 else shown[:57] + '...'}")
+    return ", ".join(parts)
 
 
 _CSS = """
@@ -197,13 +262,11 @@ table.kd td:first-child, table.kd th:first-child { text-align: left; }
 """
 
 
-def write_index(params: Params, root: Path | None = None) -> Path:
+def write_index(params: Params) -> Path:
     """Write `<reports_dir>/index.html`: the run's notebooks, headline table and figures."""
     import pandas as pd
 
-    if root is None:
-        root = _root_for(Path(params.source_file).resolve()) if params.source_file else repo_root(Path.cwd())
-    reports = root / params.reports_path
+    reports = params.reports_path
     log = _read_log(reports / RUN_LOG)
     machine = log.get("machine") or machine_info()
     esc = html.escape
@@ -227,7 +290,7 @@ def write_index(params: Params, root: Path | None = None) -> Path:
         for path in figures
     )
     machine_line = ", ".join(f"{key}: {value}" for key, value in machine.items())
-    params_file = log.get("params_file", params.source_file)
+    params_file = log.get("params_file") or "?"
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>kdlib report: {esc(params.profile)}</title><style>{_CSS}</style></head>
@@ -249,34 +312,3 @@ def write_index(params: Params, root: Path | None = None) -> Path:
     path = reports / "index.html"
     atomic_write_text(path, page)
     return path
-
-
-def main(argv: Sequence[str] | None = None, notebooks: Sequence[str] = NOTEBOOKS) -> int:
-    """Command line entry point; 0 on success, 1 if a notebook failed, 2 for bad arguments."""
-    parser = argparse.ArgumentParser(prog="python -m kdlib.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("params", type=Path, help="params YAML file, e.g. params/tiny.yaml")
-    parser.add_argument("--only", nargs="+", action="extend", metavar="NAME", help="run only these (e.g. 03)")
-    parser.add_argument("--from", dest="start", metavar="NAME", help="run from this notebook on")
-    parser.add_argument("--notebooks-dir", default="notebooks", help="relative to the repository root")
-    parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
-    args = parser.parse_args(argv)
-    try:
-        run_notebooks(
-            args.params,
-            args.only,
-            args.start,
-            notebooks=notebooks,
-            notebooks_dir=args.notebooks_dir,
-            kernel_name=args.kernel,
-        )
-    except NotebookError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    except (ValueError, FileNotFoundError) as error:  # ParamsError is a ValueError
-        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,8 +10,8 @@ processor, generation config) and loaded through the same code as whisper-large-
 
 from __future__ import annotations
 
-import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,10 +27,11 @@ from transformers import (
 )
 
 from kdlib.cache import atomic_directory, fingerprint
-from kdlib.config import Params, TeacherTrainingParams, load_params
+from kdlib.config import Params, TeacherArchitecture
 from kdlib.data import load_mixture
 from kdlib.models import cpu_only
-from kdlib.training import Seq2SeqData, TrainingConfig, train
+from kdlib.paths import RunLayout
+from kdlib.training import Seq2SeqData, train
 
 LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
 TASKS = ("transcribe", "translate")
@@ -46,7 +47,7 @@ SPECIALS = (
 )
 
 
-def build_processor(texts: list[str], settings: TeacherTrainingParams, sampling_rate: int) -> WhisperProcessor:
+def build_processor(texts: list[str], settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
     """A Whisper processor whose tokenizer is a byte-level BPE learnt on `texts`."""
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(texts, vocab_size=settings.vocab_size - len(SPECIALS), min_frequency=2, show_progress=False)
@@ -62,7 +63,7 @@ def build_processor(texts: list[str], settings: TeacherTrainingParams, sampling_
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
 
-def new_model(processor: WhisperProcessor, settings: TeacherTrainingParams) -> WhisperForConditionalGeneration:
+def new_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> WhisperForConditionalGeneration:
     """A randomly initialised Whisper of the configured size, wired to the processor's tokens."""
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIALS}
@@ -109,53 +110,33 @@ def new_model(processor: WhisperProcessor, settings: TeacherTrainingParams) -> W
     return model
 
 
-def teacher_source(params: Params) -> str:
-    """Where the teacher lives: its hub id, or the folder of the one trained here (trained once)."""
-    if params.teacher.source == "hub":
-        return params.teacher.model
-    return str(train_teacher(params))
+def teacher_key(params: Params, corpus_fingerprint: str) -> str:
+    """The content key of a teacher trained here: its architecture, recipe and training data."""
+    recipe = replace(params.teacher.training, log_every=1, eval_every=0, save_every=0, keep_checkpoints=1)
+    return fingerprint("teacher-v3", params.teacher.architecture, recipe, corpus_fingerprint, params.data.sampling_rate)
 
 
 def train_teacher(params: Params) -> Path:
-    """Train the small teacher on `data.teacher_train` (cached by every input that shapes it)."""
-    settings = params.teacher.train
+    """Train the small teacher on `data.teacher_train`, once (cached by every input that shapes it);
+    return its model folder."""
     corpus = load_mixture(params.data.teacher_train, params, "train")
-    key = fingerprint("teacher-v2", settings, corpus.dataset._fingerprint, params.data.sampling_rate)
-    root = params.cache_path / "teacher" / key
+    root = RunLayout(params).trained_teacher(teacher_key(params, corpus.dataset._fingerprint))
     if (root / "model" / "model.safetensors").exists():
         return root / "model"
     if PartialState(cpu=cpu_only(params.device)).num_processes > 1:
         raise RuntimeError(
             f"the teacher of {params.source_file or params.profile} is not trained yet: train it first, in one "
-            f"process (`python -m kdlib.teacher {params.source_file or 'PARAMS'}`), then launch the stage again"
+            f"process (`kdlib teacher {params.source_file or 'PARAMS'}`), then launch the stage again"
         )
-    processor = build_processor(corpus.dataset["text"], settings, params.data.sampling_rate)
-    model = new_model(processor, settings)
-    config = TrainingConfig(
-        max_steps=settings.steps,
-        batch_size=settings.batch_size,
-        learning_rate=settings.learning_rate,
-        warmup_steps=settings.warmup_steps,
-        weight_decay=settings.weight_decay,
-        save_every=max(settings.steps // 4, 1),
-        device=params.device,
-        seed=settings.seed,
-    )
+    architecture = params.teacher.architecture
+    processor = build_processor(corpus.dataset["text"], architecture, params.data.sampling_rate)
+    model = new_model(processor, architecture)
     data = Seq2SeqData(corpus.dataset, "text", processor, "ar", "transcribe")
-    train(model, processor, data, config, root / "training", description="training the teacher")
+    outcome = train(model, processor, data, params.teacher.training, root / "training", device=params.device,
+                    description="training the teacher")
     with atomic_directory(root / "model") as temporary:
-        trained = WhisperForConditionalGeneration.from_pretrained(root / "training" / "model", use_safetensors=True)
+        trained = WhisperForConditionalGeneration.from_pretrained(outcome.model_dir, use_safetensors=True)
         trained.generation_config = model.generation_config
         trained.save_pretrained(temporary, safe_serialization=True)
         processor.save_pretrained(temporary)
     return root / "model"
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Train (or find) the teacher that a params file names.")
-    parser.add_argument("params", help="params YAML file")
-    print(teacher_source(load_params(parser.parse_args(argv).params)))
-
-
-if __name__ == "__main__":
-    main()

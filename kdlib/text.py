@@ -13,12 +13,12 @@ character that another rule reads, so the rules commute: applying the enabled on
 
 from __future__ import annotations
 
-import dataclasses
 import string
 import unicodedata
-from dataclasses import dataclass
 from functools import lru_cache
-from typing import Literal, Mapping
+from typing import Literal
+
+from kdlib.config import NormalizationConfig
 
 View = Literal["orthographic", "normalized"]
 VIEWS: tuple[View, ...] = ("orthographic", "normalized")
@@ -113,37 +113,6 @@ _RULE_TABLES: dict[str, _Table] = {
     "map_eastern_arabic_digits": _DIGITS,
     "lowercase_latin": _LATIN_LOWER,
 }
-
-
-@dataclass(frozen=True)
-class NormalizationConfig:
-    """Which rules the ``normalized`` view applies; each field names the rule function.
-
-    All rules are on by default, the usual "normalized + no diacritics" setting of Arabic
-    ASR evaluation: diacritics, tatweel and punctuation removed, alef / alef maqsura / taa
-    marbuta variants unified, Eastern Arabic digits mapped to ASCII, Latin lowercased.
-    """
-
-    remove_diacritics: bool = True
-    remove_tatweel: bool = True
-    remove_punctuation: bool = True
-    unify_alef: bool = True
-    normalize_alef_maqsura: bool = True
-    normalize_taa_marbuta: bool = True
-    map_eastern_arabic_digits: bool = True
-    lowercase_latin: bool = True
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, bool]) -> NormalizationConfig:
-        """Build from a (possibly partial) mapping; unknown keys and non-bool values raise ValueError."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown normalization rule(s) {unknown}; known: {sorted(known)}")
-        not_bool = sorted(key for key, value in d.items() if not isinstance(value, bool))
-        if not_bool:
-            raise ValueError(f"normalization rule(s) {not_bool} must be true or false")
-        return cls(**d)
 
 
 @lru_cache(maxsize=None)

@@ -1,5 +1,7 @@
 """The sequence-to-sequence training loop shared by the teacher (CE only) and the students (KL + CE).
 
+Both are configured by one `TrainingParams` section (and the students by a `LossParams`).
+
 Runs on `accelerate` (DDP on many GPUs or nodes, bf16 on a GPU, gradient accumulation).
 The data order is a pure function of (seed, epoch, rank), so a checkpoint needs only the
 step counter to know where the data stands; checkpoints hold the model (safetensors), the
@@ -10,12 +12,13 @@ float32 and bf16; with fp16 the loss scaler restarts, and each rank resumes from
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import datasets
 import torch
@@ -27,6 +30,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_
 
 from kdlib.audio import decode
 from kdlib.cache import atomic_directory, atomic_write_json, replacing_file
+from kdlib.config import LossParams, TrainingParams
 from kdlib.models import cpu_only, prompt_ids, target_ids
 
 IGNORE = -100
@@ -36,30 +40,7 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is left as it was."""
 
 
-@dataclass(frozen=True)
-class TrainingConfig:
-    max_steps: int
-    batch_size: int
-    learning_rate: float
-    warmup_steps: int = 0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    gradient_accumulation_steps: int = 1
-    kl_weight: float = 0.0
-    ce_weight: float = 1.0
-    hidden_weight: float = 0.0
-    temperature: float = 1.0
-    log_every: int = 25
-    eval_every: int = 0  # 0: only at the end
-    save_every: int = 0  # 0: only at the end
-    keep_checkpoints: int = 2
-    mixed_precision: str = "auto"
-    gradient_checkpointing: bool = False
-    language: str = "ar"
-    task: str = "transcribe"
-    device: str = "auto"
-    deterministic: bool = True  # bit-identical reruns (CPU kernels otherwise differ in the last ulp)
-    seed: int = 0
+CE_ONLY = LossParams(kl_weight=0.0, ce_weight=1.0, hidden_weight=0.0, temperature=1.0)  # the teacher's loss
 
 
 @dataclass
@@ -184,42 +165,66 @@ def mixed_precision(preference: str) -> str:
     return preference
 
 
+@contextlib.contextmanager
+def deterministic_kernels(enabled: bool) -> Iterator[None]:
+    """Deterministic algorithms (if `enabled`) and flushed denormals for the block; torch's previous
+    settings after it (flush-denormal has no getter: it is switched back off, torch's default)."""
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.set_flush_denormal(True)  # denormal floats slow CPU matmuls many times over
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+        torch.set_flush_denormal(False)
+
+
 def train(
     student: WhisperForConditionalGeneration,
     processor: WhisperProcessor,
     data: Seq2SeqData,
-    config: TrainingConfig,
+    settings: TrainingParams,
     output_dir: Path,
+    *,
+    loss: LossParams = CE_ONLY,
     teacher: WhisperForConditionalGeneration | None = None,
     evaluate: Callable[[WhisperForConditionalGeneration], dict[str, float]] | None = None,
+    device: str = "auto",
     resume: bool = True,
     description: str = "training",
     until_step: int | None = None,
 ) -> TrainingResult:
-    """Train `student` for `config.max_steps` optimiser steps; write `output_dir/model` when done.
+    """Train `student` for `settings.max_steps` optimiser steps; write `output_dir/model` when done.
 
     `until_step` stops early (after checkpointing), as a time-boxed or preempted job would;
     a later call with `resume=True` continues the same schedule exactly.
     """
-    output_dir = Path(output_dir)
+    with deterministic_kernels(settings.deterministic):
+        return _train(student, processor, data, settings, Path(output_dir), loss, teacher, evaluate, device, resume,
+                      description, until_step)
+
+
+def _train(student, processor, data, settings, output_dir, loss, teacher, evaluate, device, resume, description,
+           until_step) -> TrainingResult:
+    # set-up: accelerator (DDP, mixed precision, accumulation), optimiser, schedule, teacher on the device
     accelerator = Accelerator(
-        cpu=cpu_only(config.device),
-        mixed_precision=mixed_precision(config.mixed_precision),
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        cpu=cpu_only(device),
+        mixed_precision=mixed_precision(settings.mixed_precision),
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
         log_with="tensorboard",
         project_dir=str(output_dir),
     )
-    torch.manual_seed(config.seed)
-    torch.use_deterministic_algorithms(config.deterministic, warn_only=True)
-    torch.set_flush_denormal(True)  # denormal floats slow CPU matmuls many times over
-    if config.gradient_checkpointing:
+    torch.manual_seed(settings.seed)
+    if settings.gradient_checkpointing:
         student.gradient_checkpointing_enable()
     student.config.use_cache = False
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, config.warmup_steps, config.max_steps)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, settings.warmup_steps, settings.max_steps)
     model, optimizer = accelerator.prepare(student, optimizer)
     if teacher is not None:
         teacher.to(accelerator.device).eval().requires_grad_(False)
+
+    # resume: the last complete checkpoint gives the step, weights, optimiser, schedule and RNG
     checkpoints = output_dir / "checkpoints"
     step, history = 0, []
     latest = latest_checkpoint(checkpoints) if resume else None
@@ -227,18 +232,20 @@ def train(
         step, history = restore(latest, accelerator.unwrap_model(model), optimizer, scheduler)
     accelerator.init_trackers("logs")
     loss_value = history[-1]["loss"] if history else math.nan
-    bar = tqdm(total=config.max_steps, initial=step, desc=description, disable=not accelerator.is_local_main_process)
+    bar = tqdm(total=settings.max_steps, initial=step, desc=description, disable=not accelerator.is_local_main_process)
+    stop = min(until_step or settings.max_steps, settings.max_steps)
+
+    # loop: one optimiser step per iteration, over `gradient_accumulation_steps` micro-batches
     model.train()
-    stop = min(until_step or config.max_steps, config.max_steps)
     while step < stop:
         terms: dict[str, float] = {}
-        for accumulation in range(config.gradient_accumulation_steps):
-            micro = step * config.gradient_accumulation_steps + accumulation
-            rows = micro_batch(len(data), config.batch_size, accelerator.num_processes, accelerator.process_index, config.seed, micro)
-            batch = data.batch(rows, accelerator.device)
+        for accumulation in range(settings.gradient_accumulation_steps):
+            micro = step * settings.gradient_accumulation_steps + accumulation
+            world, rank = accelerator.num_processes, accelerator.process_index
+            batch = data.batch(micro_batch(len(data), settings.batch_size, world, rank, settings.seed, micro), accelerator.device)
             with accelerator.accumulate(model), accelerator.autocast():
-                loss, parts = _loss(model, teacher, batch, config)
-                diverged = accelerator.reduce(torch.tensor(float(not torch.isfinite(loss)), device=accelerator.device), "sum")
+                total, parts = _loss(model, teacher, batch, loss)
+                diverged = accelerator.reduce(torch.tensor(float(not torch.isfinite(total)), device=accelerator.device), "sum")
                 if diverged.item() > 0:  # every rank stops together, none is left waiting in an all-reduce
                     bar.close()
                     kept = latest_checkpoint(checkpoints)
@@ -246,35 +253,41 @@ def train(
                         f"{description}: the loss became NaN or infinite at step {step + 1} (this process: {parts}); "
                         f"stopped. Last good checkpoint: {kept or 'none yet'}"
                     )
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.max_grad_norm > 0:
-                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                accelerator.backward(total)
+                if accelerator.sync_gradients and settings.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad()
             for name, value in parts.items():
-                terms[name] = terms.get(name, 0.0) + value / config.gradient_accumulation_steps
+                terms[name] = terms.get(name, 0.0) + value / settings.gradient_accumulation_steps
         scheduler.step()
         step += 1
         loss_value = terms["loss"]
         record = {"step": step, "lr": scheduler.get_last_lr()[0], **terms}
         last = step == stop
-        if evaluate is not None and ((config.eval_every and step % config.eval_every == 0) or last):
+
+        # evaluation: every `eval_every` steps and at the last one, on the held-out pairs
+        if evaluate is not None and ((settings.eval_every and step % settings.eval_every == 0) or last):
             model.eval()
             record.update({f"eval_{k}": v for k, v in evaluate(accelerator.unwrap_model(model)).items()})
             model.train()
-        if step % config.log_every == 0 or last or len(record) > len(terms) + 2:
+        if step % settings.log_every == 0 or last or len(record) > len(terms) + 2:
             history.append(record)
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
         bar.update(1)
         bar.set_postfix(loss=f"{loss_value:.3f}")
-        if accelerator.is_main_process and ((config.save_every and step % config.save_every == 0) or last):
-            save_checkpoint(checkpoints, step, accelerator.unwrap_model(model), optimizer, scheduler, history, config.keep_checkpoints)
+
+        # checkpoint: every `save_every` steps and at the last one (main process), atomically
+        if accelerator.is_main_process and ((settings.save_every and step % settings.save_every == 0) or last):
+            save_checkpoint(checkpoints, step, accelerator.unwrap_model(model), optimizer, scheduler, history, settings.keep_checkpoints)
         accelerator.wait_for_everyone()
     bar.close()
     for tracker in accelerator.trackers:  # not end_training(): that destroys the process group, and
         tracker.finish()  # one launch may train several students in a row
-    if step < config.max_steps:
+    if step < settings.max_steps:
         return TrainingResult(latest_checkpoint(checkpoints) or output_dir, step, loss_value, history)
+
+    # final model: safetensors and processor, as a hub checkpoint, and the logged history
     model_dir = output_dir / "model"
     if accelerator.is_main_process:
         final = accelerator.unwrap_model(model)
@@ -287,7 +300,7 @@ def train(
     return TrainingResult(model_dir, step, loss_value, history)
 
 
-def _loss(model, teacher, batch, config: TrainingConfig) -> tuple[torch.Tensor, dict[str, float]]:
+def _loss(model, teacher, batch, config: LossParams) -> tuple[torch.Tensor, dict[str, float]]:
     need_hidden = config.hidden_weight > 0
     labels = batch["labels"]
     out = model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"], output_hidden_states=need_hidden)

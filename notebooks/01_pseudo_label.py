@@ -13,13 +13,15 @@
 #
 # The teacher transcribes every clip of the distillation pool with Arabic forced
 # (`language="ar", task="transcribe"`). Each pseudo-label is scored against the reference
-# transcript: this WER is what stage 02 filters on. The run is chunked, resumable and
-# shards over processes (`accelerate launch -m kdlib.pseudo_label PARAMS`); this notebook
-# reuses whatever is already on disk.
+# transcript: this WER is what stage 02 filters on. The work is done by the stage's builder
+# (`kdlib pseudo-label PARAMS`, or `accelerate launch -m kdlib pseudo-label PARAMS` on several
+# GPUs; chunked and resumable), which `kdlib run` calls when the stage is stale; this notebook
+# only reads its products: `corpora.json`, `teacher.json` and `pseudo_labels.json` under
+# `<run_dir>/01_pseudo_label/`.
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `python -m kdlib.run`: the validated params as a plain mapping
+params = None  # injected by `kdlib run`: the validated params as a plain mapping
 
 # %%
 from kdlib.run import notebook_params
@@ -34,12 +36,11 @@ import seaborn as sns
 
 from kdlib import data, report
 from kdlib.metrics import corpus_scores
-from kdlib.pseudo_label import pseudo_label
-from kdlib.teacher import teacher_source
-from kdlib.text import NormalizationConfig
+from kdlib.products import read_corpora, read_pseudo_labels, read_teacher
 
 sns.set_theme(style="whitegrid")
-print(f"profile: {cfg.profile}   run dir: {cfg.run_path}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}")
+teacher = read_teacher(cfg)
+print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}")
 
 # %% [markdown]
 # ## The corpora
@@ -47,27 +48,29 @@ print(f"profile: {cfg.profile}   run dir: {cfg.run_path}   teacher: {cfg.teacher
 # Clips that could not be used are counted here, with the reason.
 
 # %%
-pool = data.load_mixture(cfg.data.train, cfg, "train")
-tests = data.load_test_sets(cfg)
-sets = [("train", "pool", pool), *(("test", name, corpus) for name, corpus in tests.items())]
+corpora = read_corpora(cfg)
+pool_sets = [corpus for corpus in corpora if corpus.role == "train"]
+pool = datasets.concatenate_datasets([corpus.dataset for corpus in pool_sets])
+sets = [("train", "pool", pool, pd.concat([c.skipped for c in pool_sets]))]
+sets += [("test", corpus.name, corpus.dataset, corpus.skipped) for corpus in corpora if corpus.role == "test"]
 overview = pd.DataFrame(
     [
         {
             "role": role,
             "set": name,
-            "clips": len(corpus.dataset),
-            "hours": sum(corpus.dataset["duration_s"]) / 3600,
-            "varieties": ", ".join(sorted(set(corpus.dataset["variety"]))),
-            "skipped or flagged": len(corpus.skipped),
+            "clips": len(dataset),
+            "hours": sum(dataset["duration_s"]) / 3600,
+            "varieties": ", ".join(sorted(set(dataset["variety"]))),
+            "skipped or flagged": len(skipped),
         }
-        for role, name, corpus in sets
+        for role, name, dataset, skipped in sets
     ]
 )
 report.write_table(overview, cfg.reports_path, "corpora", floatfmt=".3f")
 overview
 
 # %%
-skipped = pd.concat([pool.skipped, *(corpus.skipped for corpus in tests.values())], ignore_index=True)
+skipped = pd.concat([corpus.skipped for corpus in corpora], ignore_index=True)
 skip_counts = data.skip_summary(skipped)
 report.write_table(skip_counts, cfg.reports_path, "skipped_clips")
 skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
@@ -76,16 +79,13 @@ skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
 # ## The teacher and its pseudo-labels
 
 # %%
-source = teacher_source(cfg)
-labels_dir = pseudo_label(cfg)
-labels = datasets.load_from_disk(str(labels_dir)).remove_columns("audio").to_pandas()
-print(f"teacher: {source}\npseudo-labels: {labels_dir} ({len(labels)} clips)")
+labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
+print(f"teacher: {teacher['kind']} ({teacher['digest']})\npseudo-labels: {len(labels)} clips")
 
 # %%
-config = NormalizationConfig.from_dict(cfg.normalization)
 per_variety = pd.DataFrame(
     [
-        {"variety": variety, "clips": len(part), **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, config)}
+        {"variety": variety, "clips": len(part), **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization)}
         for variety, part in [*labels.groupby("variety"), ("all", labels)]
     ]
 ).drop(columns="n")

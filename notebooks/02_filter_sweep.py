@@ -13,11 +13,14 @@
 #
 # A pair (audio, pseudo-label) is dropped when the pseudo-label's WER against the reference
 # exceeds λ; a WER of exactly λ is kept. The paper keeps λ = 80 % and sweeps
-# 10 / 20 / 40 / 80 / none. This notebook writes one training set per λ for stage 03.
+# 10 / 20 / 40 / 80 / none. Before filtering, one seeded share of the pool is held out
+# (`distill.eval_fraction`): every student and λ is evaluated on the same held-out pairs in 03.
+# The stage's builder (`kdlib filter PARAMS`) writes the split, one training set per λ (the
+# kept ids) and the sweep's counts under `<run_dir>/02_filter_sweep/`; this notebook reads them.
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `python -m kdlib.run`: the validated params as a plain mapping
+params = None  # injected by `kdlib run`: the validated params as a plain mapping
 
 # %%
 from kdlib.run import notebook_params
@@ -25,21 +28,16 @@ from kdlib.run import notebook_params
 cfg = notebook_params(params_file, params)
 
 # %%
-import json
-
-import datasets
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from kdlib import report
 from kdlib.config import threshold_label
-from kdlib.filtering import sweep_counts, write_filtered_sets
-from kdlib.pseudo_label import latest_labels
+from kdlib.products import read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
 
 sns.set_theme(style="whitegrid")
-labels_dir = latest_labels(cfg)
-labels = datasets.load_from_disk(str(labels_dir)).remove_columns("audio").to_pandas()
+labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
 
 # %% [markdown]
 # ## How good are the pseudo-labels?
@@ -56,10 +54,10 @@ report.save_figure(fig, cfg.reports_path, "teacher_wer_histogram")
 plt.show()
 
 # %% [markdown]
-# ## What each threshold keeps
+# ## What each threshold keeps (over the whole pool)
 
 # %%
-counts = sweep_counts(labels, cfg.filter.thresholds)
+counts = read_sweep_counts(cfg)
 report.write_table(counts, cfg.reports_path, "filter_sweep_counts", floatfmt=".3f")
 counts.pivot(index="threshold", columns="variety", values="kept").reindex([threshold_label(t) for t in cfg.filter.thresholds])
 
@@ -71,21 +69,14 @@ ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="share of pairs kept", titl
 report.save_figure(fig, cfg.reports_path, "kept_fraction_vs_threshold")
 plt.show()
 
-# %%
-paths = write_filtered_sets(labels_dir, cfg.filter.thresholds)
-pd.DataFrame([{"λ": label, "training set (kept ids)": str(path), "pairs": json.loads(path.read_text())["kept"]} for label, path in paths.items()])
-
 # %% [markdown]
-# ## Student WER vs λ (the paper's threshold plot)
-# Drawn from the evaluation of stage 04 when it exists; a first run shows it in 04.
+# ## The training sets of stage 03
+# The held-out pairs are left out of every training set, whatever their WER.
 
 # %%
-threshold_csv = cfg.reports_path / "tables" / "threshold_wer.csv"
-if threshold_csv.exists():
-    curve = pd.read_csv(threshold_csv, dtype={"threshold": str})
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    sns.pointplot(data=curve.melt(id_vars=["student", "threshold"], var_name="average", value_name="WER"), x="threshold", y="WER", hue="average", order=[o for o in order if o in set(curve["threshold"])], ax=ax)
-    ax.set(xlabel="λ", ylabel="student WER (%)")
-    plt.show()
-else:
-    print("no evaluation yet: run 03_distill and 04_evaluate")
+held_out = read_split(cfg)["eval"]
+training_sets = pd.DataFrame(
+    [{"λ": threshold_label(t), "training pairs": len(read_training_ids(cfg, t)), "held-out pairs": len(held_out)} for t in cfg.filter.thresholds]
+)
+report.write_table(training_sets, cfg.reports_path, "training_sets")
+training_sets

@@ -15,12 +15,13 @@
 # (first and last kept), and everything else (front end, embeddings, layer norms) as is.
 # It is trained on the pairs each λ keeps with
 # `kl_weight · KL(teacher ‖ student) + ce_weight · CE(pseudo-label)` (+ optional hidden-state MSE).
-# Training runs on `accelerate` (`accelerate launch -m kdlib.distill PARAMS` on GPUs),
-# checkpoints every `save_every` steps and resumes; finished runs are reused.
+# The stage's builder (`kdlib distill PARAMS`, or `accelerate launch -m kdlib distill PARAMS` on
+# GPUs) trains each student, checkpoints every `save_every` steps and resumes; finished runs are
+# reused. This notebook reads its record, `<run_dir>/03_distill/students.json`, and each run's log.
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `python -m kdlib.run`: the validated params as a plain mapping
+params = None  # injected by `kdlib run`: the validated params as a plain mapping
 
 # %%
 from kdlib.run import notebook_params
@@ -28,17 +29,13 @@ from kdlib.run import notebook_params
 cfg = notebook_params(params_file, params)
 
 # %%
-import json
-from dataclasses import asdict
-from pathlib import Path
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
 from kdlib import report
 from kdlib.config import parse_student, threshold_label
-from kdlib.distill import distill_all
+from kdlib.products import read_history, read_students, read_teacher
 from kdlib.students import layer_indices
 
 sns.set_theme(style="whitegrid")
@@ -51,9 +48,7 @@ pd.DataFrame([{"student": run.student, "thresholds": ", ".join(threshold_label(t
 # %%
 from transformers import WhisperConfig
 
-from kdlib.teacher import teacher_source
-
-teacher_config = WhisperConfig.from_pretrained(teacher_source(cfg))
+teacher_config = WhisperConfig.from_pretrained(read_teacher(cfg)["source"])
 rows = []
 for name, (encoder, decoder) in {run.student: parse_student(run.student) for run in cfg.distill.runs}.items():
     rows.append({"teacher": "this profile's", "student": name, "encoder layers": layer_indices(teacher_config.encoder_layers, encoder), "decoder layers": layer_indices(teacher_config.decoder_layers, decoder)})
@@ -68,17 +63,17 @@ layers
 # ## Training
 
 # %%
-results = pd.DataFrame([asdict(result) for result in distill_all(cfg)])
+records = read_students(cfg)
+results = pd.DataFrame(records)
 shown = report.percent(results.assign(eval_wer=results["eval_wer"].astype(float)), ["eval_wer"]).drop(columns=["model_dir"])
 report.write_table(shown, cfg.reports_path, "distillation_runs", floatfmt=".3f")
 shown
 
 # %%
 histories = []
-for result in results.itertuples():
-    if pd.notna(result.model_dir):  # a λ that keeps no pair trains no student
-        history = pd.DataFrame(json.loads((Path(result.model_dir).parent / "history.json").read_text()))
-        histories.append(history.assign(run=f"{result.student} λ={result.threshold}"))
+for record in records:
+    if record["model_dir"] is not None:  # a λ that keeps no pair trains no student
+        histories.append(read_history(record).assign(run=f"{record['student']} λ={record['threshold']}"))
 history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["step", "run"])
 terms = [column for column in ("loss", "kl", "ce", "hidden") if column in history]
 if terms:
@@ -97,6 +92,6 @@ if "eval_wer" in history:
     evaluated = history.dropna(subset=["eval_wer"])
     fig, ax = plt.subplots(figsize=(6, 3.2))
     sns.lineplot(data=evaluated.assign(eval_wer=evaluated["eval_wer"] * 100), x="step", y="eval_wer", hue="run", marker="o", ax=ax)
-    ax.set(ylabel="held-out WER (%)", title="Periodic evaluation during training")
+    ax.set(ylabel="held-out WER (%)", title="Periodic evaluation on the pool's held-out pairs (the same for every run)")
     report.save_figure(fig, cfg.reports_path, "distillation_eval_wer")
     plt.show()

@@ -18,10 +18,12 @@
 # Models: the teacher, every student × λ, and the baselines named in `evaluate.baselines`
 # (Whisper checkpoints, SeamlessM4T and CTC models such as MMS; each run the way its family
 # is meant to be, see `kdlib.families`). The tiny profile has no baselines: none ships offline.
+# The stage's builder (`kdlib evaluate PARAMS`) transcribes and times; this notebook reads its
+# products under `<run_dir>/04_evaluate/`.
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `python -m kdlib.run`: the validated params as a plain mapping
+params = None  # injected by `kdlib run`: the validated params as a plain mapping
 
 # %%
 from kdlib.run import notebook_params
@@ -34,11 +36,12 @@ import seaborn as sns
 
 from kdlib import report
 from kdlib.config import threshold_label
-from kdlib.evaluate import efficiency, evaluate_all, main_table, scores_table, threshold_table
+from kdlib.evaluate import main_table, threshold_table
+from kdlib.products import read_efficiency, read_predictions, read_scores
 
 sns.set_theme(style="whitegrid")
-predictions = evaluate_all(cfg)
-scores = scores_table(predictions, cfg)
+predictions = read_predictions(cfg)
+scores = read_scores(cfg)
 report.write_table(report.percent(scores, ["wer", "cer"]), cfg.reports_path, "scores_long")
 print(f"{predictions['model'].nunique()} models × {predictions['dataset'].nunique()} test sets, {len(predictions)} predictions")
 
@@ -69,7 +72,7 @@ report.style_table(tables["wer", "orthographic"], list(tables["wer", "orthograph
 # ## Efficiency, measured here
 
 # %%
-speed = efficiency(cfg)
+speed = read_efficiency(cfg)
 report.write_table(speed, cfg.reports_path, "efficiency", floatfmt=".3f")
 speed
 

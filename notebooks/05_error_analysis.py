@@ -12,7 +12,8 @@
 # # 05 · Error analysis
 #
 # Every erroneous prediction of 04 is sorted into one category by documented rules
-# (`kdlib.errors`), applied in this precedence: **empty** (no output), **hallucination**
+# (`kdlib.error_analysis`; its builder, `kdlib error-analysis PARAMS`, writes
+# `<run_dir>/05_error_analysis/categories.parquet`, which this notebook reads), applied in this precedence: **empty** (no output), **hallucination**
 # (much longer than the reference, a repeated n-gram loop, or insertions dominating),
 # **incomplete** (stops early, or deletions dominating), **dialectal** (substitutions where
 # the hypothesis uses another variety's form of the reference's word, from the dialect↔MSA
@@ -20,7 +21,7 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `python -m kdlib.run`: the validated params as a plain mapping
+params = None  # injected by `kdlib run`: the validated params as a plain mapping
 
 # %%
 from kdlib.run import notebook_params
@@ -33,17 +34,12 @@ import pandas as pd
 import seaborn as sns
 
 from kdlib import report
-from kdlib.errors import CATEGORIES, DialectLexicon, ErrorRules, aligned_example, categorise_frame, category_shares
-from kdlib.resources import lexicon_path
-from kdlib.text import NormalizationConfig
+from kdlib.error_analysis import CATEGORIES, aligned_example, category_shares
+from kdlib.products import read_categories
 
 sns.set_theme(style="whitegrid")
-predictions = pd.read_parquet(cfg.run_path / "evaluation" / "predictions.parquet")
-config = NormalizationConfig.from_dict(cfg.normalization)
-rules = ErrorRules.from_dict(cfg.error_rules)
-lexicon = DialectLexicon.from_tsv(lexicon_path(), config)
-predictions["category"] = categorise_frame(predictions, lexicon, rules, config)
-rules
+predictions = read_categories(cfg)
+cfg.error_rules
 
 # %% [markdown]
 # ## Category shares per model (over erroneous predictions)

@@ -31,9 +31,9 @@ def ci_params(ci_yaml: Path) -> Params:
 @pytest.fixture(scope="session")
 def ci_teacher(ci_params: Params) -> str:
     """The ci profile's teacher, trained once per session (seconds)."""
-    from kdlib.teacher import teacher_source
+    from kdlib.pseudo_label import find_teacher
 
-    return teacher_source(ci_params)
+    return find_teacher(ci_params)
 
 
 def with_overrides(base: Path, target: Path, **overrides) -> Path:

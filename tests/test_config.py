@@ -10,6 +10,7 @@ import yaml
 
 from kdlib.config import (
     DistillParams,
+    describe_params,
     Params,
     ParamsError,
     StudentRun,
@@ -33,10 +34,10 @@ def test_minimal_file_gets_defaults(tmp_path: Path) -> None:
     path = write_params(tmp_path)
     params = load_params(path)
     assert params.profile == "test"
-    assert params.run_path == Path("runs/test")
-    assert params.reports_path == Path("reports/test")
+    assert params.run_path == tmp_path / "runs/test"  # relative to the params file's folder (no repository here)
+    assert params.reports_path == tmp_path / "reports/test"
     assert params.distill == DistillParams()
-    assert params.source_file == str(path)
+    assert params.source_file == str(path.resolve())
 
 
 def test_unknown_top_level_key_names_key_file_and_close_match(tmp_path: Path) -> None:
@@ -50,13 +51,13 @@ def test_unknown_top_level_key_names_key_file_and_close_match(tmp_path: Path) ->
 
 
 def test_unknown_nested_key_is_dotted(tmp_path: Path) -> None:
-    path = write_params(tmp_path, distill={"leraning_rate": 0.001})
+    path = write_params(tmp_path, distill={"training": {"leraning_rate": 0.001}})
     with pytest.raises(ParamsError) as caught:
         load_params(path)
     message = str(caught.value)
-    assert "'distill.leraning_rate'" in message
+    assert "'distill.training.leraning_rate'" in message
     assert str(path) in message
-    assert "did you mean 'distill.learning_rate'" in message
+    assert "did you mean 'distill.training.learning_rate'" in message
 
 
 def test_unknown_key_inside_a_list_item(tmp_path: Path) -> None:
@@ -68,10 +69,13 @@ def test_unknown_key_inside_a_list_item(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
-        ({"distill": {"max_steps": "100"}}, r"'distill\.max_steps' must be an integer, got '100'"),
-        ({"distill": {"max_steps": True}}, r"'distill\.max_steps' must be an integer, got True"),
-        ({"distill": {"gradient_checkpointing": 1}}, r"'distill\.gradient_checkpointing' must be true or false"),
-        ({"distill": {"learning_rate": "fast"}}, r"'distill\.learning_rate' must be a number"),
+        ({"distill": {"training": {"max_steps": "100"}}}, r"'distill\.training\.max_steps' must be an integer, got '100'"),
+        ({"distill": {"training": {"max_steps": True}}}, r"'distill\.training\.max_steps' must be an integer, got True"),
+        ({"distill": {"training": {"gradient_checkpointing": 1}}}, r"'distill\.training\.gradient_checkpointing' must be true or false"),
+        ({"distill": {"training": {"learning_rate": "fast"}}}, r"'distill\.training\.learning_rate' must be a number"),
+        ({"normalization": {"unify_alef": "no"}}, r"'normalization\.unify_alef' must be true or false"),
+        ({"normalization": {"remove_harakat": True}}, r"unknown key 'normalization\.remove_harakat'"),
+        ({"error_rules": {"min_repeats": 2.5}}, r"'error_rules\.min_repeats' must be an integer"),
         ({"device": "tpu"}, r"'device' must be one of \['auto', 'cpu', 'cuda'\], got 'tpu'"),
         ({"filter": {"view": "raw"}}, r"'filter\.view' must be one of"),
         ({"data": {"synthetic": {"pitch": [25]}}}, r"'data\.synthetic\.pitch' must have 2 items"),
@@ -131,7 +135,7 @@ def test_selected_threshold_must_be_in_the_sweep(tmp_path: Path) -> None:
 
 def test_bad_student_name_in_runs_names_the_file(tmp_path: Path) -> None:
     path = write_params(tmp_path, distill={"runs": [{"student": "DW-8"}]})
-    with pytest.raises(ParamsError, match=r"distill\.runs: student 'DW-8'") as caught:
+    with pytest.raises(ParamsError, match=r"distill\.runs\[0\]\.student': student 'DW-8'") as caught:
         load_params(path)
     assert str(path) in str(caught.value)
 
@@ -157,9 +161,9 @@ def test_trained_teacher_needs_teacher_data(tmp_path: Path) -> None:
 
 
 def test_overrides_are_merged_deeply(tmp_path: Path) -> None:
-    path = write_params(tmp_path, distill={"max_steps": 10, "batch_size": 4})
-    params = load_params(path, overrides={"distill": {"max_steps": 20}})
-    assert (params.distill.max_steps, params.distill.batch_size) == (20, 4)
+    path = write_params(tmp_path, distill={"training": {"max_steps": 10, "batch_size": 4}})
+    params = load_params(path, overrides={"distill": {"training": {"max_steps": 20}}})
+    assert (params.distill.training.max_steps, params.distill.training.batch_size) == (20, 4)
 
 
 def test_params_round_trip(tmp_path: Path) -> None:
@@ -172,7 +176,7 @@ def test_params_round_trip(tmp_path: Path) -> None:
             "test": [{"name": "msa", "source": "local", "path": "data/msa", "variety": "MSA", "max_samples": 8}],
         },
         filter={"thresholds": [10, 80.0, None], "selected": None},
-        distill={"runs": [{"student": "DW-16-16", "thresholds": [10.0, None]}], "learning_rate": 0.0003},
+        distill={"runs": [{"student": "DW-16-16", "thresholds": [10.0, None]}], "training": {"learning_rate": 0.0003}},
     )
     params = load_params(path)
     assert params.filter.thresholds == (10.0, 80.0, None)
@@ -192,7 +196,7 @@ def test_params_from_dict_validates() -> None:
 def test_parse_student() -> None:
     assert parse_student("DW-8-8") == (8, 8)
     assert parse_student("DW-32-2") == (32, 2)
-    for bad in ("DW-8", "dw-8-8", "DW-8-8-8", "DW-a-8", "Whisper-8-8", ""):
+    for bad in ("DW-8", "dw-8-8", "DW-8-8-8", "DW-a-8", "Whisper-8-8", "", "DW-0-2"):
         with pytest.raises(ParamsError, match="not of the form"):
             parse_student(bad)
 
@@ -201,3 +205,79 @@ def test_threshold_label() -> None:
     assert threshold_label(80.0) == "80"
     assert threshold_label(12.5) == "12.5"
     assert threshold_label(None) == "none"
+
+
+@pytest.mark.parametrize(
+    ("sections", "key", "allowed"),
+    [
+        ({"distill": {"training": {"log_every": 0}}}, "distill.training.log_every", "≥ 1"),
+        ({"distill": {"training": {"batch_size": 0}}}, "distill.training.batch_size", "≥ 1"),
+        ({"distill": {"training": {"max_steps": -1}}}, "distill.training.max_steps", "≥ 1"),
+        ({"pseudo_label": {"chunk_size": 0}}, "pseudo_label.chunk_size", "≥ 1"),
+        ({"pseudo_label": {"generation": {"batch_size": 0}}}, "pseudo_label.generation.batch_size", "≥ 1"),
+        ({"evaluate": {"latency_clips": 0}}, "evaluate.latency_clips", "≥ 1"),
+        ({"distill": {"loss": {"temperature": 0}}}, "distill.loss.temperature", "> 0"),
+        ({"distill": {"loss": {"kl_weight": -1}}}, "distill.loss.kl_weight", "≥ 0"),
+        ({"data": {"max_duration_s": -3}}, "data.max_duration_s", "> 0"),
+        ({"distill": {"eval_fraction": 2}}, "distill.eval_fraction", "≥ 0, < 1"),
+        ({"filter": {"thresholds": [-5, None], "selected": None}}, "filter.thresholds", "≥ 0"),
+        ({"filter": {"thresholds": [float("nan"), None], "selected": None}}, "filter.thresholds", "finite"),
+        ({"filter": {"thresholds": [float("inf"), None], "selected": None}}, "filter.thresholds", "finite"),
+        ({"error_rules": {"min_repeats": 1}}, "error_rules.min_repeats", "≥ 2"),
+    ],
+)
+def test_out_of_range_numbers_name_key_file_and_range(tmp_path: Path, sections: dict, key: str, allowed: str) -> None:
+    path = write_params(tmp_path, **sections)
+    with pytest.raises(ParamsError) as caught:
+        load_params(path)
+    message = str(caught.value)
+    assert f"'{key}'" in message and str(path) in message and allowed in message
+
+
+def test_a_student_deeper_than_the_trained_teacher_is_refused(tmp_path: Path) -> None:
+    teacher = {"source": "train", "architecture": {"encoder_layers": 4, "decoder_layers": 4}}
+    data = {"teacher_train": [{"name": "t", "source": "synthetic"}]}
+    path = write_params(tmp_path, teacher=teacher, data=data, distill={"runs": [{"student": "DW-40-2"}]})
+    with pytest.raises(ParamsError, match=r"'distill\.runs\[0\]\.student' DW-40-2 has more layers than the teacher"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "x\x00y", "<script>"])
+def test_dataset_names_must_be_safe_file_names(tmp_path: Path, name: str) -> None:
+    path = write_params(tmp_path, data={"test": [{"name": name, "source": "synthetic"}]})
+    with pytest.raises(ParamsError, match=r"'data\.test\[0\]\.name'.*letters, digits"):
+        load_params(path)
+
+
+def test_params_files_that_cannot_be_read_are_one_clear_error(tmp_path: Path) -> None:
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("profile: caf\xe9\n".encode("latin-1"))
+    duplicate = tmp_path / "duplicate.yaml"
+    duplicate.write_text("profile: a\nrun_dir: r\nreports_dir: s\nprofile: b\n", encoding="utf-8")
+    for path, expected in (
+        (latin1, "not UTF-8"),
+        (duplicate, "key 'profile' is given twice"),
+        (tmp_path, "is a folder"),
+        (tmp_path / "missing.yaml", "no such params file"),
+    ):
+        with pytest.raises(ParamsError, match=expected):
+            load_params(path)
+
+
+def test_every_param_has_a_help_text() -> None:
+    described = list(describe_params())
+    assert len(described) > 90
+    missing = [key for key, _, text in described if not text.strip()]
+    assert not missing
+    keys = {key for key, _, _ in described}
+    assert {"distill.training.max_steps", "teacher.training.max_steps", "error_rules.dialect_share"} <= keys
+
+
+def test_relative_paths_are_resolved_against_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    (tmp_path / "params").mkdir()
+    path = write_params(tmp_path / "params")
+    monkeypatch.chdir(tmp_path / "params")
+    params = load_params("params.yaml")
+    assert params.run_path == tmp_path.resolve() / "runs" / "test"
+    assert params.cache_path == tmp_path.resolve() / ".cache" / "kdlib"

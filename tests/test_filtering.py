@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from kdlib.filtering import WER_TOLERANCE, keep_mask, sweep_counts
+from kdlib.filtering import WER_TOLERANCE, keep_mask, split_heldout, sweep_counts
 
 
 def frame() -> pd.DataFrame:
@@ -47,14 +47,29 @@ def test_sweep_counts_add_up() -> None:
     assert list(alls[["10", "20", "80", "none"]]) == sorted(alls)
 
 
-def test_filtered_sets_are_written_per_threshold_and_may_be_empty(tmp_path) -> None:
-    import datasets
+def test_heldout_split_is_seeded_disjoint_and_never_takes_the_whole_pool() -> None:
+    ids = [f"c{i}" for i in range(40)]
+    train, held = split_heldout(ids, 0.1, seed=3)
+    assert len(held) == 4 and sorted(train + held) == list(range(40)) and not set(train) & set(held)
+    assert split_heldout(ids, 0.1, seed=3) == (train, held) and split_heldout(ids, 0.1, seed=4) != (train, held)
+    assert split_heldout(ids[:3], 0.01, seed=0)[1] != []  # at least one held-out pair of two or more
+    assert split_heldout(ids[:1], 0.5, seed=0) == ([0], [])  # a single pair is kept for training
+    assert split_heldout(ids, 0.0, seed=0) == (list(range(40)), [])
 
-    from kdlib.filtering import load_filtered, write_filtered_sets
 
-    labels_dir = tmp_path / "pseudo" / "dataset"
-    datasets.Dataset.from_dict({"id": ["a", "b", "c"], "teacher_wer": [0.05, 0.5, 1.2]}).save_to_disk(str(labels_dir))
-    paths = write_filtered_sets(labels_dir, (1.0, 10.0, 80.0, None))
-    assert set(paths) == {"1", "10", "80", "none"}
-    assert [len(load_filtered(labels_dir, t)) for t in (1.0, 10.0, 80.0, None)] == [0, 1, 2, 3]
-    assert list(load_filtered(labels_dir, 80.0)["id"]) == ["a", "b"]
+def test_stage_02_holds_out_the_same_pairs_for_every_threshold(ci_params, ci_teacher) -> None:
+    from kdlib.products import read_pseudo_labels, read_split, read_training_ids
+    from kdlib.stages import build, stage_named
+
+    build(ci_params, stage_named("01"))
+    build(ci_params, stage_named("02"))
+    labels = read_pseudo_labels(ci_params).remove_columns("audio").to_pandas().set_index("id")
+    held = set(read_split(ci_params)["eval"])
+    assert held and held <= set(labels.index)
+    kept = {t: read_training_ids(ci_params, t) for t in ci_params.filter.thresholds}
+    for threshold, ids in kept.items():
+        assert not held & set(ids)
+        expected = labels.drop(index=list(held))
+        expected = expected[keep_mask(expected["teacher_wer"], threshold)]
+        assert ids == expected.index.tolist()  # pool order, exactly the kept pairs
+    assert len(kept[None]) == len(labels) - len(held)

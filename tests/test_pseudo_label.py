@@ -15,7 +15,9 @@ import pytest
 
 from kdlib.config import Params, load_params
 from kdlib.data import load_mixture
-from kdlib.pseudo_label import merge, plan_run, pseudo_label
+from kdlib.products import read_pseudo_labels
+from kdlib.pseudo_label import merge, plan_run
+from kdlib.stages import build, stage_named
 
 from conftest import with_overrides
 
@@ -29,7 +31,8 @@ def labels_frame(path: Path) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def reference(ci_params: Params, ci_teacher: str) -> pd.DataFrame:
     """The uninterrupted single-process result."""
-    return labels_frame(pseudo_label(ci_params))
+    build(ci_params, stage_named("01"))
+    return read_pseudo_labels(ci_params).remove_columns("audio").to_pandas()[COLUMNS]
 
 
 def test_every_clip_is_labelled_once_with_its_wer(reference: pd.DataFrame, ci_params: Params) -> None:
@@ -56,7 +59,7 @@ def test_a_killed_run_resumes_without_redoing_chunks(ci_yaml: Path, ci_teacher: 
     params = load_params(params_file)
     pool = load_mixture(params.data.train, params, "train").dataset
     run = plan_run(params, pool, ci_teacher)
-    process = launch(["-m", "kdlib.pseudo_label", str(params_file)], tmp_path)
+    process = launch(["-m", "kdlib", "pseudo-label", str(params_file)], tmp_path)
     deadline = time.time() + 120
     while not list(run.chunks.glob("chunk-*.parquet")) and time.time() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -66,7 +69,7 @@ def test_a_killed_run_resumes_without_redoing_chunks(ci_yaml: Path, ci_teacher: 
     assert done and not run.is_complete(), "the run should have been killed part-way"
     total = len(list(range(0, len(pool), params.pseudo_label.chunk_size)))
     assert len(done) < total
-    assert pseudo_label(params) == run.merged
+    build(params, stage_named("01"))
     after = {p.name: p.stat().st_mtime_ns for p in run.chunks.glob("chunk-*.parquet")}
     assert all(after[name] == stamp for name, stamp in done.items())  # finished chunks were not redone
     assert len(after) == total
@@ -76,7 +79,7 @@ def test_a_killed_run_resumes_without_redoing_chunks(ci_yaml: Path, ci_teacher: 
 def test_two_processes_give_the_single_process_result(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path) -> None:
     params_file = with_overrides(ci_yaml, tmp_path / "two.yaml", run_dir=str(tmp_path / "runs"))
     command = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdlib.pseudo_label", str(params_file)]
+               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdlib", "pseudo-label", str(params_file)]
     process = launch(command, tmp_path)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output

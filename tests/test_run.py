@@ -1,23 +1,27 @@
-"""The notebook runner, on a fake repository with two tiny notebooks (each run starts a kernel)."""
+"""The runner on a fake repository: a two-stage graph with tiny builders and notebooks (each render starts a kernel)."""
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 import matplotlib
 import pandas as pd
 import pytest
 
-from kdlib import report, run
+from kdlib import cli, report, run
+from kdlib.config import load_params
+from kdlib.products import read_pseudo_labels
+from kdlib.stages import STAGES, MissingProduct, Stage, require, staleness
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 PARAMETERS_CELL = '''# %% tags=["parameters"]
 params_file = "params/test.yaml"
-params = None  # injected by `python -m kdlib.run`: the validated params as a plain mapping
+params = None  # injected by `kdlib run`
 
 # %%
 from kdlib.run import notebook_params
@@ -27,23 +31,17 @@ cfg = notebook_params(params_file, params)
 
 FIRST = PARAMETERS_CELL + '''
 # %%
-cfg.run_path.mkdir(parents=True, exist_ok=True)
-(cfg.run_path / "first.txt").write_text(cfg.profile)
+print((cfg.run_path / "01_first" / "made.txt").read_text())
 '''
 
 SECOND = PARAMETERS_CELL + '''
 # %%
-import pandas as pd
-from kdlib.report import write_table
-
-frame = pd.DataFrame({"model": ["teacher", "DW-8-8"], "wer": [25.0, 31.25]})
-write_table(frame, cfg.reports_path, "headline")
-(cfg.run_path / "second.txt").write_text("done")
-
-# %%
 import matplotlib.pyplot as plt
-from kdlib.report import save_figure
+import pandas as pd
+from kdlib.report import save_figure, write_table
 
+frame = pd.read_csv(cfg.run_path / "02_second" / "table.csv")
+write_table(frame, cfg.reports_path, "headline")
 fig, axis = plt.subplots()
 axis.bar(frame["model"], frame["wer"])
 save_figure(fig, cfg.reports_path, "wer")
@@ -54,62 +52,117 @@ BOOM = PARAMETERS_CELL + '''
 raise ValueError("boom")
 '''
 
-NAMES = ("01_first", "02_second")
+BUILDERS = '''
+from pathlib import Path
+
+
+def _log(params, name):
+    with open(params.run_path / "builds.log", "a") as log:
+        log.write(name + "\\n")
+
+
+def build_first(params):
+    folder = params.run_path / "01_first"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "made.txt").write_text(f"made on {params.device}")
+    _log(params, "01")
+    return {"device": params.device}
+
+
+def build_second(params):
+    text = (params.run_path / "01_first" / "made.txt").read_text()
+    folder = params.run_path / "02_second"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "table.csv").write_text("model,wer\\nteacher,25.0\\nDW-8-8,31.25\\n")
+    _log(params, "02")
+    return {"from": text, "thresholds": len(params.filter.thresholds)}
+'''
+
+GRAPH = (
+    Stage("01_first", "first", "fakestages:build_first", (), ("device",), ("made",), "first"),
+    Stage("02_second", "second", "fakestages:build_second", ("01_first",), ("filter",), ("table",), "second"),
+)
+PARAMS = "profile: test\nrun_dir: runs/test\nreports_dir: reports/test\n"
 
 
 @pytest.fixture
 def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A repository root with a params file and the notebooks above; kernels can import kdlib."""
+    """A repository root with a params file, the notebooks and builders above; kernels can import kdlib."""
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'fake'\n", encoding="utf-8")
     (tmp_path / "params").mkdir()
-    (tmp_path / "params" / "test.yaml").write_text(
-        "profile: test\nrun_dir: runs/test\nreports_dir: reports/test\n", encoding="utf-8"
-    )
+    (tmp_path / "params" / "test.yaml").write_text(PARAMS, encoding="utf-8")
     notebooks = tmp_path / "notebooks"
     notebooks.mkdir()
     for name, text in (("01_first", FIRST), ("02_second", SECOND), ("01_boom", BOOM)):
         (notebooks / f"{name}.py").write_text(text, encoding="utf-8")
+    (tmp_path / "fakestages.py").write_text(BUILDERS, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
     kdlib_parent = str(Path(run.__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [kdlib_parent, os.environ.get("PYTHONPATH")])))
     monkeypatch.chdir(tmp_path / "notebooks")  # the runner must not depend on the working directory
     return tmp_path
 
 
-def test_run_notebooks_writes_reports_log_and_index(repo: Path) -> None:
-    reports = repo / "reports" / "test"
-    log = run.run_notebooks(repo / "params" / "test.yaml", notebooks=NAMES)
+def builds(repo: Path) -> list[str]:
+    path = repo / "runs" / "test" / "builds.log"
+    return path.read_text().split() if path.exists() else []
 
-    assert (repo / "runs" / "test" / "first.txt").read_text() == "test"
-    assert (repo / "runs" / "test" / "second.txt").read_text() == "done"
-    for name in NAMES:
-        assert (reports / f"{name}.ipynb").is_file()
+
+def test_run_builds_stale_stages_renders_and_records(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reports = repo / "reports" / "test"
+    log = run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH)
+
+    assert builds(repo) == ["01", "02"]
+    out = capsys.readouterr().out
+    assert "plan for test (2 stages)" in out and "01_first   build + render  not built yet" in out
+    for name in ("01_first", "02_second"):
         assert "<html" in (reports / f"{name}.html").read_text()
         assert log["notebooks"][name]["status"] == "ok"
-    executed = json.loads((reports / "01_first.ipynb").read_text())
-    assert any("injected-parameters" in cell["metadata"].get("tags", []) for cell in executed["cells"])
+        manifest = json.loads((repo / "runs" / "test" / name / "manifest.json").read_text())
+        assert manifest["stage"] == name and manifest["wall_s"] >= 0 and "torch" in manifest["versions"]
+    assert "made on auto" in (reports / "01_first.html").read_text()
     assert json.loads((reports / "run_log.json").read_text()) == log
-    assert log["profile"] == "test"
-    assert (reports / "tables" / "headline.md").read_text().startswith("| model")
-
+    assert log["params_file"] == "params/test.yaml"  # relative: no machine path in a report
     index = (reports / "index.html").read_text()
-    assert "href='01_first.html'" in index and "href='02_second.html'" in index
-    assert "DW-8-8" in index and "31.25" in index and "class=\"dataframe kd\"" in index
+    assert "href='01_first.html'" in index and "DW-8-8" in index and "31.25" in index
     assert "<img src='figures/wer.png'" in index
+    assert str(repo) not in index and str(repo) not in (reports / "01_first.html").read_text()
 
-    # --only re-runs one notebook and keeps the other's log entry
-    first = log["notebooks"]["01_first"]
-    assert run.main([str(repo / "params" / "test.yaml"), "--only", "02"], notebooks=NAMES) == 0
+    # nothing changed: nothing is rebuilt, both notebooks are rendered again
+    run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH)
+    assert builds(repo) == ["01", "02"]
+    assert "01_first   render          up to date" in capsys.readouterr().out
+
+    # a param of stage 02 changed: only 02 is rebuilt
+    (repo / "params" / "test.yaml").write_text(PARAMS + "filter: {thresholds: [80], selected: 80}\n")
+    run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH)
+    assert builds(repo) == ["01", "02", "02"]
+    assert "params changed: filter" in capsys.readouterr().out
+
+    # a param of stage 01 changed: 01 and what depends on it
+    (repo / "params" / "test.yaml").write_text(PARAMS + "device: cpu\nfilter: {thresholds: [80], selected: 80}\n")
+    run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH, plan_only=True)
+    assert "02_second  build + render  01_first is stale (params changed: device)" in capsys.readouterr().out
+    assert builds(repo) == ["01", "02", "02"]  # --plan runs nothing
+    first = json.loads((reports / "run_log.json").read_text())["notebooks"]["01_first"]
+    with pytest.raises(run.PlanError, match="reads 01_first, which is stale .params changed: device"):
+        run.run_pipeline(repo / "params" / "test.yaml", ["02"], graph=GRAPH)
+    run.run_pipeline(repo / "params" / "test.yaml", ["01"], graph=GRAPH)
+    assert builds(repo) == ["01", "02", "02", "01"]
+    assert staleness(load_params(repo / "params" / "test.yaml"), GRAPH[1], GRAPH) == "01_first was rebuilt since"
     merged = json.loads((reports / "run_log.json").read_text())["notebooks"]
-    assert merged["01_first"] == first
-    assert merged["02_second"]["finished"] >= first["finished"]
+    assert merged["01_first"]["finished"] >= first["finished"] and "02_second" in merged  # the log merges
+    run.run_pipeline(repo / "params" / "test.yaml", start="02", graph=GRAPH)
+    assert builds(repo)[-1] == "02" and "made on cpu" in (repo / "runs/test/02_second/manifest.json").read_text()
+    run.run_pipeline(repo / "params" / "test.yaml", ["02"], graph=GRAPH, force=True)
+    assert builds(repo)[-2:] == ["02", "02"]
 
 
 def test_failing_notebook_exits_1_renders_and_records(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
     reports = repo / "reports" / "test"
-    assert run.main(["../params/test.yaml"], notebooks=("01_boom", "02_second")) == 1
-
-    error = capsys.readouterr().err
-    assert "01_boom failed in cell" in error and "ValueError: boom" in error
+    graph = (Stage("01_boom", "boom", "fakestages:build_first", (), ("device",), (), "boom"), GRAPH[1])
+    with pytest.raises(run.NotebookError, match=r"01_boom failed in cell .*ValueError: boom"):
+        run.run_pipeline("../params/test.yaml", graph=graph)
     assert "boom" in (reports / "01_boom.html").read_text()
     entry = json.loads((reports / "run_log.json").read_text())["notebooks"]["01_boom"]
     assert entry["status"] == "failed" and "boom" in entry["error"]
@@ -117,37 +170,70 @@ def test_failing_notebook_exits_1_renders_and_records(repo: Path, capsys: pytest
     assert "class='failed'" in (reports / "index.html").read_text()
 
 
-def test_invalid_params_exit_2_and_run_nothing(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    params = repo / "params" / "bad.yaml"
-    params.write_text("profile: test\nrun_dir: runs/test\nreports_dir: reports/test\ndistill:\n  leraning_rate: 0.1\n")
-    assert run.main([str(params)], notebooks=NAMES) == 2
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["run", "../params/bad.yaml"], 2, "'distill.training.leraning_rate'"),
+        (["run", "../params/test.yaml", "--only", "07"], 2, "unknown stage '07'"),
+        (["run", "../params/test.yaml", "--only", "01", "--from", "03"], 2, "select no stage"),
+        (["run", "../params/missing.yaml"], 2, "no such params file"),
+        (["distill", "../params/test.yaml", "--threshold", "80"], 2, "--threshold and --no-resume need --student"),
+        (["distill", "../params/test.yaml", "--student", "DW-8", "--threshold", "80"], 2, "not of the form"),
+        (["filter", "../params/test.yaml"], 1, "no products of stage 01_pseudo_label in runs/test: run stage 01 first"),
+        (["evaluate", "../params/test.yaml"], 1, "run stage 01 first"),
+    ],
+)
+def test_command_line_errors_are_one_line_with_an_exit_code(repo: Path, capsys, argv, code, message) -> None:
+    (repo / "params" / "bad.yaml").write_text(PARAMS + "distill:\n  training:\n    leraning_rate: 0.1\n")
+    assert cli.main(argv) == code
     error = capsys.readouterr().err.strip()
-    assert "distill.leraning_rate" in error and str(params) in error and "\n" not in error
+    assert message in error and "\n" not in error and "Traceback" not in error
     assert not (repo / "reports").exists()
 
 
-def test_unknown_notebook_exits_2(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run.main([str(repo / "params" / "test.yaml"), "--only", "07"], notebooks=NAMES) == 2
-    assert "unknown notebook '07'" in capsys.readouterr().err
-    assert not (repo / "reports").exists()
+def test_version_and_help_name_every_stage(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["--version"])
+    assert capsys.readouterr().out.startswith("kdlib ")
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert all(stage.command in out for stage in STAGES) and "teacher" in out and "params" in out
 
 
-def test_select_notebooks() -> None:
-    names = run.NOTEBOOKS
-    assert run.select_notebooks(names) == list(names)
-    assert run.select_notebooks(names, only=["03"]) == ["03_distill"]
-    assert run.select_notebooks(names, only=["04_evaluate", "01"]) == ["01_pseudo_label", "04_evaluate"]
-    assert run.select_notebooks(names, start="03_distill") == ["03_distill", "04_evaluate", "05_error_analysis"]
-    assert run.select_notebooks(names, only=["01", "05"], start="02") == ["05_error_analysis"]
-    with pytest.raises(ValueError, match="unknown notebook"):
-        run.select_notebooks(names, start="distill")
+def test_python_dash_m_kdlib_runs_the_cli(tmp_path: Path) -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-m", "kdlib", "params"], capture_output=True, text=True, cwd=tmp_path)
+    assert done.returncode == 0 and "distill.training.max_steps" in done.stdout
 
 
-def test_notebook_params_from_notebooks_dir_moves_to_repo_root(repo: Path) -> None:
+def test_readers_name_the_stage_to_run(repo: Path) -> None:
+    params = load_params(repo / "params" / "test.yaml")
+    with pytest.raises(MissingProduct, match=r"run stage 01 first \(kdlib run .*test.yaml --only 01\)"):
+        read_pseudo_labels(params)
+    with pytest.raises(ValueError, match="unknown stage"):
+        require(params, "09")
+
+
+def test_select_stages() -> None:
+    names = [stage.name for stage in STAGES]
+    assert [s.name for s in run.select_stages(STAGES)] == names
+    assert [s.name for s in run.select_stages(STAGES, only=["03"])] == ["03_distill"]
+    assert [s.name for s in run.select_stages(STAGES, only=["evaluate", "01"])] == ["01_pseudo_label", "04_evaluate"]
+    assert [s.name for s in run.select_stages(STAGES, start="03_distill")] == names[2:]
+    assert [s.name for s in run.select_stages(STAGES, only=["01", "05"], start="02")] == ["05_error_analysis"]
+    with pytest.raises(run.PlanError, match="select no stage"):
+        run.select_stages(STAGES, only=["01"], start="03")
+
+
+def test_notebook_params_resolve_paths_against_the_repository(repo: Path) -> None:
+    before = Path.cwd()
     params = run.notebook_params("params/test.yaml")
-    assert Path.cwd() == repo.resolve()
-    assert params.profile == "test" and params.source_file == str(repo.resolve() / "params" / "test.yaml")
-    assert run.repo_root(repo / "notebooks") == repo.resolve()
+    assert Path.cwd() == before  # no chdir
+    assert params.run_path == repo.resolve() / "runs" / "test"
+    injected = run.notebook_params("params/test.yaml", {"profile": "x", "run_dir": "r", "reports_dir": "s"})
+    assert injected.reports_path == repo.resolve() / "s"
 
 
 def test_report_helpers(tmp_path: Path) -> None:

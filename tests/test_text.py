@@ -98,23 +98,6 @@ def test_default_config_enables_every_rule():
     assert all(dataclasses.asdict(NormalizationConfig()).values())
 
 
-def test_config_from_dict():
-    config = NormalizationConfig.from_dict({"normalize_taa_marbuta": False})
-    assert config == NormalizationConfig(normalize_taa_marbuta=False)
-    assert normalize("مدرسة", config) == "مدرسة"
-    assert NormalizationConfig.from_dict({}) == NormalizationConfig()
-
-
-def test_config_from_dict_names_unknown_keys():
-    with pytest.raises(ValueError, match="remove_harakat"):
-        NormalizationConfig.from_dict({"remove_harakat": True, "unify_alef": False})
-
-
-def test_config_from_dict_rejects_non_bool():
-    with pytest.raises(ValueError, match="unify_alef"):
-        NormalizationConfig.from_dict({"unify_alef": "no"})
-
-
 def test_apply_view():
     assert VIEWS == ("orthographic", "normalized")
     assert apply_view(" أَحمد ", "orthographic") == "أَحمد"

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from kdlib.config import Params
+from kdlib.config import LossParams, Params, TrainingParams
 from kdlib.data import load_mixture
 from kdlib.models import load_whisper
 from kdlib.students import make_student
-from kdlib.training import IGNORE, Seq2SeqData, TeacherLogitCache, TrainingConfig, TrainingDiverged, ce_loss, kl_loss, micro_batch, train
+from kdlib.training import IGNORE, Seq2SeqData, TeacherLogitCache, TrainingDiverged, ce_loss, deterministic_kernels, kl_loss, micro_batch, train
 
 
 def test_kl_of_identical_distributions_is_zero_and_positive_otherwise() -> None:
@@ -62,9 +62,12 @@ def setup(ci_params: Params, ci_teacher: str):
     return corpus, teacher
 
 
-def config(**changes) -> TrainingConfig:
-    base = dict(max_steps=4, batch_size=4, learning_rate=1e-3, warmup_steps=1, kl_weight=0.8, ce_weight=1.0, temperature=2.0, save_every=2, log_every=1, device="cpu")
-    return TrainingConfig(**{**base, **changes})
+LOSS = LossParams(kl_weight=0.8, ce_weight=1.0, temperature=2.0)
+
+
+def config(**changes) -> TrainingParams:
+    base = dict(max_steps=4, batch_size=4, learning_rate=1e-3, warmup_steps=1, save_every=2, log_every=1, eval_every=0)
+    return TrainingParams(**{**base, **changes})
 
 
 def digest(path: Path) -> str:
@@ -74,10 +77,10 @@ def digest(path: Path) -> str:
 def test_stop_and_resume_equals_training_straight_through(setup, tmp_path: Path) -> None:
     corpus, teacher = setup
     data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
-    straight = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "a", teacher=teacher.model)
-    stopped = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", teacher=teacher.model, until_step=2)
+    straight = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "a", loss=LOSS, teacher=teacher.model, device="cpu")
+    stopped = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", loss=LOSS, teacher=teacher.model, device="cpu", until_step=2)
     assert stopped.steps == 2 and not (tmp_path / "b" / "model").exists()
-    resumed = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", teacher=teacher.model)
+    resumed = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", loss=LOSS, teacher=teacher.model, device="cpu")
     assert resumed.steps == straight.steps == 4
     assert resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-5)
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
@@ -107,14 +110,14 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(set
     corpus, teacher = setup
     data = PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=2)
     with pytest.raises(TrainingDiverged, match=r"step 3.*step-0000002"):
-        train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path, teacher=teacher.model)
+        train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path, loss=LOSS, teacher=teacher.model, device="cpu")
     checkpoint = tmp_path / "checkpoints" / "step-0000002"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002"]
     before = {p.name: digest(p) for p in checkpoint.iterdir()}
     weights = load_file(str(checkpoint / "model.safetensors"))
     assert all(torch.isfinite(value).all() for value in weights.values())
     with pytest.raises(TrainingDiverged):  # resuming hits the same bad data: still nothing overwritten
-        train(make_student(teacher.model, "DW-1-1"), teacher.processor, PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0), config(), tmp_path, teacher=teacher.model)
+        train(make_student(teacher.model, "DW-1-1"), teacher.processor, PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0), config(), tmp_path, loss=LOSS, teacher=teacher.model, device="cpu")
     assert {p.name: digest(p) for p in checkpoint.iterdir()} == before
 
 
@@ -125,7 +128,14 @@ def test_cached_teacher_logits_train_exactly_like_logits_on_the_fly(setup, tmp_p
     cached.teacher_logits = TeacherLogitCache(tmp_path / "logits").build(teacher.model, cached)
     assert len(list((tmp_path / "logits").glob("row-*.safetensors"))) == len(corpus)
     short = config(max_steps=2, save_every=0)
-    a = train(make_student(teacher.model, "DW-1-1"), teacher.processor, on_the_fly, short, tmp_path / "a", teacher=teacher.model)
-    b = train(make_student(teacher.model, "DW-1-1"), teacher.processor, cached, short, tmp_path / "b", teacher=teacher.model)
+    a = train(make_student(teacher.model, "DW-1-1"), teacher.processor, on_the_fly, short, tmp_path / "a", loss=LOSS, teacher=teacher.model, device="cpu")
+    b = train(make_student(teacher.model, "DW-1-1"), teacher.processor, cached, short, tmp_path / "b", loss=LOSS, teacher=teacher.model, device="cpu")
     assert [round(r["kl"], 3) for r in a.history] == [round(r["kl"], 3) for r in b.history]  # float16 storage
     assert b.final_loss == pytest.approx(a.final_loss, rel=1e-3)
+
+
+def test_deterministic_kernels_restore_torch_settings() -> None:
+    before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    with deterministic_kernels(not before[0]):
+        assert torch.are_deterministic_algorithms_enabled() == (not before[0])
+    assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before

@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from kdlib.errors import (
+from kdlib.error_analysis import (
     CATEGORIES,
     DialectLexicon,
     ErrorRules,
@@ -172,11 +172,11 @@ def test_lexicon_from_tsv_rejects_malformed_files(tmp_path):
         DialectLexicon.from_tsv(path)
 
 
-def test_rules_from_dict():
-    rules = ErrorRules.from_dict({"length_ratio": 2, "min_repeats": 4.0})
-    assert rules == ErrorRules(length_ratio=2.0, min_repeats=4)
-    assert isinstance(rules.min_repeats, int)
-    assert ErrorRules.from_dict({}) == ErrorRules()
+def test_rules_come_from_params():
+    params = params_from_dict({**MINIMAL, "error_rules": {"length_ratio": 2, "min_repeats": 4}})
+    assert params.error_rules == ErrorRules(length_ratio=2.0, min_repeats=4)
+    assert isinstance(params.error_rules.length_ratio, float)
+    assert params_from_dict(MINIMAL).error_rules == ErrorRules()
 
 
 @pytest.mark.parametrize(
@@ -190,9 +190,9 @@ def test_rules_from_dict():
         ({"dominant_share": 1.0}, "dominant_share"),
     ],
 )
-def test_rules_from_dict_rejects(d, message):
-    with pytest.raises(ValueError, match=message):
-        ErrorRules.from_dict(d)
+def test_rules_from_params_reject(d, message):
+    with pytest.raises(ParamsError, match=message):
+        params_from_dict({**MINIMAL, "error_rules": d})
 
 
 def test_categorise_frame():

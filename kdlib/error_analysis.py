@@ -1,4 +1,4 @@
-"""Automatic categorisation of transcription errors for the paper's error analysis.
+"""Stage 05: automatic categorisation of transcription errors for the paper's error analysis.
 
 Each prediction is compared with its reference in the ``normalized`` view and given the
 first category whose rule holds, in this precedence order (see :class:`ErrorRules` for
@@ -18,12 +18,12 @@ the thresholds):
 6. ``substitution``: every other error; substitution-dominated by construction.
 
 An edit type dominates when its share of the errors (substitutions + deletions +
-insertions) is strictly above ``dominant_share``.
+insertions) is strictly above ``dominant_share``. Product (`kdlib.paths`): `categories.parquet`,
+every prediction of stage 04 with its category.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +31,13 @@ from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
+from kdlib.cache import replacing_file
+from kdlib.config import ErrorRules, NormalizationConfig, Params
 from kdlib.metrics import ErrorCounts, utterance_counts, word_alignment
-from kdlib.resources import load_lexicon_rows
-from kdlib.text import NormalizationConfig, normalize
+from kdlib.paths import RunLayout
+from kdlib.products import read_predictions
+from kdlib.resources import lexicon_path, load_lexicon_rows
+from kdlib.text import normalize
 
 CORRECT = "correct"
 EMPTY = "empty"
@@ -43,45 +47,6 @@ DIALECTAL = "dialectal"
 SUBSTITUTION = "substitution"
 CATEGORIES = (CORRECT, EMPTY, HALLUCINATION, INCOMPLETE, DIALECTAL, SUBSTITUTION)
 
-
-
-@dataclass(frozen=True)
-class ErrorRules:
-    """Thresholds of the categorisation rules (see the module docstring for their use)."""
-
-    length_ratio: float = 1.5  # hallucination: hyp_words > length_ratio × ref_words ...
-    min_extra_words: int = 3  # ... and ≥ this many extra words; also the least insertions
-    max_ngram: int = 4  # loops are n-grams of 1..max_ngram words ...
-    min_repeats: int = 3  # ... repeated at least this many times in a row
-    dominant_share: float = 0.5  # an edit type dominates above this share of the errors
-    min_missing_words: int = 3  # incomplete by deletions: at least this many deleted words
-    dialect_share: float = 0.5  # dialectal: swaps are at least this share of substitutions
-
-    def __post_init__(self) -> None:
-        if self.max_ngram < 1 or self.min_repeats < 2:
-            raise ValueError("max_ngram must be ≥ 1 and min_repeats ≥ 2")
-        if not (0 <= self.dominant_share < 1 and 0 < self.dialect_share <= 1):
-            raise ValueError("dominant_share must be in [0, 1) and dialect_share in (0, 1]")
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, float]) -> ErrorRules:
-        """Build from a (possibly partial) mapping; unknown keys and ill-typed values raise ValueError."""
-        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - set(defaults))
-        if unknown:
-            raise ValueError(f"unknown error rule(s) {unknown}; known: {sorted(defaults)}")
-        values = {}
-        for key, value in d.items():
-            kind = type(defaults[key])
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or (kind is int and not float(value).is_integer())
-            ):
-                expected = "an integer" if kind is int else "a number"
-                raise ValueError(f"error rule {key!r} must be {expected}, got {value!r}")
-            values[key] = kind(value)
-        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -250,3 +215,13 @@ def aligned_example(reference: str, hypothesis: str) -> str:
     ref_line = "  ".join(ref.ljust(width) for (ref, _), width in zip(columns, widths))
     hyp_line = "  ".join(hyp.ljust(width) for (_, hyp), width in zip(columns, widths))
     return f"REF: {ref_line}".rstrip() + "\n" + f"HYP: {hyp_line}".rstrip()
+
+
+def build(params: Params) -> dict:
+    """Stage 05: every prediction of stage 04 with its error category."""
+    predictions = read_predictions(params)
+    lexicon = DialectLexicon.from_tsv(lexicon_path(), params.normalization)
+    predictions["category"] = categorise_frame(predictions, lexicon, params.error_rules, params.normalization)
+    with replacing_file(RunLayout(params).categories) as temporary:
+        predictions.to_parquet(temporary, index=False)
+    return {"predictions": len(predictions), "categories": predictions["category"].value_counts().sort_index().to_dict()}

@@ -1,0 +1,108 @@
+"""The `kdlib` command line: the runner, each stage's builder, the teacher, and the params reference.
+
+    kdlib run PARAMS [--only NN ...] [--from NN] [--force] [--plan]
+    kdlib pseudo-label PARAMS          (stage 01; `accelerate launch -m kdlib pseudo-label PARAMS` on N GPUs)
+    kdlib filter PARAMS                (stage 02)
+    kdlib distill PARAMS [--student DW-e-d --threshold λ] [--no-resume]   (stage 03, also under accelerate)
+    kdlib evaluate PARAMS              (stage 04)
+    kdlib error-analysis PARAMS        (stage 05)
+    kdlib teacher PARAMS               (find or train the teacher, print where it is)
+    kdlib params [PARAMS]              (every param with its default and help, or a file's values)
+
+Every command validates the params first and fails with one line: exit 2 for bad params or
+arguments, 1 when a stage fails (a missing or stale input names the stage to run), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from importlib.metadata import version
+from pathlib import Path
+
+from kdlib.config import ParamsError, describe_params, load_params, params_to_dict, parse_student, parse_threshold
+from kdlib.stages import STAGES, MissingProduct, StaleProduct, build, stage_named
+
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kdlib", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"kdlib {version('kdlib')}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="build the stale stages and render every report")
+    run.add_argument("params", type=Path, help="params YAML file, e.g. params/tiny.yaml")
+    run.add_argument("--only", nargs="+", action="extend", metavar="NN", help="only these stages (e.g. 03)")
+    run.add_argument("--from", dest="start", metavar="NN", help="from this stage on")
+    run.add_argument("--force", action="store_true", help="rebuild the selected stages even if up to date")
+    run.add_argument("--plan", action="store_true", help="print the plan and stop")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel of the notebooks")
+
+    for stage in STAGES:
+        sub = commands.add_parser(stage.command, help=f"stage {stage.number}: {stage.summary}")
+        sub.add_argument("params", type=Path, help="params YAML file")
+        if stage.command == "distill":
+            sub.add_argument("--student", help="one student, e.g. DW-2-2 (default: every run in params)")
+            sub.add_argument("--threshold", help="with --student: its λ in percent, or 'none'")
+            sub.add_argument("--no-resume", action="store_true", help="with --student: start from scratch")
+
+    teacher = commands.add_parser("teacher", help="find or train the teacher; print where it is")
+    teacher.add_argument("params", type=Path, help="params YAML file")
+
+    reference = commands.add_parser("params", help="every param with its default and help (or a file's values)")
+    reference.add_argument("params", type=Path, nargs="?", help="params YAML file to show, validated")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.command == "run":
+        from kdlib.run import run_pipeline
+
+        run_pipeline(args.params, args.only, args.start, force=args.force, plan_only=args.plan, kernel_name=args.kernel)
+    elif args.command == "params":
+        if args.params is not None:
+            print(json.dumps(params_to_dict(load_params(args.params)), indent=1, ensure_ascii=False))
+        else:
+            for key, default, text in describe_params():
+                print(f"{key:<52} {default:<22} {text}" if default else f"\n{key}: {text}")
+    elif args.command == "teacher":
+        from kdlib.pseudo_label import find_teacher
+
+        print(find_teacher(load_params(args.params)))
+    elif args.command == "distill" and args.student:
+        from kdlib.distill import distill_one
+
+        parse_student(args.student)
+        from accelerate import PartialState
+
+        params = load_params(args.params)
+        result = distill_one(params, args.student, parse_threshold(args.threshold or "none"), resume=not args.no_resume)
+        if PartialState(cpu=params.device == "cpu").is_main_process:
+            print(json.dumps(asdict(result), ensure_ascii=False))
+    else:
+        if getattr(args, "threshold", None) or getattr(args, "no_resume", False):
+            raise ParamsError("--threshold and --no-resume need --student")
+        manifest = build(load_params(args.params), stage_named(args.command))
+        if manifest:
+            print(json.dumps(manifest["counts"], ensure_ascii=False))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `kdlib` and `python -m kdlib`; the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except KeyboardInterrupt:
+        print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (ParamsError, ValueError) as error:  # PlanError is a ValueError
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_USAGE
+    except (MissingProduct, StaleProduct, FileNotFoundError, RuntimeError) as error:  # NotebookError, TrainingDiverged
+        print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0

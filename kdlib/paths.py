@@ -1,0 +1,129 @@
+"""Every path a run reads or writes, in one place.
+
+A profile's run folder (`run_dir`) holds one folder per stage with its products and its
+`manifest.json`, plus the content-keyed work folders of the expensive steps that belong to a
+run (pseudo-label chunks, student checkpoints, per-model predictions). The shared cache
+(`cache_dir`) holds what several profiles may share (spoken corpus, prepared sets, trained
+teacher). Products record paths relative to the repository, so a run folder may be copied.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from kdlib.config import Params, threshold_label
+
+
+def repo_root(start: Path) -> Path:
+    """The nearest directory at or above `start` that holds `pyproject.toml`."""
+    start = Path(start).resolve()
+    for directory in (start, *start.parents):
+        if (directory / "pyproject.toml").is_file():
+            return directory
+    raise FileNotFoundError(f"no pyproject.toml at or above {start}: not inside the kdlib repository")
+
+
+def relative(params: Params, path: str | Path) -> str:
+    """`path` relative to the repository when it lies inside it (what products record)."""
+    path = Path(path)
+    try:
+        return os.path.relpath(path, params.base_path) if path.is_absolute() and path.is_relative_to(params.base_path) else str(path)
+    except ValueError:
+        return str(path)
+
+
+def absolute(params: Params, path: str | Path) -> Path:
+    """The inverse of `relative`: a recorded path, resolved against the repository."""
+    path = Path(path)
+    return path if path.is_absolute() else params.base_path / path
+
+
+class RunLayout:
+    """The products of each stage and the work folders of one profile's run."""
+
+    def __init__(self, params: Params) -> None:
+        self.root = params.run_path
+        self.cache = params.cache_path
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def manifest(self, stage: str) -> Path:
+        return self.stage_dir(stage) / "manifest.json"
+
+    # 01_pseudo_label
+    @property
+    def corpora(self) -> Path:
+        """The prepared pool and test sets: where each is, its clips and its skipped clips."""
+        return self.stage_dir("01_pseudo_label") / "corpora.json"
+
+    @property
+    def teacher(self) -> Path:
+        """Where the teacher is (hub id or folder) and its digest."""
+        return self.stage_dir("01_pseudo_label") / "teacher.json"
+
+    @property
+    def pseudo_labels(self) -> Path:
+        """Where the pseudo-labelled pool is (a `datasets` folder) and its content key."""
+        return self.stage_dir("01_pseudo_label") / "pseudo_labels.json"
+
+    def pseudo_label_work(self, key: str) -> Path:
+        """Chunks and merged dataset of one pseudo-labelling run (content-keyed, resumable)."""
+        return self.root / "pseudo_labels" / key
+
+    # 02_filter_sweep
+    @property
+    def split(self) -> Path:
+        """The pool's held-out ids, the same for every student and λ."""
+        return self.stage_dir("02_filter_sweep") / "split.json"
+
+    def training_set(self, threshold: float | None) -> Path:
+        """The ids of the training pairs λ keeps (held-out ids excluded)."""
+        return self.stage_dir("02_filter_sweep") / f"lambda-{threshold_label(threshold)}.json"
+
+    @property
+    def sweep_counts(self) -> Path:
+        return self.stage_dir("02_filter_sweep") / "sweep_counts.csv"
+
+    # 03_distill
+    @property
+    def students(self) -> Path:
+        """One record per student and λ: status, model folder, pairs, steps, losses."""
+        return self.stage_dir("03_distill") / "students.json"
+
+    def student_work(self, student: str, threshold: float | None, key: str) -> Path:
+        """Checkpoints, logs and final model of one distillation run (content-keyed, resumable)."""
+        return self.root / "students" / f"{student}-lambda{threshold_label(threshold)}-{key}"
+
+    # 04_evaluate
+    @property
+    def predictions(self) -> Path:
+        return self.stage_dir("04_evaluate") / "predictions.parquet"
+
+    @property
+    def scores(self) -> Path:
+        return self.stage_dir("04_evaluate") / "scores.csv"
+
+    @property
+    def efficiency(self) -> Path:
+        return self.stage_dir("04_evaluate") / "efficiency.csv"
+
+    def model_predictions(self, key: str) -> Path:
+        """One model's predictions on every test set (content-keyed)."""
+        return self.root / "evaluation" / "models" / f"{key}.parquet"
+
+    # 05_error_analysis
+    @property
+    def categories(self) -> Path:
+        return self.stage_dir("05_error_analysis") / "categories.parquet"
+
+    # the shared cache
+    def corpus(self, key: str) -> Path:
+        return self.cache / "corpus" / key
+
+    def prepared(self, name: str, key: str) -> Path:
+        return self.cache / "prepared" / f"{name}-{key}"
+
+    def trained_teacher(self, key: str) -> Path:
+        return self.cache / "teacher" / key

@@ -1,0 +1,127 @@
+"""Readers of the stages' products: what notebooks and later stages use, never recomputing anything.
+
+Each reader first checks that the stage that makes the product is current (`stages.require`),
+so a missing or stale product is an error that says which stage to run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import datasets
+import pandas as pd
+
+from kdlib.config import Params, threshold_label
+from kdlib.paths import RunLayout, absolute
+from kdlib.stages import require
+
+
+@dataclass(frozen=True)
+class PreparedSet:
+    """A prepared set of stage 01 and what was left out of it (or kept with a warning), with reasons."""
+
+    name: str
+    role: str  # train or test
+    dataset: datasets.Dataset
+    skipped: pd.DataFrame
+
+
+def _json(path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_corpora(params: Params) -> list[PreparedSet]:
+    """The prepared pool sets and test sets of stage 01, in params order."""
+    require(params, "01_pseudo_label")
+    corpora = []
+    for entry in _json(RunLayout(params).corpora):
+        folder = absolute(params, entry["path"])
+        skipped = pd.read_csv(folder / "skipped.csv", dtype=str, keep_default_na=False)
+        corpora.append(PreparedSet(entry["name"], entry["role"], datasets.load_from_disk(str(folder / "dataset")), skipped))
+    return corpora
+
+
+def read_test_sets(params: Params) -> dict[str, PreparedSet]:
+    """The test sets of stage 01, by name."""
+    return {corpus.name: corpus for corpus in read_corpora(params) if corpus.role == "test"}
+
+
+def read_teacher(params: Params) -> dict[str, str]:
+    """`{"source": hub id or folder, "digest": ...}` of the teacher stage 01 used."""
+    require(params, "01_pseudo_label")
+    teacher = _json(RunLayout(params).teacher)
+    return {**teacher, "source": str(absolute(params, teacher["source"])) if teacher["kind"] == "train" else teacher["source"]}
+
+
+def read_pseudo_labels(params: Params) -> datasets.Dataset:
+    """The pseudo-labelled pool: the pool's columns plus the pseudo-label columns."""
+    require(params, "01_pseudo_label")
+    record = _json(RunLayout(params).pseudo_labels)
+    return datasets.load_from_disk(str(absolute(params, record["path"])))
+
+
+def pseudo_label_key(params: Params) -> str:
+    """The content key of the current pseudo-labels (what students are keyed by)."""
+    require(params, "01_pseudo_label")
+    return _json(RunLayout(params).pseudo_labels)["key"]
+
+
+def read_split(params: Params) -> dict[str, list[str]]:
+    """`{"eval": ids}`: the pool's held-out pairs of stage 02."""
+    require(params, "02_filter_sweep")
+    return _json(RunLayout(params).split)
+
+
+def read_training_ids(params: Params, threshold: float | None) -> list[str]:
+    """The ids of the pairs λ keeps for training (held-out pairs excluded)."""
+    require(params, "02_filter_sweep")
+    path = RunLayout(params).training_set(threshold)
+    if not path.is_file():
+        raise FileNotFoundError(f"stage 02 made no training set for λ={threshold_label(threshold)}: is it in filter.thresholds?")
+    return _json(path)["ids"]
+
+
+def read_sweep_counts(params: Params) -> pd.DataFrame:
+    require(params, "02_filter_sweep")
+    return pd.read_csv(RunLayout(params).sweep_counts, dtype={"threshold": str})
+
+
+def read_students(params: Params) -> list[dict[str, Any]]:
+    """Stage 03's record of every student and λ (model folders resolved)."""
+    require(params, "03_distill")
+    records = _json(RunLayout(params).students)
+    for record in records:
+        if record["model_dir"] is not None:
+            record["model_dir"] = str(absolute(params, record["model_dir"]))
+    return records
+
+
+def read_history(record: dict[str, Any]) -> pd.DataFrame:
+    """The logged training records (step, losses, eval WER) of one trained student."""
+    return pd.DataFrame(_json(Path(record["model_dir"]).parent / "history.json"))
+
+
+def read_predictions(params: Params) -> pd.DataFrame:
+    """Every model's prediction of every test clip, with per-utterance WER and CER in both views."""
+    require(params, "04_evaluate")
+    return pd.read_parquet(RunLayout(params).predictions)
+
+
+def read_scores(params: Params) -> pd.DataFrame:
+    """Corpus-level WER and CER per model, test set and view."""
+    require(params, "04_evaluate")
+    return pd.read_csv(RunLayout(params).scores, keep_default_na=False, na_values=[""])
+
+
+def read_efficiency(params: Params) -> pd.DataFrame:
+    require(params, "04_evaluate")
+    return pd.read_csv(RunLayout(params).efficiency)
+
+
+def read_categories(params: Params) -> pd.DataFrame:
+    """The predictions with their error category (stage 05)."""
+    require(params, "05_error_analysis")
+    return pd.read_parquet(RunLayout(params).categories)
