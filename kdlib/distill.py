@@ -23,9 +23,10 @@ from accelerate import PartialState
 
 from kdlib.cache import atomic_write_json, fingerprint
 from kdlib.config import Params, load_params, threshold_label
+from kdlib.families import WhisperModel, load_model
 from kdlib.filtering import load_filtered
 from kdlib.metrics import corpus_scores
-from kdlib.models import LoadedModel, cpu_only, load_whisper, parameter_count, resolve_device
+from kdlib.models import cpu_only, parameter_count, resolve_device
 from kdlib.pseudo_label import latest_labels, teacher_digest
 from kdlib.students import make_student
 from kdlib.teacher import teacher_source
@@ -91,7 +92,7 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     if len(train_pairs) == 0:
         return DistillResult(student, label, f"skipped: λ={label} keeps no pairs", None, 0, 0, 0, None, None, None)
     device = resolve_device(params.device)
-    teacher = load_whisper(teacher_path, device, params.pseudo_label.generation, name="teacher")
+    teacher = load_model(teacher_path, device, params.pseudo_label.generation, name="teacher")
     model = make_student(teacher.model, student)
     config = training_config(params)
     data = Seq2SeqData(train_pairs, "pseudo_label", teacher.processor, config.language, config.task)
@@ -103,7 +104,7 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
     def evaluate(current) -> dict[str, float]:
         if len(eval_pairs) == 0:
             return {}
-        loaded = LoadedModel(student, str(directory), current, teacher.processor)
+        loaded = WhisperModel(student, str(directory), current, teacher.processor)
         hypotheses = [t.text for t in transcribe(loaded, eval_pairs, params.evaluate.generation, "eval")]
         return {"wer": corpus_scores(eval_pairs["text"], hypotheses, "normalized", normalization)["wer"]}
 

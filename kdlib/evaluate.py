@@ -25,8 +25,8 @@ from kdlib.config import GenerationParams, Params
 from kdlib.data import Corpus, load_test_sets
 from kdlib.distill import distill_all
 from kdlib.metrics import corpus_scores, score_pairs
-from kdlib.families import load_model
-from kdlib.models import LoadedModel, resolve_device
+from kdlib.families import SpeechModel, load_model
+from kdlib.models import resolve_device
 from kdlib.pseudo_label import teacher_digest
 from kdlib.teacher import teacher_source
 from kdlib.text import VIEWS, NormalizationConfig
@@ -61,7 +61,7 @@ def baseline_name(source: str) -> str:
     return Path(source).name if Path(source).is_dir() else source
 
 
-def predict(loaded: LoadedModel, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
+def predict(loaded: SpeechModel, test_sets: dict[str, Corpus], params: Params) -> pd.DataFrame:
     """Per-utterance predictions of one model on every test set, with both views' WER and CER
     (the model's identity columns are added by `evaluate_all`, which may share one file)."""
     config = NormalizationConfig.from_dict(params.normalization)
@@ -111,7 +111,7 @@ def evaluate_all(params: Params) -> pd.DataFrame:
     return predictions
 
 
-def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> LoadedModel:
+def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> SpeechModel:
     return load_model(entry.source, device, generation, name=entry.name, language_codes=params.evaluate.language_codes)
 
 
@@ -199,7 +199,7 @@ def efficiency(params: Params, clips: int | None = None) -> pd.DataFrame:
     return table.assign(speedup=teacher_latency / table["latency_ms"], device=device_name(device), clips=len(audio))
 
 
-def _timed_clip(loaded: LoadedModel, clip: np.ndarray, settings: GenerationParams) -> float:
+def _timed_clip(loaded: SpeechModel, clip: np.ndarray, settings: GenerationParams) -> float:
     """Wall time of transcribing one clip (GPU work included)."""
     start = time.perf_counter()
     generate(loaded, [clip], settings)

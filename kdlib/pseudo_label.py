@@ -27,8 +27,9 @@ from tqdm.auto import tqdm
 from kdlib.cache import atomic_directory, atomic_write_json, directory_digest, fingerprint, replacing_file
 from kdlib.config import Params, load_params
 from kdlib.data import load_mixture
+from kdlib.families import load_model
 from kdlib.metrics import score_pairs
-from kdlib.models import cpu_only, load_whisper
+from kdlib.models import cpu_only
 from kdlib.teacher import teacher_source
 from kdlib.text import NormalizationConfig
 from kdlib.transcribe import batches, length_sorted, transcribe_rows
@@ -126,7 +127,7 @@ def pseudo_label(params: Params, accelerator: Accelerator | None = None) -> Path
     mine = [i for i in range(accelerator.process_index, len(chunks), accelerator.num_processes)]
     todo = [i for i in mine if not run.chunk_file(i).exists()]
     if todo:
-        loaded = load_whisper(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
+        loaded = load_model(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
         audio = sum(pool.select([r for i in todo for r in chunks[i]])["duration_s"])
         with tqdm(total=len(todo), desc=f"pseudo-labelling [{accelerator.process_index}]", unit="chunk") as bar:
             for index in todo:
