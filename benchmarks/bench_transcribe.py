@@ -38,7 +38,8 @@ from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForCondi
 from kdlib.config import load_params
 from kdlib.data import load_test_sets
 from kdlib.evaluate import device_name
-from kdlib.models import LoadedModel, load_whisper, parameter_count, resolve_device
+from kdlib.families import WhisperModel, load_model
+from kdlib.models import parameter_count, resolve_device
 from kdlib.students import make_student
 from kdlib.teacher import teacher_source
 from kdlib.transcribe import transcribe
@@ -87,7 +88,7 @@ def _figures(value: float, digits: int = 3) -> float:
     return float(f"{value:.{digits}g}")
 
 
-def large_v2(teacher: LoadedModel, device: torch.device) -> LoadedModel:
+def large_v2(teacher: WhisperModel, device: torch.device) -> WhisperModel:
     """whisper-large-v2's architecture with random weights, fed 30 s windows of 80 mel bins like the real one.
 
     The tokenizer is the profile's (its special tokens force language and task); ids beyond its
@@ -97,7 +98,7 @@ def large_v2(teacher: LoadedModel, device: torch.device) -> LoadedModel:
     model = WhisperForConditionalGeneration(config).to(device, teacher.model.dtype).eval()
     model.generation_config = teacher.model.generation_config
     processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80, chunk_length=30), tokenizer=teacher.processor.tokenizer)
-    return LoadedModel("whisper-large-v2 architecture (random)", "config", model, processor)
+    return WhisperModel("whisper-large-v2 architecture (random)", "config", model, processor)
 
 
 def timed(function):
@@ -113,7 +114,7 @@ def timed(function):
 
 
 def measure(
-    loaded: LoadedModel, dataset, generation, tokens: int | None, flops_per_clip: float, flops_per_s: float
+    loaded: WhisperModel, dataset, generation, tokens: int | None, flops_per_clip: float, flops_per_s: float
 ) -> list[dict]:
     """Pipeline and kdlib rows for one model, each with its distance to the encoder-alone floor."""
     audio_seconds = float(sum(dataset["duration_s"]))
@@ -170,13 +171,13 @@ def main() -> None:
         dataset = concatenate_datasets([dataset, corpus.dataset])
     if args.clips:
         dataset = dataset.select(range(min(args.clips, len(dataset))))
-    teacher = load_whisper(teacher_source(params), device, generation, name="teacher")
+    teacher = load_model(teacher_source(params), device, generation, name="teacher")
     models = [teacher]
     if args.arch == "large-v2":
         models = [large_v2(teacher, device)]
     else:
         students = dict.fromkeys(run.student for run in params.distill.runs)
-        models += [LoadedModel(name, "teacher layers", make_student(teacher.model, name).to(device, teacher.model.dtype).eval(), teacher.processor) for name in students]
+        models += [WhisperModel(name, "teacher layers", make_student(teacher.model, name).to(device, teacher.model.dtype).eval(), teacher.processor) for name in students]
     matmul_n = MATMUL_N.get(device.type, MATMUL_N["cpu"])
     tflops = matmul_tflops(device, teacher.model.dtype, matmul_n)
     encoder = {loaded.name: encoder_flops(loaded.model) for loaded in models}

@@ -1,39 +1,10 @@
-"""Loading Whisper models the same way for every profile, and the token conventions around them."""
+"""Where and in which precision models run, and Whisper's token conventions (the model classes: `kdlib.families`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import torch
 from accelerate import PartialState
-from transformers import ProcessorMixin, WhisperForConditionalGeneration, WhisperProcessor
-
-from kdlib.config import GenerationParams
-
-
-@dataclass
-class LoadedModel:
-    """A model ready to run, with its processor and where it came from.
-
-    `family` is `whisper` for the teacher and students; baselines may be another family
-    (`kdlib.families`), whose own code for the target language is `language`.
-    """
-
-    name: str
-    source: str
-    model: torch.nn.Module
-    processor: ProcessorMixin
-    family: str = "whisper"
-    language: str | None = None
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def parameters(self) -> int:
-        return parameter_count(self.model)
+from transformers import ProcessorMixin, WhisperProcessor
 
 
 def resolve_device(preference: str = "auto") -> torch.device:
@@ -57,25 +28,6 @@ def resolve_dtype(preference: str, device: torch.device) -> torch.dtype:
 
 def resolve_attention(preference: str) -> str:
     return "sdpa" if preference == "auto" else preference
-
-
-def load_whisper(
-    source: str | Path,
-    device: torch.device,
-    generation: GenerationParams = GenerationParams(),
-    name: str | None = None,
-) -> LoadedModel:
-    """Load a `WhisperForConditionalGeneration` from a hub id or a local folder (safetensors only)."""
-    dtype = resolve_dtype(generation.dtype, device)
-    model = WhisperForConditionalGeneration.from_pretrained(
-        str(source),
-        dtype=dtype,
-        attn_implementation=resolve_attention(generation.attn_implementation),
-        use_safetensors=True,
-    )
-    processor = WhisperProcessor.from_pretrained(str(source))
-    model.to(device).eval()
-    return LoadedModel(name or Path(str(source)).name, str(source), model, processor)
 
 
 def parameter_count(model: torch.nn.Module) -> int:

@@ -1,11 +1,9 @@
 """Batched transcription of a prepared set: the shared engine of pseudo-labelling and evaluation.
 
 Clips are sorted by duration so that a batch holds clips of similar length (their generated
-lengths are alike, so fewer steps are wasted on finished sequences); generation is greedy
-or beam search with the language and task forced, in the model's dtype (bf16 on a GPU), the
-log-mel features computed on the model's device.
-Whisper models cut clips longer than their window and join the pieces; the other families
-(`kdlib.families`) take a clip whole.
+lengths are alike, so fewer steps are wasted on finished sequences); each model generates and
+decodes the way its family does (`kdlib.families`). Clips longer than the model's window
+(Whisper's 30 s) are cut and the pieces' transcripts joined; families without a window take a clip whole.
 """
 
 from __future__ import annotations
@@ -16,13 +14,11 @@ from typing import Iterator, Sequence
 
 import datasets
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
-from kdlib import families
 from kdlib.audio import decode, split_long
 from kdlib.config import GenerationParams
-from kdlib.models import LoadedModel, text_token_ids
+from kdlib.families import SpeechModel
 
 
 @dataclass(frozen=True)
@@ -40,51 +36,24 @@ def length_sorted(dataset: datasets.Dataset) -> list[int]:
     return list(np.lexsort((ids, -durations)))
 
 
-def window_samples(loaded: LoadedModel) -> int | None:
-    """Whisper's input window in samples; None for families without a fixed window."""
-    if loaded.family != "whisper":
-        return None
-    extractor = loaded.processor.feature_extractor
-    return int(extractor.chunk_length * extractor.sampling_rate)
-
-
 def batches(indices: Sequence[int], size: int) -> Iterator[Sequence[int]]:
     for start in range(0, len(indices), size):
         yield indices[start : start + size]
 
 
-@torch.inference_mode()
-def generate(loaded: LoadedModel, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
-    """Token ids generated for each clip (each clip shorter than the model's window)."""
-    if loaded.family == "seamless":
-        return families.generate_seamless(loaded, clips, generation)
-    if loaded.family == "ctc":
-        return families.generate_ctc(loaded, clips)
-    extractor = loaded.processor.feature_extractor
-    # log-mel spectrograms on the model's device: on a GPU the STFT of a batch of 30 s windows
-    # costs about as much CPU time as the encoder's GPU time
-    features = extractor(list(clips), sampling_rate=extractor.sampling_rate, return_tensors="pt", device=str(loaded.device)).input_features
-    model = loaded.model
-    output = model.generate(
-        input_features=features.to(loaded.device, dtype=model.dtype),
-        language=generation.language,
-        task=generation.task,
-        num_beams=generation.num_beams,
-        max_new_tokens=generation.max_new_tokens,
-        return_timestamps=False,
-    )
-    sequences = output.sequences if hasattr(output, "sequences") else output
-    return [text_token_ids(loaded.processor, row) for row in sequences.tolist()]
+def generate(model: SpeechModel, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+    """Token ids generated for each clip (each clip no longer than the model's window)."""
+    return model.generate(clips, generation)
 
 
 def transcribe_rows(
-    loaded: LoadedModel,
+    loaded: SpeechModel,
     dataset: datasets.Dataset,
     indices: Sequence[int],
     generation: GenerationParams,
 ) -> list[Transcript]:
     """Transcribe the given rows in one batch; clips longer than the window are cut and joined."""
-    window = window_samples(loaded)
+    window = loaded.window_samples
     rows = dataset.select(indices)
     pieces: list[np.ndarray] = []
     owners: list[int] = []
@@ -100,13 +69,13 @@ def transcribe_rows(
     for owner, ids in zip(owners, generated):
         token_ids[owner].extend(ids)
     return [
-        Transcript(clip_id, families.decode(loaded, ids), tuple(ids), seconds)
+        Transcript(clip_id, loaded.decode(ids), tuple(ids), seconds)
         for clip_id, ids in zip(rows["id"], token_ids)
     ]
 
 
 def transcribe(
-    loaded: LoadedModel,
+    loaded: SpeechModel,
     dataset: datasets.Dataset,
     generation: GenerationParams,
     description: str = "transcribing",

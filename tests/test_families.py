@@ -1,19 +1,22 @@
-"""Non-Whisper baselines (SeamlessM4T, CTC/MMS): family detection, language codes, decoding,
-and stage 04 with them beside the teacher — on tiny local checkpoints, offline."""
+"""The model families (Whisper, SeamlessM4T, CTC/MMS): the class chosen from the checkpoint, language codes,
+generation and decoding, and stage 04 with baselines beside the teacher — on tiny local checkpoints, offline."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
 from kdlib import evaluate, families
+from kdlib import transcribe as transcribe_module
 from kdlib.config import GenerationParams, Params, ParamsError, params_from_dict, params_to_dict
 from kdlib.transcribe import generate
+from tests.test_transcribe import clips_dataset
 from tests.tiny_checkpoints import ARABIC, ctc_checkpoint, seamless_checkpoint
 
 CPU = torch.device("cpu")
@@ -43,6 +46,55 @@ def test_family_is_read_from_the_checkpoint(ci_teacher: str, seamless_dir: Path,
         families.model_family(tmp_path)
 
 
+def test_each_checkpoint_gets_its_family_class(ci_teacher: str, seamless_dir: Path, ctc_dir: Path) -> None:
+    sources = (ci_teacher, seamless_dir, ctc_dir)
+    loaded = [families.load_model(source, CPU, GenerationParams(), name="x") for source in sources]
+    assert [type(model) for model in loaded] == [families.WhisperModel, families.SeamlessModel, families.CtcModel]
+    assert [model.language for model in loaded] == [None, "arb", "ara"] and {model.name for model in loaded} == {"x"}
+    whisper = loaded[0]
+    extractor = whisper.processor.feature_extractor
+    assert whisper.window_samples == extractor.chunk_length * extractor.sampling_rate > 0
+    assert all(model.device == CPU and not model.model.training for model in loaded)
+    assert families.MODEL_TYPES["seamless_m4t"] is families.SeamlessModel
+    assert families.MODEL_TYPES["wavlm"] is families.CtcModel
+
+
+class EchoModel(families.SpeechModel):
+    """A family unknown to kdlib: each clip's "transcript" is its length in samples, in windows of 1 s."""
+
+    family = "echo"
+    language_codes = {"ar": "echo-ar"}
+
+    @classmethod
+    def load(cls, source, device, generation=GenerationParams(), name=None, language_codes=None) -> "EchoModel":
+        processor = SimpleNamespace(feature_extractor=SimpleNamespace(sampling_rate=16_000))
+        language = cls.language_code(generation.language, language_codes)
+        return cls(name or Path(source).name, str(source), torch.nn.Linear(1, 1), processor, language)
+
+    @property
+    def window_samples(self) -> int:
+        return 16_000
+
+    def generate(self, clips, generation) -> list[list[int]]:
+        return [[len(clip)] for clip in clips]
+
+    def decode(self, token_ids) -> str:
+        return "+".join(map(str, token_ids))
+
+
+def test_a_family_registered_in_the_table_is_loaded_and_run_by_its_own_class(tmp_path: Path, monkeypatch) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert"}))  # a type transformers knows, kdlib not
+    with pytest.raises(ValueError, match="model type 'bert' is not supported"):
+        families.load_model(tmp_path, CPU)
+    monkeypatch.setitem(families.MODEL_TYPES, "bert", EchoModel)
+    assert families.model_family(tmp_path) == "echo" and families.language_code("echo", "Ar") == "echo-ar"
+    loaded = families.load_model(tmp_path, CPU, GenerationParams(), language_codes={"echo": "xx"})
+    assert isinstance(loaded, EchoModel) and loaded.name == tmp_path.name and loaded.language == "xx"
+    transcripts = transcribe_module.transcribe(loaded, clips_dataset([2.5, 0.5]), GenerationParams(batch_size=2))
+    assert [t.text for t in transcripts] == ["16000+16000+8000", "8000"]  # cut into the class's windows and joined
+    assert [t.token_ids for t in transcripts] == [(16_000, 16_000, 8_000), (8_000,)]
+
+
 def test_language_codes() -> None:
     assert families.language_code("whisper", "ar") == "ar"
     assert families.language_code("seamless", "ar") == "arb"
@@ -62,7 +114,7 @@ def test_language_codes_are_checked_in_params(ci_params: Params) -> None:
 def test_seamless_starts_the_decoder_with_the_target_language(seamless_dir: Path, clips: list[np.ndarray]) -> None:
     settings = GenerationParams(max_new_tokens=6)
     loaded = families.load_model(seamless_dir, CPU, settings)
-    assert loaded.family == "seamless" and loaded.language == "arb"
+    assert loaded.language == "arb" and loaded.window_samples is None
     batched = generate(loaded, clips, settings)
     tokenizer = loaded.processor.tokenizer
     arb = tokenizer.convert_tokens_to_ids("__arb__")
@@ -71,7 +123,7 @@ def test_seamless_starts_the_decoder_with_the_target_language(seamless_dir: Path
         sequence = loaded.model.generate(**alone, tgt_lang="arb", max_new_tokens=6)[0].tolist()
         assert sequence[1] == arb  # after the decoder-start token
         assert tokens == [t for t in sequence if t not in tokenizer.all_special_ids]  # padding changes nothing
-    assert all(isinstance(families.decode(loaded, tokens), str) for tokens in batched)
+    assert all(isinstance(loaded.decode(tokens), str) for tokens in batched)
 
 
 def test_ctc_loads_the_language_adapter_and_ignores_padding(ctc_dir: Path, clips: list[np.ndarray]) -> None:
@@ -88,15 +140,15 @@ def test_ctc_loads_the_language_adapter_and_ignores_padding(ctc_dir: Path, clips
         reference = loaded.processor.decode(frames)  # transformers' CTC decoding: merge repeats, drop blanks
         for special in ("<s>", "</s>", "<unk>"):
             reference = reference.replace(special, "")
-        assert families.decode(loaded, tokens) == reference.strip()
-        assert set(families.decode(loaded, tokens)) <= set(ARABIC) | {" "}
+        assert loaded.decode(tokens) == reference.strip()
+        assert set(loaded.decode(tokens)) <= set(ARABIC) | {" "}
     assert any(batched), "the random model should emit something"
 
 
 def test_ctc_without_adapters_is_used_as_it_is(tmp_path: Path, clips: list[np.ndarray]) -> None:
     loaded = families.load_model(ctc_checkpoint(tmp_path, adapters=False), CPU, GenerationParams())
-    assert loaded.family == "ctc" and loaded.model.target_lang is None
-    texts = [families.decode(loaded, tokens) for tokens in generate(loaded, clips, GenerationParams())]
+    assert isinstance(loaded, families.CtcModel) and loaded.model.target_lang is None
+    texts = [loaded.decode(tokens) for tokens in generate(loaded, clips, GenerationParams())]
     assert any(texts) and all(set(text) <= set(ARABIC) | {" "} for text in texts)
 
 

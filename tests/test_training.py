@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 
 from kdlib.config import LossParams, Params, TrainingParams
 from kdlib.data import load_mixture
-from kdlib.models import load_whisper
+from kdlib.families import load_model
 from kdlib.students import make_student
 from kdlib.training import IGNORE, Seq2SeqData, TeacherLogitCache, TrainingDiverged, ce_loss, deterministic_kernels, kl_loss, micro_batch, train
 
@@ -58,7 +58,7 @@ def test_a_set_smaller_than_one_global_batch_still_feeds_every_rank() -> None:
 @pytest.fixture(scope="module")
 def setup(ci_params: Params, ci_teacher: str):
     corpus = load_mixture(ci_params.data.teacher_train, ci_params, "train").dataset.select(range(12))
-    teacher = load_whisper(ci_teacher, torch.device("cpu"))
+    teacher = load_model(ci_teacher, torch.device("cpu"))
     return corpus, teacher
 
 

@@ -9,7 +9,7 @@ from kdlib import transcribe as transcribe_module
 from kdlib.audio import dataset_with_audio, encode_wav
 from kdlib.config import GenerationParams
 from kdlib.data import features
-from kdlib.models import load_whisper
+from kdlib.families import load_model
 
 
 def clips_dataset(durations: list[float]) -> "datasets.Dataset":
@@ -28,8 +28,8 @@ def test_length_sorted_puts_long_clips_first_and_breaks_ties_by_id() -> None:
 
 
 def test_transcripts_come_back_in_row_order_and_long_clips_are_joined(ci_teacher: str, monkeypatch) -> None:
-    loaded = load_whisper(ci_teacher, torch.device("cpu"))
-    window = transcribe_module.window_samples(loaded)
+    loaded = load_model(ci_teacher, torch.device("cpu"))
+    window = loaded.window_samples
     data = clips_dataset([1.0, window / 16_000 + 1.5, 2.0])
     sizes: list[list[int]] = []
     real_generate = transcribe_module.generate
