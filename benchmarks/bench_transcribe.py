@@ -41,7 +41,7 @@ from kdlib.evaluate import device_name
 from kdlib.families import WhisperModel, load_model
 from kdlib.models import parameter_count, resolve_device
 from kdlib.students import make_student
-from kdlib.teacher import teacher_source
+from kdlib.pseudo_label import find_teacher
 from kdlib.transcribe import transcribe
 
 # openai/whisper-large-v2's config.json: 32+32 layers of width 1280, 80 mel bins, 30 s window (1500 frames)
@@ -171,7 +171,7 @@ def main() -> None:
         dataset = concatenate_datasets([dataset, corpus.dataset])
     if args.clips:
         dataset = dataset.select(range(min(args.clips, len(dataset))))
-    teacher = load_model(teacher_source(params), device, generation, name="teacher")
+    teacher = load_model(find_teacher(params), device, generation, name="teacher")
     models = [teacher]
     if args.arch == "large-v2":
         models = [large_v2(teacher, device)]

@@ -21,7 +21,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 from accelerate import Accelerator
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kdlib.cache import atomic_directory, atomic_write_json, fingerprint, model_digest, replacing_file
 from kdlib.config import Params

@@ -20,6 +20,7 @@ import os
 import platform
 import time
 import traceback
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -62,14 +63,25 @@ def notebook_params(params_file: str, params: Mapping[str, Any] | None = None) -
     Under the runner, `params` is the injected mapping; opened in JupyterLab, `params` is None
     and `params_file` (relative to the repository root, found from the working directory) is read.
     Relative paths in params are resolved against the repository, so the working directory may be
-    `notebooks/` or the root.
+    `notebooks/` or the root. In the kernel, tqdm's warning that Jupyter widgets are missing is
+    silenced (the notebooks show no progress bars; the stage builders show theirs in the terminal).
     """
+    from tqdm import TqdmWarning
+
+    warnings.filterwarnings("ignore", category=TqdmWarning)
     path = Path(params_file)
     if not path.is_absolute():
         path = repo_root(Path.cwd()) / path
     if params is None:
         return load_params(path)
     return params_from_dict({**params, "source_file": str(path)}, source=str(params_file))
+
+
+def notebooks_root(params: Params, notebooks_dir: str | Path = "notebooks") -> Path:
+    """The repository whose notebooks render a run: the params file's, else the one kdlib lives in."""
+    if (params.base_path / notebooks_dir).is_dir():
+        return params.base_path
+    return repo_root(Path(__file__).parent)
 
 
 def select_stages(graph: Sequence[Stage], only: Sequence[str] | None = None, start: str | None = None) -> list[Stage]:
@@ -195,7 +207,7 @@ def run_pipeline(
     """
     params_path = Path(params_path).resolve()
     params = load_params(params_path)
-    root = params.base_path
+    root = notebooks_root(params, notebooks_dir)
     selected = select_stages(graph, only, start)
     sources = {stage.name: root / notebooks_dir / f"{stage.name}.py" for stage in selected}
     missing = [str(path.relative_to(root)) for path in sources.values() if not path.is_file()]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kdlib import resources
 from kdlib.audio import dataset_with_audio, decode, encode_wav

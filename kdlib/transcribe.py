@@ -14,7 +14,7 @@ from typing import Iterator, Sequence
 
 import datasets
 import numpy as np
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from kdlib.audio import decode, split_long
 from kdlib.config import GenerationParams

@@ -3,6 +3,8 @@ import math
 import pandas as pd
 import pytest
 
+from kdlib.config import ParamsError, params_from_dict
+
 from kdlib.error_analysis import (
     CATEGORIES,
     DialectLexicon,
@@ -170,6 +172,9 @@ def test_lexicon_from_tsv_rejects_malformed_files(tmp_path):
     path.write_text("concept\tvariety\tform\nwant\tMSA\tأريد\nwant\tPAL\n", encoding="utf-8")
     with pytest.raises(ValueError, match=r"lexicon.tsv:3: expected 3"):  # names the file and line
         DialectLexicon.from_tsv(path)
+
+
+MINIMAL = {"profile": "t", "run_dir": "r", "reports_dir": "s"}
 
 
 def test_rules_come_from_params():

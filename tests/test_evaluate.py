@@ -9,16 +9,16 @@ import pandas as pd
 
 from kdlib import evaluate
 from kdlib.config import Params
+from kdlib.data import load_test_sets
 
 
-def test_identical_models_keep_their_own_rows(ci_params: Params, ci_teacher: str, tmp_path: Path, monkeypatch) -> None:
+def test_identical_models_keep_their_own_rows(ci_params: Params, ci_teacher: str, tmp_path: Path) -> None:
     entries = [
         evaluate.ModelEntry("DW-x λ=10", "student", ci_teacher, "DW-x", "10"),
         evaluate.ModelEntry("DW-x λ=20", "student", ci_teacher, "DW-x", "20"),
     ]
-    monkeypatch.setattr(evaluate, "model_entries", lambda params: entries)
     params = replace(ci_params, run_dir=str(tmp_path / "runs"))
-    predictions = evaluate.evaluate_all(params)
+    predictions = evaluate.predict_all(params, entries, load_test_sets(params))
     assert list(predictions["model"].unique()) == ["DW-x λ=10", "DW-x λ=20"]
     assert len(list((tmp_path / "runs" / "evaluation" / "models").glob("*.parquet"))) == 1  # transcribed once
     first, second = (part.reset_index(drop=True) for _, part in predictions.groupby("model", sort=False))

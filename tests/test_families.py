@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from kdlib import evaluate, families
+from kdlib.data import load_test_sets
 from kdlib import transcribe as transcribe_module
 from kdlib.config import GenerationParams, Params, ParamsError, params_from_dict, params_to_dict
 from kdlib.transcribe import generate
@@ -153,13 +154,15 @@ def test_ctc_without_adapters_is_used_as_it_is(tmp_path: Path, clips: list[np.nd
 
 
 def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_teacher: str, seamless_dir: Path, ctc_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(evaluate, "distill_all", lambda params: [])
     params = replace(
         ci_params,
         run_dir=str(tmp_path / "runs"),
         evaluate=replace(ci_params.evaluate, baselines=(str(seamless_dir), str(ctc_dir))),
     )
-    predictions = evaluate.evaluate_all(params)
+    entries = [evaluate.ModelEntry("teacher", "teacher", ci_teacher)]
+    entries += [evaluate.ModelEntry(evaluate.baseline_name(s), "baseline", s) for s in params.evaluate.baselines]
+    test_sets = load_test_sets(params)
+    predictions = evaluate.predict_all(params, entries, test_sets)
     names = [seamless_dir.name, ctc_dir.name]
     assert list(predictions["model"].unique()) == ["teacher", *names]
     baselines = predictions[predictions["kind"] == "baseline"]
@@ -167,5 +170,5 @@ def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_t
     assert baselines["hypothesis"].map(lambda text: isinstance(text, str)).all()
     table = evaluate.main_table(evaluate.scores_table(predictions, params))
     assert list(table.index) == ["teacher", *names] and table.notna().all().all()
-    timing = evaluate.efficiency(params, clips=2)
+    timing = evaluate.efficiency(replace(params, evaluate=replace(params.evaluate, latency_clips=2)), entries, test_sets)
     assert list(timing["model"]) == ["teacher", *names] and (timing["latency_ms"] > 0).all()

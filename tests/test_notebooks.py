@@ -1,4 +1,4 @@
-"""End to end: the runner executes all five notebooks on the ci profile and renders every report."""
+"""End to end: the runner builds every stage of the ci profile and renders every report; a rerun rebuilds nothing."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from kdlib.cli import main
 from kdlib.config import load_params
-from kdlib.run import NOTEBOOKS, main
+from kdlib.paths import RunLayout
+from kdlib.products import read_predictions, read_students
+from kdlib.run import plan, select_stages
+from kdlib.stages import STAGES
+
+from conftest import REPO, with_overrides
 
 EXPECTED_TABLES = [
-    "corpora", "skipped_clips", "teacher_pool_wer", "filter_sweep_counts", "student_layers", "distillation_runs",
-    "wer_normalized", "cer_normalized", "wer_orthographic", "cer_orthographic", "efficiency", "headline",
-    "threshold_wer", "error_categories_by_model", "error_categories_by_variety",
+    "corpora", "skipped_clips", "teacher_pool_wer", "filter_sweep_counts", "training_sets", "student_layers",
+    "distillation_runs", "wer_normalized", "cer_normalized", "wer_orthographic", "cer_orthographic", "efficiency",
+    "headline", "threshold_wer", "error_categories_by_model", "error_categories_by_variety",
 ]
 EXPECTED_FIGURES = [
     "teacher_wer_by_variety", "teacher_wer_histogram", "kept_fraction_vs_threshold", "distillation_losses",
@@ -23,15 +29,16 @@ EXPECTED_FIGURES = [
 
 
 @pytest.mark.slow
-def test_all_notebooks_run_on_the_ci_profile(ci_yaml: Path, ci_teacher: str) -> None:
-    assert main([str(ci_yaml)]) == 0
+def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(ci_yaml: Path, ci_teacher: str, capsys) -> None:
+    assert main(["run", str(ci_yaml)]) == 0
     params = load_params(ci_yaml)
     reports = params.reports_path
-    for name in NOTEBOOKS:
-        html = (reports / f"{name}.html").read_text(encoding="utf-8")
-        assert "Traceback" not in html and len(html) > 10_000, name
+    for stage in STAGES:
+        html = (reports / f"{stage.name}.html").read_text(encoding="utf-8")
+        assert "Traceback" not in html and len(html) > 10_000, stage.name
+        assert str(REPO) not in html, stage.name  # no machine path in a report
     log = json.loads((reports / "run_log.json").read_text())
-    assert {log["notebooks"][name]["status"] for name in NOTEBOOKS} == {"ok"}
+    assert {log["notebooks"][stage.name]["status"] for stage in STAGES} == {"ok"}
     for table in EXPECTED_TABLES:
         assert (reports / "tables" / f"{table}.csv").exists() and (reports / "tables" / f"{table}.md").exists(), table
     for figure in EXPECTED_FIGURES:
@@ -42,11 +49,24 @@ def test_all_notebooks_run_on_the_ci_profile(ci_yaml: Path, ci_teacher: str) -> 
     trained = runs["status"] == "trained"
     assert runs.loc[~trained, "status"].str.startswith("skipped: λ=").all()  # a λ that keeps no pair says so
     assert len(headline) == 1 + trained.sum() >= 2  # the teacher and every distilled student
+    assert (runs.loc[trained, "eval_pairs"] == runs.loc[trained, "eval_pairs"].iloc[0]).all()  # one held-out split
     assert headline["WER avg all"].between(0, 1000).all() and headline["parameters_M"].gt(0).all()
-    teacher = headline.set_index("model").loc["teacher"]
-    assert teacher["speedup"] == pytest.approx(1.0)
+    assert headline.set_index("model").loc["teacher", "speedup"] == pytest.approx(1.0)
     index = (reports / "index.html").read_text(encoding="utf-8")
-    assert all(f"{name}.html" in index for name in NOTEBOOKS) and "WER avg all" in index
-    predictions = pd.read_parquet(params.run_path / "evaluation" / "predictions.parquet")
+    assert all(f"{stage.name}.html" in index for stage in STAGES) and "WER avg all" in index
+    predictions = read_predictions(params)
     assert set(predictions["dataset"]) == {spec.name for spec in params.data.test}
-    assert predictions["model"].nunique() == len(headline)
+    assert predictions["model"].nunique() == len(headline) == 1 + sum(r["model_dir"] is not None for r in read_students(params))
+
+    # a rerun: every stage is up to date, nothing is rebuilt
+    manifests = {stage.name: RunLayout(params).manifest(stage.name).read_text() for stage in STAGES}
+    capsys.readouterr()
+    assert main(["run", str(ci_yaml)]) == 0
+    assert capsys.readouterr().out.count("up to date") == len(STAGES)
+    assert {stage.name: RunLayout(params).manifest(stage.name).read_text() for stage in STAGES} == manifests
+
+    # a changed error rule makes only stage 05 stale
+    changed = load_params(with_overrides(ci_yaml, ci_yaml.parent / "rules.yaml", error_rules={"min_repeats": 4}))
+    steps = plan(changed, select_stages(STAGES), STAGES)
+    assert [step.stage.name for step in steps if step.build] == ["05_error_analysis"]
+    assert steps[-1].reason == "params changed: error_rules"
