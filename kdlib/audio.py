@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -39,7 +40,7 @@ def decode(audio: Mapping[str, Any] | str, sampling_rate: int = SAMPLING_RATE) -
     """Decode an audio cell (`{"bytes"|"path"}`, `{"array", "sampling_rate"}` or a path).
 
     The clip is mixed to mono and resampled (soxr) when stored at another rate.
-    Raises `AudioError` with reason `corrupt` (undecodable, non-finite) or `empty`.
+    Raises `AudioError` with reason `missing` (no such file), `corrupt` (undecodable, non-finite) or `empty`.
     """
     samples, original_rate = _read(audio)
     if samples.ndim == 2:
@@ -67,6 +68,8 @@ def _read(audio: Mapping[str, Any] | str) -> tuple[np.ndarray, int]:
     try:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as error:
+        if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
+            raise AudioError("missing", f"no audio file {os.fspath(source)}") from error
         raise AudioError("corrupt", f"cannot decode: {error}") from error
     return samples, int(rate)
 

@@ -3,19 +3,30 @@
 Every expensive step writes into a directory named by a key of its inputs. The directory
 is built under a temporary name and renamed into place only when complete, so a killed
 run never leaves a half-written result that a later run would mistake for a finished one.
+Readers see the old directory or the new one, never neither; `build_once` lets concurrent
+runs share one build of an entry (a lock file beside it); folders get the umask's
+permissions, so a cache shared by a group stays readable by the group.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import fcntl
 import hashlib
 import json
 import os
 import shutil
-import tempfile
+import sys
+import unicodedata
 import uuid
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
 
 
 def fingerprint(*parts: Any, length: int = 16) -> str:
@@ -78,18 +89,108 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 @contextlib.contextmanager
 def atomic_directory(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary sibling of `path` to fill; it replaces `path` only on success."""
+    """Yield a temporary sibling of `path` to fill; it replaces `path` only on success, in one step for readers."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    temporary.mkdir()  # not tempfile.mkdtemp, whose folders are owner-only whatever the umask
     try:
         yield temporary
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(temporary, path)
+        _publish(temporary, path)
     finally:
-        if temporary.exists():
-            shutil.rmtree(temporary, ignore_errors=True)
+        shutil.rmtree(temporary, ignore_errors=True)  # after an exchange it holds the old folder
+
+
+def _publish(temporary: Path, path: Path) -> None:
+    """Move the folder `temporary` to `path`: a rename if `path` is absent, else an exchange with it."""
+    while True:
+        try:
+            os.rename(temporary, path)
+            return
+        except OSError as error:
+            if error.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+        with contextlib.suppress(FileNotFoundError):  # `path` removed meanwhile: rename again
+            _exchange(temporary, path)
+            return
+
+
+def _exchange(temporary: Path, path: Path) -> None:
+    """Swap two folders: in one step where the system can (Linux `renameat2`), else by moving `path`
+    aside first (file systems without RENAME_EXCHANGE, such as NFS: readers may miss it for an instant)."""
+    renameat2 = getattr(_LIBC, "renameat2", None)
+    if renameat2 is not None:
+        if renameat2(_AT_FDCWD, os.fsencode(temporary), _AT_FDCWD, os.fsencode(path), _RENAME_EXCHANGE) == 0:
+            return
+        code = ctypes.get_errno()
+        if code not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise OSError(code, os.strerror(code), str(path))
+    aside = temporary.with_name(f"{temporary.name}.old")
+    os.rename(path, aside)
+    os.rename(temporary, path)
+    os.rename(aside, temporary)
+
+
+@contextlib.contextmanager
+def entry_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on `<path>.lock` (fcntl.flock) while building `path`; one line on stderr
+    when another process holds it. The lock file stays behind (removing it would race with waiters)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for {path} (another run is building it)", file=sys.stderr, flush=True)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def build_once(path: str | Path, is_complete: Callable[[Path], bool], build: Callable[[Path], None]) -> Path:
+    """Return the folder `path`, first filled by `build(temporary)` unless `is_complete(path)`.
+
+    One process builds an entry at a time (`entry_lock`); one that waited reuses what the other built.
+    A build is published only if `is_complete` accepts it, so nothing unreadable is taken for finished.
+    """
+    path = Path(path)
+    if is_complete(path):
+        return path
+    with entry_lock(path):
+        if not is_complete(path):
+            with atomic_directory(path) as temporary:
+                build(temporary)
+                if not is_complete(temporary):
+                    raise RuntimeError(f"{path}: the new entry is incomplete or does not load back; not published")
+    return path
+
+
+def loads_from_disk(path: str | Path) -> bool:
+    """Whether `path` holds a `datasets` Dataset or DatasetDict that `load_from_disk` reads back."""
+    import datasets
+
+    try:
+        datasets.load_from_disk(str(path))
+    except (OSError, ValueError, LookupError):
+        return False
+    return True
+
+
+def safe_component(name: str, kind: str = "dataset") -> str:
+    """`name` if it can be one folder name inside the cache; else a ValueError naming the `kind` and `name`."""
+    problems = [
+        (not name, "it is empty"),
+        (any(unicodedata.category(c) == "Cc" for c in name), "it holds a NUL or control character"),
+        ("/" in name or "\\" in name, "it holds a path separator"),
+        (".." in name, "it holds '..'"),
+        (name.startswith("."), "it starts with a dot"),
+    ]
+    for found, problem in problems:
+        if found:
+            raise ValueError(f"{kind} {name!r}: not usable as a folder name ({problem})")
+    return name
 
 
 def model_digest(source: str | Path) -> str:

@@ -3,8 +3,9 @@
 Columns: `id`, `audio` (16 kHz WAV bytes, an `Audio` feature), `text`, `dataset`, `variety`,
 `duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
 `metadata.csv`) and hub datasets by name. Each clip is decoded once while preparing: a clip
-that is corrupt, empty or too long is skipped with its reason, an empty reference is kept
-out of training, and every skip is returned in a table that the reports count.
+that is missing, corrupt, empty or too long is skipped with its reason, an empty reference is
+kept out of training, and every skip is returned in a table that the reports count. A set left
+with no clip is still prepared (and cached) empty, with its skips; a training pool may not be empty.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import datasets
 import pandas as pd
 
 from kdlib.audio import AudioError, dataset_with_audio, decode, encode_wav
-from kdlib.cache import atomic_directory, atomic_write_text, fingerprint
+from kdlib.cache import build_once, fingerprint, loads_from_disk, safe_component
 from kdlib.config import DataParams, DatasetSpec, Params
+from kdlib.paths import RunLayout
 from kdlib.synth import build_corpus
 
 Purpose = Literal["train", "test"]
@@ -79,18 +81,25 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset:
 
 
 def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
-    """A local folder in the audiofolder layout: audio files and a `metadata.csv` whose
-    `file_name` column names them (in `<path>/<split>/` if that exists, else in `<path>/`).
-    Audio stays undecoded (paths), so that a bad file is caught per clip while preparing."""
+    """A local folder in the audiofolder layout: audio files and a UTF-8 `metadata.csv` whose
+    `file_name` column names them (in `<path>/<split>/` if that exists, else in `<path>/`); without
+    an `id` column, that file name is the clip's id. Audio stays undecoded (paths), so that a bad
+    file is caught per clip while preparing."""
     root = Path(spec.path or "")
     folder = root / spec.split if (root / spec.split / "metadata.csv").exists() else root
     metadata = folder / "metadata.csv"
     if not metadata.exists():
         raise FileNotFoundError(f"dataset {spec.name!r}: no metadata.csv in local folder {str(root)!r}")
-    table = pd.read_csv(metadata, dtype=str, keep_default_na=False)
+    try:
+        table = pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"dataset {spec.name!r}: {metadata} must be UTF-8 text ({error.reason})") from error
+    except pd.errors.EmptyDataError as error:
+        raise ValueError(f"dataset {spec.name!r}: {metadata} is empty (it needs a 'file_name' header)") from error
     if "file_name" not in table.columns:
         raise ValueError(f"dataset {spec.name!r}: {metadata} has no 'file_name' column")
     columns = {name: table[name].tolist() for name in table.columns if name != "file_name"}
+    columns.setdefault("id", table["file_name"].tolist())  # a clip is named by its file unless the table names it
     columns[spec.audio_column] = [{"bytes": None, "path": str(folder / name)} for name in table["file_name"]]
     features = datasets.Features({name: datasets.Value("string") for name in columns})
     features[spec.audio_column] = datasets.Audio(decode=False)
@@ -98,14 +107,18 @@ def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
 
 
 def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
-    """Load, screen and standardise one set; cached on disk by its inputs."""
+    """Load, screen and standardise one set (possibly empty, with its skips); cached on disk by its inputs."""
     data = params.data
+    name = safe_component(spec.name)
     key = fingerprint("prepared-v2", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips)
     raw = load_raw(spec, params)
-    target = params.cache_path / "prepared" / f"{spec.name}-{fingerprint(key, raw._fingerprint, _local_files(raw, spec))}"
-    if not (target / "dataset" / "dataset_info.json").exists():
-        _screen_to_disk(raw, spec, data, purpose, target)
+    target = RunLayout(params).prepared(name, fingerprint(key, raw._fingerprint, _local_files(raw, spec)))
+    build_once(target, _is_prepared, lambda directory: _screen_to_disk(raw, spec, data, purpose, directory))
     return Corpus(datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str), target)
+
+
+def _is_prepared(directory: Path) -> bool:
+    return (directory / "skipped.csv").exists() and loads_from_disk(directory / "dataset")
 
 
 def _local_files(raw: datasets.Dataset, spec: DatasetSpec) -> list[tuple[str, int, int]]:
@@ -123,7 +136,9 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
-def _screen_to_disk(raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, purpose: Purpose, target: Path) -> None:
+def _screen_to_disk(
+    raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, purpose: Purpose, directory: Path
+) -> None:
     rows: dict[str, list] = {name: [] for name in features(data.sampling_rate)}
     skipped: list[dict[str, str]] = []
     seen: dict[str, int] = {}
@@ -154,9 +169,10 @@ def _screen_to_disk(raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, 
         rows["variety"].append(variety)
         rows["duration_s"].append(clip.duration_s)
     dataset = dataset_with_audio(rows, features(data.sampling_rate))
-    with atomic_directory(target) as temporary:
-        dataset.save_to_disk(str(temporary / "dataset"))
-        atomic_write_text(temporary / "skipped.csv", pd.DataFrame(skipped, columns=SKIP_COLUMNS).to_csv(index=False))
+    # An empty set gets one empty shard: saved without any, it would not load back.
+    dataset.save_to_disk(str(directory / "dataset"), num_shards=1 if len(dataset) == 0 else None)
+    frame = pd.DataFrame(skipped, columns=SKIP_COLUMNS)
+    (directory / "skipped.csv").write_text(frame.to_csv(index=False), encoding="utf-8")
 
 
 def _unique_id(spec: DatasetSpec, example: dict, index: int, seen: dict[str, int]) -> str:
@@ -169,14 +185,22 @@ def _unique_id(spec: DatasetSpec, example: dict, index: int, seen: dict[str, int
 
 
 def load_mixture(specs: tuple[DatasetSpec, ...], params: Params, purpose: Purpose) -> Corpus:
-    """Several sets concatenated into one (the distillation pool is a mixture of corpora)."""
+    """Several sets concatenated into one (the distillation pool is a mixture of corpora);
+    a ValueError naming each set and its skips if no clip is left."""
     if not specs:
         raise ValueError(f"no {purpose} datasets are configured")
     parts = [prepare(spec, params, purpose) for spec in specs]
-    return Corpus(
-        datasets.concatenate_datasets([part.dataset for part in parts]),
-        pd.concat([part.skipped for part in parts], ignore_index=True),
-    )
+    mixture = datasets.concatenate_datasets([part.dataset for part in parts])
+    if len(mixture) == 0:
+        sets = "; ".join(f"{spec.name!r}: {_skip_counts(part.skipped)}" for spec, part in zip(specs, parts))
+        raise ValueError(f"the {purpose} datasets hold no usable clip after screening ({sets})")
+    return Corpus(mixture, pd.concat([part.skipped for part in parts], ignore_index=True))
+
+
+def _skip_counts(skipped: pd.DataFrame) -> str:
+    """`2 corrupt, 1 missing`, or `no clips` for a set that had none."""
+    counts = skipped["reason"].value_counts().sort_index()
+    return ", ".join(f"{count} {reason}" for reason, count in counts.items()) or "no clips"
 
 
 def load_test_sets(params: Params) -> dict[str, Corpus]:

@@ -119,9 +119,6 @@ class RunLayout:
         return self.stage_dir("05_error_analysis") / "categories.parquet"
 
     # the shared cache
-    def corpus(self, key: str) -> Path:
-        return self.cache / "corpus" / key
-
     def prepared(self, name: str, key: str) -> Path:
         return self.cache / "prepared" / f"{name}-{key}"
 

@@ -45,7 +45,9 @@ def percent(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def style_table(frame: pd.DataFrame, lower_is_better_columns: Sequence[str], precision: int = 2) -> Styler:
-    """A Styler for notebooks: green for the best (lowest) values of `lower_is_better_columns`."""
-    return frame.style.format(precision=precision).background_gradient(
-        cmap="RdYlGn_r", subset=list(lower_is_better_columns)
-    )
+    """A Styler for notebooks: green for the best (lowest) values of `lower_is_better_columns`;
+    every string (cells, index and column labels and names) HTML-escaped: dataset names come from params."""
+    styler = frame.style.format(precision=precision, escape="html")
+    for axis in (0, 1):
+        styler = styler.format_index(escape="html", axis=axis).format_index_names(escape="html", axis=axis)
+    return styler.background_gradient(cmap="RdYlGn_r", subset=list(lower_is_better_columns))

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from kdlib import resources
 from kdlib.audio import dataset_with_audio, decode, encode_wav
-from kdlib.cache import atomic_directory, file_digest, fingerprint
+from kdlib.cache import build_once, file_digest, fingerprint, loads_from_disk
 from kdlib.config import SyntheticCorpusParams
 
 ESPEAK = "espeak-ng"
@@ -124,10 +124,17 @@ def corpus_key(params: SyntheticCorpusParams, sampling_rate: int) -> str:
 
 
 def build_corpus(params: SyntheticCorpusParams, cache_dir: Path, sampling_rate: int = 16_000) -> Path:
-    """Speak the corpus into a `datasets.DatasetDict` on disk (cached by its inputs); return its path."""
+    """Speak the corpus into a `datasets.DatasetDict` on disk (cached by its inputs, built once); return its path."""
     target = Path(cache_dir) / "corpus" / corpus_key(params, sampling_rate)
-    if (target / "dataset_dict.json").exists():
-        return target
+
+    def save(directory: Path) -> None:
+        _speak_corpus(params, sampling_rate).save_to_disk(str(directory))
+
+    return build_once(target, loads_from_disk, save)
+
+
+def _speak_corpus(params: SyntheticCorpusParams, sampling_rate: int) -> datasets.DatasetDict:
+    """Speak every planned utterance into one `datasets.Dataset` per split."""
     plan = plan_utterances(params)
     with ThreadPoolExecutor(max_workers=4) as pool:
         audio = list(
@@ -152,9 +159,4 @@ def build_corpus(params: SyntheticCorpusParams, cache_dir: Path, sampling_rate: 
             "snr_db": datasets.Value("float32"),
         }
     )
-    corpus = datasets.DatasetDict(
-        {name: dataset_with_audio(columns, features) for name, columns in rows.items()}
-    )
-    with atomic_directory(target) as temporary:
-        corpus.save_to_disk(str(temporary))
-    return target
+    return datasets.DatasetDict({name: dataset_with_audio(columns, features) for name, columns in rows.items()})
