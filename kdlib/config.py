@@ -24,6 +24,8 @@ from typing import Any, Iterator, Literal, Mapping
 
 import yaml
 
+from kdlib.cache import safe_component
+
 
 class ParamsError(ValueError):
     """A params file is malformed: unknown key, wrong type, value out of range, unreadable file."""
@@ -46,7 +48,7 @@ def param(default: Any, help: str, *, at_least: float | None = None, above: floa
 class DatasetSpec:
     """One corpus to read: the embedded synthetic corpus, a local folder or a hub dataset."""
 
-    name: str = param(None, "the set's name in tables and file names (letters, digits, . _ - +)")
+    name: str = param(None, "the set's name in tables and cache folder names (no /, .., leading dot)")
     source: Literal["synthetic", "local", "hub"] = param(None, "where the set comes from")
     split: str = param("test", "split of the source (a synthetic split, a local sub-folder or a hub split)")
     path: str | None = param(None, "hub id, or local folder (audiofolder with a metadata.csv)")
@@ -297,7 +299,6 @@ class Params:
 
 
 STUDENT_NAME = re.compile(r"^DW-(\d+)-(\d+)$")
-SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 NOT_INPUTS = ("profile", "run_dir", "reports_dir", "cache_dir", "source_file")  # where, not what: no result changes
 
 
@@ -543,11 +544,10 @@ def _check_semantics(params: Params, source: str) -> None:
     for role in ("teacher_train", "train", "test"):
         names = [spec.name for spec in getattr(params.data, role)]
         for index, name in enumerate(names):
-            if not SAFE_NAME.match(name) or ".." in name:
-                raise ParamsError(
-                    f"{source}: 'data.{role}[{index}].name' {name!r} must be letters, digits and . _ - + "
-                    "(it names files in the cache), starting with a letter or digit"
-                )
+            try:
+                safe_component(name)
+            except ValueError as error:
+                raise ParamsError(f"{source}: 'data.{role}[{index}].name': {error}") from None
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ParamsError(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")

@@ -242,10 +242,10 @@ def test_a_student_deeper_than_the_trained_teacher_is_refused(tmp_path: Path) ->
         load_params(path)
 
 
-@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "x\x00y", "<script>"])
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "x\x00y", ""])
 def test_dataset_names_must_be_safe_file_names(tmp_path: Path, name: str) -> None:
     path = write_params(tmp_path, data={"test": [{"name": name, "source": "synthetic"}]})
-    with pytest.raises(ParamsError, match=r"'data\.test\[0\]\.name'.*letters, digits"):
+    with pytest.raises(ParamsError, match=r"'data\.test\[0\]\.name': dataset .*not usable as a folder name"):
         load_params(path)
 
 
