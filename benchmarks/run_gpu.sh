@@ -13,6 +13,6 @@ PY=${PY:-$([ -x .venv/bin/python ] && echo .venv/bin/python || echo python3)}
 RESULTS=${RESULTS:-benchmarks/results}
 
 "$PY" -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else "no CUDA device: these are the GPU results")'
-"$PY" -m kdlib.teacher params/tiny.yaml   # builds the corpus and trains the teacher once; prints its folder
+"$PY" -m kdlib teacher params/tiny.yaml   # builds the corpus and trains the teacher once; prints its folder
 "$PY" benchmarks/bench_transcribe.py params/tiny.yaml --out "$RESULTS"                  # the tiny teacher and students
 "$PY" benchmarks/bench_transcribe.py params/tiny.yaml --arch large-v2 --out "$RESULTS"  # whisper-large-v2's architecture

@@ -404,13 +404,18 @@ def params_subset(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def describe_params(cls: type = Params, prefix: str = "") -> Iterator[tuple[str, str, str]]:
-    """`(dotted key, default, help)` of every param, sections first-level and nested (for docs and `--help`)."""
+    """`(dotted key, default, help)` of every param, sections and list items included (for docs and `kdlib params`)."""
     for item in dataclasses.fields(cls):
         key = f"{prefix}{item.name}"
         hint = typing.get_type_hints(cls)[item.name]
         if dataclasses.is_dataclass(hint):
             yield key, "", item.metadata.get("help", "")
             yield from describe_params(hint, key + ".")
+            continue
+        element = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple and typing.get_args(hint) else None
+        if dataclasses.is_dataclass(element):
+            yield key, "[]", item.metadata.get("help", "") + " (a list; each item:)"
+            yield from describe_params(element, key + "[].")
             continue
         default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
         shown = "(required)" if item.name in _REQUIRED.get(cls.__name__, ()) else json.dumps(_plain(default), ensure_ascii=False)

@@ -23,6 +23,7 @@ from typing import ClassVar, Mapping, Sequence
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
     AutoModelForCTC,
@@ -283,8 +284,13 @@ def load_model(
     name: str | None = None,
     language_codes: Mapping[str, str] | None = None,
 ) -> SpeechModel:
-    """Load any supported checkpoint (hub id or local folder) for transcription, with its family's class."""
-    return model_class(source).load(source, device, generation, name, language_codes)
+    """Load any supported checkpoint (hub id or local folder) for transcription, with its family's class;
+    a checkpoint that cannot be read is a RuntimeError naming it."""
+    family = model_class(source)
+    try:
+        return family.load(source, device, generation, name, language_codes)
+    except (OSError, ValueError, SafetensorError) as error:
+        raise RuntimeError(f"cannot load the model at {source}: {' '.join(str(error).split())}") from error
 
 
 def language_code(family: str, language: str, overrides: Mapping[str, str] | None = None) -> str:

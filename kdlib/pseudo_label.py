@@ -15,11 +15,14 @@ pseudo-label's WER and CER against the reference. Products (`kdlib.paths`): `cor
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 from accelerate import Accelerator
 from tqdm import tqdm
 
@@ -87,6 +90,19 @@ def label_chunk(loaded, pool: datasets.Dataset, rows: list[int], params: Params)
     )
 
 
+def readable_chunk(path: Path) -> bool:
+    """Whether a chunk file is there and whole; a truncated one is named, removed and labelled again."""
+    if not path.exists():
+        return False
+    try:
+        pq.read_metadata(path)
+    except (OSError, pa.ArrowException) as error:
+        print(f"pseudo-label chunk {path} is unreadable ({error}): removed, labelling it again", file=sys.stderr)
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
 def write_chunk(frame: pd.DataFrame, path: Path) -> None:
     with replacing_file(path) as temporary:
         frame.to_parquet(temporary, index=False)
@@ -114,7 +130,7 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
     order = length_sorted(pool)
     chunks = [list(chunk) for chunk in batches(order, run.chunk_size)]
     mine = [i for i in range(accelerator.process_index, len(chunks), accelerator.num_processes)]
-    todo = [i for i in mine if not run.chunk_file(i).exists()]
+    todo = [i for i in mine if not readable_chunk(run.chunk_file(i))]
     if todo:
         loaded = load_model(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
         audio = sum(pool.select([r for i in todo for r in chunks[i]])["duration_s"])

@@ -232,12 +232,13 @@ def run_pipeline(
         if step.build and (step.reason == "forced" or staleness(params, step.stage, tuple(graph)) is not None):
             try:
                 manifest = build(params, step.stage, tuple(graph))
+            except KeyboardInterrupt:  # recorded; what the stage finished (chunks, checkpoints) is kept
+                _record_failure(params, log_path, name, started, "interrupted", "interrupted (Ctrl-C)")
+                raise
             except Exception as failure:  # recorded, then raised as one line after its traceback
                 traceback.print_exc()
                 error = f"build: {type(failure).__name__}: {' '.join(str(failure).split())}"
-                entry = {"status": "failed", "wall_s": round(time.perf_counter() - started, 2), "finished": _now(), "error": error}
-                _update_log(log_path, {"updated": entry["finished"]}, (name, entry))
-                write_index(params)
+                _record_failure(params, log_path, name, started, "failed", error)
                 raise StageError(f"{name} failed in {error}") from failure
             print(f"    built in {manifest['wall_s']:.1f} s: {_summary(manifest['counts'])}", flush=True)
         error = _execute(sources[name], reports / f"{name}.ipynb", root, parameters, kernel_name)
@@ -252,6 +253,12 @@ def run_pipeline(
     index = write_index(params)
     print(f"report: {os.path.relpath(index)}", flush=True)
     return log
+
+
+def _record_failure(params: Params, log_path: Path, name: str, started: float, status: str, error: str) -> None:
+    entry = {"status": status, "wall_s": round(time.perf_counter() - started, 2), "finished": _now(), "error": error}
+    _update_log(log_path, {"updated": entry["finished"]}, (name, entry))
+    write_index(params)
 
 
 def _summary(counts: Mapping[str, Any]) -> str:
@@ -269,7 +276,7 @@ table.kd { border-collapse: collapse; margin: 1rem 0; }
 table.kd th, table.kd td { border-bottom: 1px solid #ddd; padding: .3rem .7rem; text-align: right; }
 table.kd th { background: #f4f4f4; }
 table.kd td:first-child, table.kd th:first-child { text-align: left; }
-.ok { color: #1a7f37; } .failed { color: #cf222e; font-weight: bold; }
+.ok { color: #1a7f37; } .failed, .interrupted { color: #cf222e; font-weight: bold; }
 .figures img { max-width: 22rem; margin: .5rem; border: 1px solid #ddd; }
 """
 

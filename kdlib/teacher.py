@@ -11,10 +11,14 @@ processor, generation config) and loaded through the same code as whisper-large-
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from accelerate import PartialState
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
@@ -116,12 +120,25 @@ def teacher_key(params: Params, corpus_fingerprint: str) -> str:
     return fingerprint("teacher-v3", params.teacher.architecture, recipe, corpus_fingerprint, params.data.sampling_rate)
 
 
+def _readable(weights: Path) -> bool:
+    """Whether the cached teacher's weights are there and whole; unreadable ones are named and made again."""
+    if not weights.exists():
+        return False
+    try:
+        load_file(str(weights))
+    except (SafetensorError, OSError) as error:
+        print(f"the cached teacher {weights} is unreadable ({error}): making it again", file=sys.stderr, flush=True)
+        shutil.rmtree(weights.parent)
+        return False
+    return True
+
+
 def train_teacher(params: Params) -> Path:
     """Train the small teacher on `data.teacher_train`, once (cached by every input that shapes it);
     return its model folder."""
     corpus = load_mixture(params.data.teacher_train, params, "train")
     root = RunLayout(params).trained_teacher(teacher_key(params, corpus.dataset._fingerprint))
-    if (root / "model" / "model.safetensors").exists():
+    if _readable(root / "model" / "model.safetensors"):
         return root / "model"
     if PartialState(cpu=cpu_only(params.device)).num_processes > 1:
         raise RuntimeError(

@@ -16,6 +16,7 @@ import contextlib
 import json
 import math
 import shutil
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -24,6 +25,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_linear_schedule_with_warmup
@@ -226,10 +228,7 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
 
     # resume: the last complete checkpoint gives the step, weights, optimiser, schedule and RNG
     checkpoints = output_dir / "checkpoints"
-    step, history = 0, []
-    latest = latest_checkpoint(checkpoints) if resume else None
-    if latest is not None:
-        step, history = restore(latest, accelerator.unwrap_model(model), optimizer, scheduler)
+    step, history = resume_latest(checkpoints, accelerator.unwrap_model(model), optimizer, scheduler) if resume else (0, [])
     accelerator.init_trackers("logs")
     loss_value = history[-1]["loss"] if history else math.nan
     bar = tqdm(total=settings.max_steps, initial=step, desc=description, disable=not accelerator.is_local_main_process)
@@ -330,7 +329,8 @@ def _loss(model, teacher, batch, config: LossParams) -> tuple[torch.Tensor, dict
 
 
 def latest_checkpoint(directory: Path) -> Path | None:
-    complete = sorted(directory.glob("step-*/state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
+    """The newest complete checkpoint folder (`step-NNNNNNN` with its state.json)."""
+    complete = sorted(directory.glob("step-*[0-9]/state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
     return complete[-1].parent if complete else None
 
 
@@ -347,24 +347,51 @@ def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, his
         save_file(rng, str(temporary / "rng.safetensors"))
         meta = {"step": step, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict(), "history": history}
         (temporary / "state.json").write_text(json.dumps(meta, indent=1))
-    for old in sorted(directory.glob("step-*"))[:-keep]:
+    for old in sorted(directory.glob("step-*[0-9]"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return target
 
 
+def read_checkpoint(checkpoint: Path) -> dict:
+    """Every tensor and record of a checkpoint, read and checked before any is applied (raises if unreadable)."""
+    return {
+        "model": load_file(str(checkpoint / "model.safetensors")),
+        "optimizer": load_file(str(checkpoint / "optimizer.safetensors")),
+        "rng": load_file(str(checkpoint / "rng.safetensors")),
+        "meta": json.loads((checkpoint / "state.json").read_text(encoding="utf-8")),
+    }
+
+
 def restore(checkpoint: Path, model, optimizer, scheduler) -> tuple[int, list[dict]]:
     """Load a checkpoint written by `save_checkpoint`; return its step and log history."""
+    saved = read_checkpoint(checkpoint)
     load_model(model, str(checkpoint / "model.safetensors"), device=str(next(model.parameters()).device))
-    meta = json.loads((checkpoint / "state.json").read_text())
-    tensors = load_file(str(checkpoint / "optimizer.safetensors"))
+    meta = saved["meta"]
     state: dict[int, dict[str, torch.Tensor]] = {}
-    for key, value in tensors.items():
+    for key, value in saved["optimizer"].items():
         index, name = key.split(".", 1)
         state.setdefault(int(index), {})[name] = value
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
     scheduler.load_state_dict(meta["scheduler"])
-    rng = load_file(str(checkpoint / "rng.safetensors"))
+    rng = saved["rng"]
     torch.set_rng_state(rng["cpu"])
     if torch.cuda.is_available():
         torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in rng])
     return meta["step"], meta["history"]
+
+
+def resume_latest(checkpoints: Path, model, optimizer, scheduler) -> tuple[int, list[dict]]:
+    """Restore the newest readable checkpoint; an unreadable one (a truncated file) is named, set aside as
+    `step-NNNNNNN.unreadable` (kept for inspection, never retried) and the one before it is tried."""
+    while (latest := latest_checkpoint(checkpoints)) is not None:
+        try:
+            read_checkpoint(latest)
+        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+            aside = latest.with_name(f"{latest.name}.unreadable")
+            print(f"checkpoint {latest} is unreadable ({error}); set aside as {aside.name}, trying the one before",
+                  file=sys.stderr, flush=True)
+            shutil.rmtree(aside, ignore_errors=True)
+            latest.rename(aside)
+            continue
+        return restore(latest, model, optimizer, scheduler)
+    return 0, []

@@ -281,3 +281,10 @@ def test_relative_paths_are_resolved_against_the_repository(tmp_path: Path, monk
     params = load_params("params.yaml")
     assert params.run_path == tmp_path.resolve() / "runs" / "test"
     assert params.cache_path == tmp_path.resolve() / ".cache" / "kdlib"
+
+
+def test_the_params_reference_in_docs_is_up_to_date() -> None:
+    from kdlib.cli import params_markdown
+
+    committed = (Path(__file__).resolve().parents[1] / "docs" / "params.md").read_text(encoding="utf-8")
+    assert committed == params_markdown(), "run `kdlib params --markdown > docs/params.md`"

@@ -172,3 +172,14 @@ def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_t
     assert list(table.index) == ["teacher", *names] and table.notna().all().all()
     timing = evaluate.efficiency(replace(params, evaluate=replace(params.evaluate, latency_clips=2)), entries, test_sets)
     assert list(timing["model"]) == ["teacher", *names] and (timing["latency_ms"] > 0).all()
+
+
+def test_an_unreadable_checkpoint_is_an_error_naming_it(ci_teacher: str, tmp_path: Path) -> None:
+    import shutil
+
+    broken = tmp_path / "teacher"
+    shutil.copytree(ci_teacher, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:64])
+    with pytest.raises(RuntimeError, match=f"cannot load the model at {broken}"):
+        families.load_model(broken, CPU)

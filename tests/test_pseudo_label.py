@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -87,4 +88,17 @@ def test_two_processes_give_the_single_process_result(ci_yaml: Path, ci_teacher:
     pool = load_mixture(params.data.train, params, "train").dataset
     run = plan_run(params, pool, ci_teacher)
     assert "pseudo-labelling [1]" in output  # the second process did its share
+    pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
+
+
+def test_a_truncated_chunk_is_named_and_labelled_again(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path, capsys) -> None:
+    params = load_params(with_overrides(ci_yaml, tmp_path / "truncated.yaml", run_dir=str(tmp_path / "runs")))
+    build(params, stage_named("01"))
+    pool = load_mixture(params.data.train, params, "train").dataset
+    run = plan_run(params, pool, ci_teacher)
+    shutil.rmtree(run.merged)  # as if killed after the chunks, before the merge
+    chunk = run.chunk_file(1)
+    chunk.write_bytes(chunk.read_bytes()[:50])
+    build(params, stage_named("01"))
+    assert str(chunk) in capsys.readouterr().err
     pd.testing.assert_frame_equal(labels_frame(run.merged), reference)

@@ -256,3 +256,18 @@ def test_style_table_renders_plain_tables_as_before() -> None:
     before = frame.style.format(precision=2).background_gradient(cmap="RdYlGn_r", subset=["wer", "cer"])
     after = report.style_table(frame, ["wer", "cer"])
     assert after.set_uuid("t").to_html() == before.set_uuid("t").to_html()
+
+
+def test_an_unreadable_cached_teacher_is_named_and_made_again(ci_yaml: Path, tmp_path: Path, capsys) -> None:
+    from kdlib.config import load_params
+    from kdlib.pseudo_label import find_teacher
+
+    from conftest import with_overrides
+
+    params = load_params(with_overrides(ci_yaml, tmp_path / "teacher.yaml", cache_dir=str(tmp_path / "cache")))
+    teacher = Path(find_teacher(params))
+    whole = (teacher / "model.safetensors").read_bytes()
+    (teacher / "model.safetensors").write_bytes(whole[:64])
+    assert Path(find_teacher(params)) == teacher
+    assert f"the cached teacher {teacher / 'model.safetensors'} is unreadable" in capsys.readouterr().err
+    assert (teacher / "model.safetensors").read_bytes() == whole  # deterministic training: the same teacher again

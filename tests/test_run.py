@@ -97,6 +97,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (notebooks / f"{name}.py").write_text(text, encoding="utf-8")
     (tmp_path / "fakestages.py").write_text(BUILDERS, encoding="utf-8")
     monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "fakestages", raising=False)  # each test imports its own builders
     kdlib_parent = str(Path(run.__file__).resolve().parents[1])
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [kdlib_parent, os.environ.get("PYTHONPATH")])))
     monkeypatch.chdir(tmp_path / "notebooks")  # the runner must not depend on the working directory
@@ -253,3 +254,33 @@ def test_report_helpers(tmp_path: Path) -> None:
     report.atomic_write_json(tmp_path / "x.json", {"a": [1, None]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1, None]}
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_ctrl_c_during_a_build_is_recorded_and_exits_130(repo: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (repo / "fakestages.py").write_text(BUILDERS + "\n\ndef interrupted(params):\n    raise KeyboardInterrupt\n")
+    sys.modules.pop("fakestages", None)
+    graph = (Stage("01_first", "first", "fakestages:interrupted", (), ("device",), (), "first"), GRAPH[1])
+    with pytest.raises(KeyboardInterrupt):
+        run.run_pipeline(repo / "params" / "test.yaml", graph=graph)
+    entry = json.loads((repo / "reports" / "test" / "run_log.json").read_text())["notebooks"]["01_first"]
+    assert entry["status"] == "interrupted"
+    assert not (repo / "runs" / "test" / "01_first" / "manifest.json").exists()  # nothing half-done marked finished
+
+
+def test_a_builder_that_raises_is_recorded_with_its_error(repo: Path) -> None:
+    (repo / "fakestages.py").write_text(BUILDERS + "\n\ndef broken(params):\n    raise KeyError('no such column')\n")
+    sys.modules.pop("fakestages", None)
+    graph = (Stage("01_first", "first", "fakestages:broken", (), ("device",), (), "first"), GRAPH[1])
+    with pytest.raises(run.StageError, match="01_first failed in build: KeyError"):
+        run.run_pipeline(repo / "params" / "test.yaml", graph=graph)
+    entry = json.loads((repo / "reports" / "test" / "run_log.json").read_text())["notebooks"]["01_first"]
+    assert entry["status"] == "failed" and "no such column" in entry["error"]
+
+
+def test_the_command_line_turns_ctrl_c_into_one_line_and_130(monkeypatch, capsys) -> None:
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "run_pipeline", interrupted)
+    assert cli.main(["run", "params/tiny.yaml"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted: finished steps are kept; the same command resumes"

@@ -139,3 +139,19 @@ def test_deterministic_kernels_restore_torch_settings() -> None:
     with deterministic_kernels(not before[0]):
         assert torch.are_deterministic_algorithms_enabled() == (not before[0])
     assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before
+
+
+def test_a_truncated_checkpoint_is_named_set_aside_and_the_one_before_resumes(setup, tmp_path: Path, capsys) -> None:
+    corpus, teacher = setup
+    data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    straight = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "a", loss=LOSS, teacher=teacher.model, device="cpu")
+    stopped = tmp_path / "b"
+    train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(save_every=1, keep_checkpoints=3), stopped, loss=LOSS, teacher=teacher.model, device="cpu", until_step=3)
+    newest = stopped / "checkpoints" / "step-0000003" / "model.safetensors"
+    newest.write_bytes(newest.read_bytes()[:100])  # a write cut short by a crash or a full disk
+    resumed = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(save_every=1, keep_checkpoints=3), stopped, loss=LOSS, teacher=teacher.model, device="cpu")
+    assert "step-0000003" in capsys.readouterr().err and (stopped / "checkpoints" / "step-0000003.unreadable").is_dir()
+    assert resumed.steps == 4 and resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-5)  # resumed from step 2
+    a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
+    b = load_file(str(stopped / "model" / "model.safetensors"))
+    assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
