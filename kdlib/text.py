@@ -9,13 +9,18 @@ Every rule is a character-wise map over its own set of characters, and no rule o
 character that another rule reads, so the rules commute: applying the enabled ones in
 :class:`NormalizationConfig` field order is the same as applying them in any order.
 :func:`normalize` relies on that to fuse them into a single ``str.translate`` table.
+
+:func:`normalize_authors` is the scoring normaliser of the paper's authors, reproduced exactly;
+:func:`normalizer` returns either it (preset ``"authors"``) or :func:`normalize` (preset ``"rich"``).
 """
 
 from __future__ import annotations
 
+import re
 import string
 import unicodedata
-from functools import lru_cache
+from collections.abc import Callable
+from functools import lru_cache, partial
 from typing import Literal
 
 from kdlib.config import NormalizationConfig
@@ -141,3 +146,56 @@ def apply_view(text: str, view: View, config: NormalizationConfig = Normalizatio
     if view == "normalized":
         return normalize(text, config)
     raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+
+
+def _authors_table() -> list[str | None]:
+    """Translate table of :func:`normalize_authors` over the BMP: every character deleted except the kept ones."""
+    table: list[str | None] = [None] * 0x10000
+    for code in [*range(0x30, 0x3A), ord("%"), ord("@"), *range(0x0621, 0x064B)]:
+        table[code] = chr(code)
+    for code in range(0x10000):
+        if chr(code).isspace():
+            table[code] = " "
+    for code in range(0x0660, 0x066A):
+        table[code] = str(code - 0x0660)
+    for char in "أإآ":
+        table[ord(char)] = "ا"
+    return table
+
+
+_AUTHORS_TABLE = _authors_table()
+_ASTRAL = re.compile("[\U00010000-\U0010ffff]")
+
+
+def normalize_authors(text: str) -> str:
+    """The authors' scoring normaliser (uDistilWhisper ``evaluate.py`` ``preprocess``, identical to
+    N-Shot-Benchmarking-of-Whisper ``utils.py`` ``preprocessor``, after Hussein, Watanabe & Ali 2021), exactly.
+
+    Their steps: delete every character but ASCII digits, U+0621–U+064A, Arabic-Indic digits U+0660–U+0669,
+    ``%``, ``@`` and whitespace (``str.isspace``); Arabic-Indic digits → 0–9; إ أ ٱ آ → ا; collapse whitespace.
+    Quirks kept on purpose:
+
+    * no NFKC: presentation forms (U+FB50–U+FDFF, U+FE70–U+FEFF, e.g. the lam-alef ligature) are deleted;
+    * alef wasla ٱ (U+0671) is deleted by the first step, before the alef rule could map it;
+    * ة, ى, ؤ, ئ, tatweel (U+0640) and U+063B–U+063F are kept; no ة→ه, no ى→ي;
+    * deletion, not a space: punctuation (ASCII and Arabic ، ؛ ؟ ٪) joins the words around it, as do
+      ZWSP and ZWNJ (not whitespace), while NBSP and the other Unicode spaces separate words;
+    * all Latin letters, Persian digits ۰–۹ and letters outside U+0621–U+064A (پ چ گ ک ی) are deleted.
+
+    One ``str.translate`` over the BMP plus a regex for the few characters beyond it.
+    """
+    return " ".join(_ASTRAL.sub("", text).translate(_AUTHORS_TABLE).split())
+
+
+Preset = Literal["authors", "rich"]
+PRESETS: tuple[Preset, ...] = ("authors", "rich")
+
+
+def normalizer(preset: Preset, config: NormalizationConfig = NormalizationConfig()) -> Callable[[str], str]:
+    """The scoring normaliser of `preset`: ``"authors"`` (:func:`normalize_authors`; `config` unused)
+    or ``"rich"`` (:func:`normalize` with `config`)."""
+    if preset == "authors":
+        return normalize_authors
+    if preset == "rich":
+        return partial(normalize, config=config)
+    raise ValueError(f"unknown normaliser preset {preset!r}; expected one of {PRESETS}")
