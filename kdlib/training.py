@@ -28,7 +28,7 @@ from accelerate import Accelerator
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
-from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_linear_schedule_with_warmup
+from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_scheduler
 
 from kdlib.audio import decode
 from kdlib.cache import atomic_directory, atomic_write_json, replacing_file
@@ -161,6 +161,15 @@ class TeacherLogitCache:
         return padded
 
 
+def training_steps(settings: TrainingParams, size: int, world: int) -> int:
+    """Optimiser steps of a run: `max_steps`, or `epochs` passes over `size` clips (drop-last epochs of
+    `batch_size` clips per process, `gradient_accumulation_steps` micro-batches per step)."""
+    if settings.epochs is None:
+        return settings.max_steps
+    micro_batches = max(size // (settings.batch_size * world), 1)
+    return max(math.ceil(settings.epochs * micro_batches / settings.gradient_accumulation_steps), 1)
+
+
 def mixed_precision(preference: str) -> str:
     if preference == "auto":
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
@@ -196,7 +205,7 @@ def train(
     description: str = "training",
     until_step: int | None = None,
 ) -> TrainingResult:
-    """Train `student` for `settings.max_steps` optimiser steps; write `output_dir/model` when done.
+    """Train `student` for `training_steps(settings, ...)` optimiser steps; write `output_dir/model` when done.
 
     `until_step` stops early (after checkpointing), as a time-boxed or preempted job would;
     a later call with `resume=True` continues the same schedule exactly.
@@ -221,7 +230,8 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
         student.gradient_checkpointing_enable()
     student.config.use_cache = False
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
-    scheduler = get_linear_schedule_with_warmup(optimizer, settings.warmup_steps, settings.max_steps)
+    total = training_steps(settings, len(data), accelerator.num_processes)
+    scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=total)
     model, optimizer = accelerator.prepare(student, optimizer)
     if teacher is not None:
         teacher.to(accelerator.device).eval().requires_grad_(False)
@@ -231,8 +241,8 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
     step, history = resume_latest(checkpoints, accelerator.unwrap_model(model), optimizer, scheduler) if resume else (0, [])
     accelerator.init_trackers("logs")
     loss_value = history[-1]["loss"] if history else math.nan
-    bar = tqdm(total=settings.max_steps, initial=step, desc=description, disable=not accelerator.is_local_main_process)
-    stop = min(until_step or settings.max_steps, settings.max_steps)
+    bar = tqdm(total=total, initial=step, desc=description, disable=not accelerator.is_local_main_process)
+    stop = min(until_step or total, total)
 
     # loop: one optimiser step per iteration, over `gradient_accumulation_steps` micro-batches
     model.train()
@@ -283,7 +293,7 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
     bar.close()
     for tracker in accelerator.trackers:  # not end_training(): that destroys the process group, and
         tracker.finish()  # one launch may train several students in a row
-    if step < settings.max_steps:
+    if step < total:
         return TrainingResult(latest_checkpoint(checkpoints) or output_dir, step, loss_value, history)
 
     # final model: safetensors and processor, as a hub checkpoint, and the logged history
