@@ -1,6 +1,6 @@
 # Two commands do everything on a fresh machine:
-#   make reproduce   set up, then run all five notebooks on params/tiny.yaml and render reports/tiny/
-#   make test        set up, then run the test suite
+#   make reproduce   set up, then build every stage of params/tiny.yaml and render reports/tiny/
+#   make test        set up, then lint (ruff) and run the test suite
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -21,9 +21,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 reproduce: setup
-	$(PY) -m kdlib.run params/$(PROFILE).yaml
+	$(VENV)/bin/kdlib run params/$(PROFILE).yaml
 
-test: setup
+test: setup  # lint and format check first (seconds), then the suite
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
 lab: setup

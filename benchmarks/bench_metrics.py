@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from kdlib.metrics import corpus_scores, score_pairs
 
@@ -64,7 +64,7 @@ def main() -> None:
     references, hypotheses = synthetic_pairs(args.n, args.seed)
     rows = []
     for view in ("normalized", "orthographic"):
-        seconds, scores = timed(lambda: corpus_scores(references, hypotheses, view))
+        seconds, scores = timed(lambda view=view: corpus_scores(references, hypotheses, view))
         rows.append((f"corpus WER+CER, {view}", seconds, f"WER {scores['wer']:.4f}  CER {scores['cer']:.4f}"))
     seconds, frame = timed(lambda: score_pairs(references, hypotheses, "normalized"))
     rows.append(("per-utterance score_pairs, normalized", seconds, f"mean WER {frame['wer'].mean():.4f}"))

@@ -33,21 +33,35 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
-from transformers import WhisperConfig, WhisperFeatureExtractor, WhisperForConditionalGeneration, WhisperProcessor, pipeline
+from transformers import (
+    WhisperConfig,
+    WhisperFeatureExtractor,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+    pipeline,
+)
 
 from kdlib.config import load_params
 from kdlib.data import load_test_sets
 from kdlib.evaluate import device_name
 from kdlib.families import WhisperModel, load_model
 from kdlib.models import parameter_count, resolve_device
-from kdlib.students import make_student
 from kdlib.pseudo_label import find_teacher
+from kdlib.students import make_student
 from kdlib.transcribe import transcribe
 
 # openai/whisper-large-v2's config.json: 32+32 layers of width 1280, 80 mel bins, 30 s window (1500 frames)
 LARGE_V2 = dict(
-    d_model=1280, encoder_layers=32, decoder_layers=32, encoder_attention_heads=20, decoder_attention_heads=20,
-    encoder_ffn_dim=5120, decoder_ffn_dim=5120, num_mel_bins=80, max_source_positions=1500, max_target_positions=448,
+    d_model=1280,
+    encoder_layers=32,
+    decoder_layers=32,
+    encoder_attention_heads=20,
+    decoder_attention_heads=20,
+    encoder_ffn_dim=5120,
+    decoder_ffn_dim=5120,
+    num_mel_bins=80,
+    max_source_positions=1500,
+    max_target_positions=448,
     vocab_size=51865,
 )
 MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the side of the square products that measure the matmul rate
@@ -97,7 +111,10 @@ def large_v2(teacher: WhisperModel, device: torch.device) -> WhisperModel:
     config = WhisperConfig(**{**teacher.model.config.to_dict(), **LARGE_V2})
     model = WhisperForConditionalGeneration(config).to(device, teacher.model.dtype).eval()
     model.generation_config = teacher.model.generation_config
-    processor = WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80, chunk_length=30), tokenizer=teacher.processor.tokenizer)
+    processor = WhisperProcessor(
+        feature_extractor=WhisperFeatureExtractor(feature_size=80, chunk_length=30),
+        tokenizer=teacher.processor.tokenizer,
+    )
     return WhisperModel("whisper-large-v2 architecture (random)", "config", model, processor)
 
 
@@ -118,12 +135,20 @@ def measure(
 ) -> list[dict]:
     """Pipeline and kdlib rows for one model, each with its distance to the encoder-alone floor."""
     audio_seconds = float(sum(dataset["duration_s"]))
-    fixed = {"min_new_tokens": tokens, "max_new_tokens": tokens} if tokens else {"max_new_tokens": generation.max_new_tokens}
+    fixed = (
+        {"min_new_tokens": tokens, "max_new_tokens": tokens}
+        if tokens
+        else {"max_new_tokens": generation.max_new_tokens}
+    )
     if tokens:
         loaded.model.generation_config.update(min_new_tokens=tokens)
     asr = pipeline(
-        "automatic-speech-recognition", model=loaded.model, tokenizer=loaded.processor.tokenizer,
-        feature_extractor=loaded.processor.feature_extractor, device=loaded.device, dtype=loaded.model.dtype,
+        "automatic-speech-recognition",
+        model=loaded.model,
+        tokenizer=loaded.processor.tokenizer,
+        feature_extractor=loaded.processor.feature_extractor,
+        device=loaded.device,
+        dtype=loaded.model.dtype,
     )
     arrays = _arrays(dataset)
 
@@ -132,16 +157,28 @@ def measure(
 
     kwargs = {"language": generation.language, "task": generation.task, "num_beams": generation.num_beams, **fixed}
     asr(inputs(arrays[:2]), batch_size=generation.batch_size, generate_kwargs=kwargs)  # warm-up
-    _, baseline_s, baseline_peak = timed(lambda: asr(inputs(arrays), batch_size=generation.batch_size, generate_kwargs=kwargs))
+    _, baseline_s, baseline_peak = timed(
+        lambda: asr(inputs(arrays), batch_size=generation.batch_size, generate_kwargs=kwargs)
+    )
     settings = replace(generation, max_new_tokens=tokens or generation.max_new_tokens)
     transcribe(loaded, dataset.select(range(2)), settings, "warm-up")
     _, kdlib_s, kdlib_peak = timed(lambda: transcribe(loaded, dataset, settings, loaded.name))
     rows = []
     for method, seconds, peak in (("transformers pipeline", baseline_s, baseline_peak), ("kdlib", kdlib_s, kdlib_peak)):
         floor = floor_fields(len(dataset), seconds, flops_per_clip, flops_per_s)
-        rows.append({"model": loaded.name, "parameters_M": round(parameter_count(loaded.model) / 1e6, 2), "method": method, "clips": len(dataset),
-                     "seconds": round(seconds, 3), "clips_per_s": round(len(dataset) / seconds, 2), "audio_s_per_s": round(audio_seconds / seconds, 1),
-                     "peak_gpu_GiB": None if peak is None else round(peak, 2), **floor})
+        rows.append(
+            {
+                "model": loaded.name,
+                "parameters_M": round(parameter_count(loaded.model) / 1e6, 2),
+                "method": method,
+                "clips": len(dataset),
+                "seconds": round(seconds, 3),
+                "clips_per_s": round(len(dataset) / seconds, 2),
+                "audio_s_per_s": round(audio_seconds / seconds, 1),
+                "peak_gpu_GiB": None if peak is None else round(peak, 2),
+                **floor,
+            }
+        )
     rows[-1]["speedup_vs_pipeline"] = round(baseline_s / kdlib_s, 2)
     return rows
 
@@ -177,25 +214,47 @@ def main() -> None:
         models = [large_v2(teacher, device)]
     else:
         students = dict.fromkeys(run.student for run in params.distill.runs)
-        models += [WhisperModel(name, "teacher layers", make_student(teacher.model, name).to(device, teacher.model.dtype).eval(), teacher.processor) for name in students]
+        models += [
+            WhisperModel(
+                name,
+                "teacher layers",
+                make_student(teacher.model, name).to(device, teacher.model.dtype).eval(),
+                teacher.processor,
+            )
+            for name in students
+        ]
     matmul_n = MATMUL_N.get(device.type, MATMUL_N["cpu"])
     tflops = matmul_tflops(device, teacher.model.dtype, matmul_n)
     encoder = {loaded.name: encoder_flops(loaded.model) for loaded in models}
     tokens = args.tokens or None
-    rows = [row for loaded in models for row in measure(loaded, dataset, generation, tokens, encoder[loaded.name], tflops * 1e12)]
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
-    record = {"date": stamp, "device": device_name(device), "platform": platform.platform(), "torch": torch.__version__,
-              "dtype": str(teacher.model.dtype), "batch_size": generation.batch_size, "arch": args.arch,
-              "matmul_n": matmul_n, "matmul_TFLOP_per_s": _figures(tflops, 4),
-              "encoder_GFLOPs_per_clip": {name: _figures(flops / 1e9, 4) for name, flops in encoder.items()},
-              "rows": rows}
+    rows = [
+        row
+        for loaded in models
+        for row in measure(loaded, dataset, generation, tokens, encoder[loaded.name], tflops * 1e12)
+    ]
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    record = {
+        "date": stamp,
+        "device": device_name(device),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "dtype": str(teacher.model.dtype),
+        "batch_size": generation.batch_size,
+        "arch": args.arch,
+        "matmul_n": matmul_n,
+        "matmul_TFLOP_per_s": _figures(tflops, 4),
+        "encoder_GFLOPs_per_clip": {name: _figures(flops / 1e9, 4) for name, flops in encoder.items()},
+        "rows": rows,
+    }
     out = Path(args.out) / f"transcribe-{params.profile}-{args.arch}-{device.type}-{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=1, ensure_ascii=False))
     import pandas as pd
 
-    print(f"{record['device']} · {record['dtype']} · batch {generation.batch_size}"
-          f" · matmul {tflops * 1e3:.1f} GFLOP/s (n={matmul_n})")
+    print(
+        f"{record['device']} · {record['dtype']} · batch {generation.batch_size}"
+        f" · matmul {tflops * 1e3:.1f} GFLOP/s (n={matmul_n})"
+    )
     print("encoder GFLOPs per clip:", record["encoder_GFLOPs_per_clip"])
     print(pd.DataFrame(rows).to_markdown(index=False))
     print(f"written: {out}")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import soundfile
 import soxr
+
+if TYPE_CHECKING:
+    import datasets
 
 SAMPLING_RATE = 16_000
 
@@ -86,7 +90,7 @@ def split_long(samples: np.ndarray, max_samples: int) -> list[np.ndarray]:
     return [samples[start : start + max_samples] for start in range(0, len(samples), max_samples)]
 
 
-def dataset_with_audio(columns: dict[str, list], features: "datasets.Features") -> "datasets.Dataset":
+def dataset_with_audio(columns: dict[str, list], features: datasets.Features) -> datasets.Dataset:
     """A `datasets.Dataset` from columns whose audio cells are already `{"bytes", "path"}`.
 
     Built from an Arrow table, so no audio codec is needed to store undecoded audio.

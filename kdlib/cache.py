@@ -21,8 +21,9 @@ import shutil
 import sys
 import unicodedata
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 _LIBC = ctypes.CDLL(None, use_errno=True)
 _AT_FDCWD = -100

@@ -18,21 +18,31 @@ import math
 import re
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal, Mapping
+from typing import Any, Literal
 
 import yaml
 
 from kdlib.cache import safe_component
+
+View = Literal["orthographic", "normalized", "authors"]  # how a transcript is scored (`kdlib.text`)
 
 
 class ParamsError(ValueError):
     """A params file is malformed: unknown key, wrong type, value out of range, unreadable file."""
 
 
-def param(default: Any, help: str, *, at_least: float | None = None, above: float | None = None,
-          at_most: float | None = None, below: float | None = None) -> Any:
+def param(
+    default: Any,
+    help: str,
+    *,
+    at_least: float | None = None,
+    above: float | None = None,
+    at_most: float | None = None,
+    below: float | None = None,
+) -> Any:
     """A dataclass field with its help text and the range its numbers must lie in."""
     bounds = {"at_least": at_least, "above": above, "at_most": at_most, "below": below}
     metadata = {"help": help, "bounds": {k: v for k, v in bounds.items() if v is not None}}
@@ -71,8 +81,9 @@ class SyntheticCorpusParams:
     test_renditions: int = param(1, "renditions of each test sentence", at_least=1)
     test_fraction: float = param(0.2, "share of each variety's sentences in its test set", above=0, below=1)
     teacher_msa_fraction: float = param(0.6, "share of MSA sentences the teacher learns from", at_least=0, at_most=1)
-    teacher_dialect_fraction: float = param(0.25, "share of each dialect's sentences the teacher learns from",
-                                            at_least=0, at_most=1)
+    teacher_dialect_fraction: float = param(
+        0.25, "share of each dialect's sentences the teacher learns from", at_least=0, at_most=1
+    )
     max_sentences_per_variety: int | None = param(None, "use at most this many sentences per variety", at_least=1)
     speed_wpm: tuple[int, int] = param((125, 175), "range of speaking rates, words per minute", at_least=80)
     pitch: tuple[int, int] = param((25, 75), "range of espeak-ng pitches", at_least=0, at_most=99)
@@ -102,11 +113,15 @@ class DataParams:
 class TrainingParams:
     """One training loop's settings, the same for the teacher (trained here) and the students."""
 
-    max_steps: int = param(5000, "optimiser steps", at_least=1)
+    max_steps: int | None = param(5000, "optimiser steps (null: set by epochs)", at_least=1)
+    epochs: float | None = param(None, "passes over the training set instead of max_steps", above=0)
     batch_size: int = param(32, "clips per process and micro-batch", at_least=1)
     gradient_accumulation_steps: int = param(1, "micro-batches per optimiser step", at_least=1)
     learning_rate: float = param(1e-4, "peak learning rate of AdamW", above=0)
-    warmup_steps: int = param(500, "steps of linear warm-up, then linear decay to 0", at_least=0)
+    warmup_steps: int = param(500, "steps of linear warm-up", at_least=0)
+    scheduler: Literal["linear", "constant_with_warmup", "cosine", "constant"] = param(
+        "linear", "learning-rate schedule after the warm-up (transformers' get_scheduler)"
+    )
     weight_decay: float = param(0.0, "AdamW weight decay", at_least=0)
     max_grad_norm: float = param(1.0, "gradient clipping norm (0: no clipping)", at_least=0)
     eval_every: int = param(1000, "steps between held-out evaluations (0: only at the end)", at_least=0)
@@ -138,8 +153,9 @@ class TeacherArchitecture:
     decoder_layers: int = param(4, "decoder layers", at_least=1)
     attention_heads: int = param(4, "attention heads (divides d_model)", at_least=1)
     ffn_dim: int = param(768, "feed-forward width", at_least=1)
-    vocab_size: int = param(400, "byte-level BPE vocabulary learnt on the training text, Whisper's specials included",
-                            at_least=64)
+    vocab_size: int = param(
+        400, "byte-level BPE vocabulary learnt on the training text, Whisper's specials included", at_least=64
+    )
     chunk_length_s: int = param(8, "the model's audio window in seconds (Whisper: 30)", at_least=1)
     hop_length: int = param(160, "log-mel frame shift in samples (Whisper: 160, i.e. 10 ms)", at_least=1)
     max_target_positions: int = param(96, "longest token sequence", at_least=8)
@@ -184,10 +200,14 @@ class PseudoLabelParams:
 class FilterParams:
     """Stage 02: the WER-threshold filter and its sweep."""
 
-    thresholds: tuple[float | None, ...] = param((10.0, 20.0, 40.0, 80.0, None),
-                                                 "λ of the sweep, WER in % (null keeps every pair)", at_least=0)
+    thresholds: tuple[float | None, ...] = param(
+        (10.0, 20.0, 40.0, 80.0, None), "λ of the sweep, WER in % (null keeps every pair)", at_least=0
+    )
     selected: float | None = param(80.0, "the paper's λ, drawn in red", at_least=0)
-    view: Literal["orthographic", "normalized"] = param("normalized", "the view in which pseudo-label WER is taken")
+    view: View = param("normalized", "the view in which pseudo-label WER is taken")
+    keep: Literal["at_most", "below"] = param(
+        "at_most", "keep pairs with WER ≤ λ (at_most) or < λ (below: the authors')"
+    )
 
 
 @dataclass(frozen=True)
@@ -205,8 +225,9 @@ class DistillParams:
     runs: tuple[StudentRun, ...] = param((), "students and their λ values")
     loss: LossParams = param(LossParams(), "the loss terms")
     training: TrainingParams = param(TrainingParams(), "the training loop")
-    eval_fraction: float = param(0.05, "held-out share of the pool, the same for every student and λ",
-                                 at_least=0, below=1)
+    eval_fraction: float = param(
+        0.05, "held-out share of the pool, the same for every student and λ", at_least=0, below=1
+    )
     cache_teacher_logits: bool = param(False, "compute the teacher's logits once and keep them on disk")
 
 
@@ -215,9 +236,14 @@ class EvaluateParams:
     """Stage 04: every model on every test set, and efficiency."""
 
     baselines: tuple[str, ...] = param((), "hub ids or local folders of other models, evaluated as they are")
-    language_codes: Mapping[str, str] = param({}, "per family, the code of the language, e.g. {seamless: arb, ctc: ara}")
+    language_codes: Mapping[str, str] = param(
+        {}, "per family, the code of the language, e.g. {seamless: arb, ctc: ara}"
+    )
     generation: GenerationParams = param(GenerationParams(), "generation settings of every model")
     latency_clips: int = param(32, "clips timed one at a time for latency and real-time factor", at_least=1)
+    views: tuple[View, ...] = param(("orthographic", "normalized"), "the views every model is scored in, side by side")
+    headline_view: View = param("normalized", "the view of the headline table and the λ plot")
+    published_names: Mapping[str, str] = param({}, "this run's model and test-set names → the published table's")
 
 
 # --------------------------------------------------------------------------------- scoring and errors
@@ -247,8 +273,9 @@ class ErrorRules:
     min_repeats: int = param(3, "... repeated at least this many times in a row", at_least=2)
     dominant_share: float = param(0.5, "an edit type dominates above this share of the errors", at_least=0, below=1)
     min_missing_words: int = param(3, "incomplete by deletions: at least this many deleted words", at_least=1)
-    dialect_share: float = param(0.5, "dialectal: dialect↔MSA swaps are at least this share of substitutions",
-                                 above=0, at_most=1)
+    dialect_share: float = param(
+        0.5, "dialectal: dialect↔MSA swaps are at least this share of substitutions", above=0, at_most=1
+    )
 
 
 # ------------------------------------------------------------------------------------------ the whole
@@ -418,11 +445,19 @@ def describe_params(cls: type = Params, prefix: str = "") -> Iterator[tuple[str,
             yield from describe_params(element, key + "[].")
             continue
         default = item.default if item.default is not dataclasses.MISSING else item.default_factory()
-        shown = "(required)" if item.name in _REQUIRED.get(cls.__name__, ()) else json.dumps(_plain(default), ensure_ascii=False)
+        shown = (
+            "(required)"
+            if item.name in _REQUIRED.get(cls.__name__, ())
+            else json.dumps(_plain(default), ensure_ascii=False)
+        )
         yield key, shown, item.metadata.get("help", "") + _bounds_text(item.metadata.get("bounds", {}))
 
 
-_REQUIRED = {"Params": ("profile", "run_dir", "reports_dir"), "DatasetSpec": ("name", "source"), "StudentRun": ("student",)}
+_REQUIRED = {
+    "Params": ("profile", "run_dir", "reports_dir"),
+    "DatasetSpec": ("name", "source"),
+    "StudentRun": ("student",),
+}
 
 
 def _bounds_text(bounds: Mapping[str, float]) -> str:
@@ -516,7 +551,10 @@ def _coerce(hint: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise ParamsError(f"{source}: '{where}' must be a mapping, got {value!r}")
         key_type, value_type = args or (str, Any)
-        return {_coerce(key_type, k, source, where): _coerce(value_type, v, source, f"{where}.{k}") for k, v in value.items()}
+        return {
+            _coerce(key_type, k, source, where): _coerce(value_type, v, source, f"{where}.{k}")
+            for k, v in value.items()
+        }
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, source, where)
     if hint is Any:
@@ -578,6 +616,15 @@ def _check_semantics(params: Params, source: str) -> None:
     for family in params.evaluate.language_codes:
         if family not in ("seamless", "ctc"):
             raise ParamsError(f"{source}: 'evaluate.language_codes.{family}': families are 'seamless' and 'ctc'")
+    for section, training in (
+        ("teacher.training", params.teacher.training),
+        ("distill.training", params.distill.training),
+    ):
+        if (training.max_steps is None) == (training.epochs is None):
+            raise ParamsError(f"{source}: '{section}': give exactly one of max_steps and epochs (the other null)")
+    missing_views = [view for view in (params.evaluate.headline_view,) if view not in params.evaluate.views]
+    if missing_views:
+        raise ParamsError(f"{source}: 'evaluate.headline_view' {missing_views[0]!r} is not in evaluate.views")
     if params.filter.selected not in params.filter.thresholds:
         raise ParamsError(f"{source}: filter.selected must be one of filter.thresholds")
     if architecture.d_model % architecture.attention_heads:

@@ -114,7 +114,9 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     raw = load_raw(spec, params)
     target = RunLayout(params).prepared(name, fingerprint(key, raw._fingerprint, _local_files(raw, spec)))
     build_once(target, _is_prepared, lambda directory: _screen_to_disk(raw, spec, data, purpose, directory))
-    return Corpus(datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str), target)
+    return Corpus(
+        datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str), target
+    )
 
 
 def _is_prepared(directory: Path) -> bool:

@@ -52,13 +52,28 @@ def rows_of(dataset: datasets.Dataset, ids: list[str]) -> datasets.Dataset:
     return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted])
 
 
-def run_key(params: Params, teacher_digest: str, student: str, threshold: float | None, train_ids: list[str],
-            eval_ids: list[str]) -> str:
+def run_key(
+    params: Params,
+    teacher_digest: str,
+    student: str,
+    threshold: float | None,
+    train_ids: list[str],
+    eval_ids: list[str],
+) -> str:
     """What a finished student depends on: teacher, pseudo-labels, its pairs and its recipe (not the cadence)."""
     recipe = replace(params.distill.training, log_every=1, eval_every=0, save_every=0, keep_checkpoints=1)
     return fingerprint(
-        "distill-v3", teacher_digest, pseudo_label_key(params), student, threshold, fingerprint(train_ids),
-        fingerprint(eval_ids), recipe, params.distill.loss, params.distill.cache_teacher_logits, params.normalization,
+        "distill-v3",
+        teacher_digest,
+        pseudo_label_key(params),
+        student,
+        threshold,
+        fingerprint(train_ids),
+        fingerprint(eval_ids),
+        recipe,
+        params.distill.loss,
+        params.distill.cache_teacher_logits,
+        params.normalization,
         params.evaluate.generation,
     )
 
@@ -100,13 +115,30 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         return {"wer": corpus_scores(eval_pairs["text"], hypotheses, "normalized", params.normalization)["wer"]}
 
     outcome = train(
-        model, teacher.processor, data, params.distill.training, directory, loss=params.distill.loss,
-        teacher=teacher.model, evaluate=evaluate, device=params.device, resume=resume, description=f"{student} λ={label}",
+        model,
+        teacher.processor,
+        data,
+        params.distill.training,
+        directory,
+        loss=params.distill.loss,
+        teacher=teacher.model,
+        evaluate=evaluate,
+        device=params.device,
+        resume=resume,
+        description=f"{student} λ={label}",
     )
     eval_wer = next((row["eval_wer"] for row in reversed(outcome.history) if "eval_wer" in row), None)
     result = DistillResult(
-        student, label, "trained", relative(params, outcome.model_dir), len(train_pairs), len(eval_pairs), outcome.steps,
-        outcome.final_loss, eval_wer, parameter_count(model),
+        student,
+        label,
+        "trained",
+        relative(params, outcome.model_dir),
+        len(train_pairs),
+        len(eval_pairs),
+        outcome.steps,
+        outcome.final_loss,
+        eval_wer,
+        parameter_count(model),
     )
     if state.is_main_process:
         atomic_write_json(result_file, asdict(result))
@@ -115,10 +147,15 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
 
 def build(params: Params) -> dict | None:
     """Stage 03: every (student, λ) run that params list, in order; their records (main process)."""
-    results = [distill_one(params, run.student, threshold) for run in params.distill.runs for threshold in run.thresholds]
+    results = [
+        distill_one(params, run.student, threshold) for run in params.distill.runs for threshold in run.thresholds
+    ]
     if not PartialState(cpu=cpu_only(params.device)).is_main_process:
         return None
     atomic_write_json(RunLayout(params).students, [asdict(result) for result in results])
-    return {"runs": len(results), "trained": sum(r.status == "trained" for r in results),
-            "students": [f"{r.student}-lambda{r.threshold}:{r.status}" for r in results],
-            "models": [Path(r.model_dir).parent.name for r in results if r.model_dir]}
+    return {
+        "runs": len(results),
+        "trained": sum(r.status == "trained" for r in results),
+        "students": [f"{r.student}-lambda{r.threshold}:{r.status}" for r in results],
+        "models": [Path(r.model_dir).parent.name for r in results if r.model_dir],
+    }

@@ -25,9 +25,9 @@ every prediction of stage 04 with its category.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 import pandas as pd
 
@@ -46,7 +46,6 @@ INCOMPLETE = "incomplete"
 DIALECTAL = "dialectal"
 SUBSTITUTION = "substitution"
 CATEGORIES = (CORRECT, EMPTY, HALLUCINATION, INCOMPLETE, DIALECTAL, SUBSTITUTION)
-
 
 
 @dataclass(frozen=True)
@@ -224,4 +223,7 @@ def build(params: Params) -> dict:
     predictions["category"] = categorise_frame(predictions, lexicon, params.error_rules, params.normalization)
     with replacing_file(RunLayout(params).categories) as temporary:
         predictions.to_parquet(temporary, index=False)
-    return {"predictions": len(predictions), "categories": predictions["category"].value_counts().sort_index().to_dict()}
+    return {
+        "predictions": len(predictions),
+        "categories": predictions["category"].value_counts().sort_index().to_dict(),
+    }

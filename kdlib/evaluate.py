@@ -30,7 +30,6 @@ from kdlib.metrics import corpus_scores, score_pairs
 from kdlib.models import resolve_device
 from kdlib.paths import RunLayout
 from kdlib.products import PreparedSet, read_students, read_teacher, read_test_sets
-from kdlib.text import VIEWS
 from kdlib.transcribe import generate, transcribe
 
 MSA = "MSA"
@@ -80,7 +79,7 @@ def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Para
                 "seconds": [t.seconds for t in transcripts],
             }
         )
-        for view in VIEWS:
+        for view in params.evaluate.views:
             scores = score_pairs(frame["reference"], frame["hypothesis"], view, params.normalization)
             frame[f"wer_{view}"], frame[f"cer_{view}"] = scores["wer"].to_numpy(), scores["cer"].to_numpy()
         frames.append(frame)
@@ -96,15 +95,24 @@ def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, 
         # keyed by the model's files, not its name: identical models (two λ that keep the same
         # pairs train bit-identical students) share one transcription, labelled per entry below
         key = fingerprint(
-            "predictions-v3", model_digest(entry.source), sets_key, params.evaluate.generation,
-            params.evaluate.language_codes, params.normalization,
+            "predictions-v3",
+            model_digest(entry.source),
+            sets_key,
+            params.evaluate.generation,
+            params.evaluate.language_codes,
+            params.normalization,
+            params.evaluate.views,
         )
         path = RunLayout(params).model_predictions(key)
         if not path.exists():
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params).to_parquet(temporary, index=False)
-        frames.append(pd.read_parquet(path).assign(model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold))
+        frames.append(
+            pd.read_parquet(path).assign(
+                model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -125,9 +133,13 @@ def build(params: Params) -> dict:
         predictions.to_parquet(temporary, index=False)
     atomic_write_text(layout.scores, scores.to_csv(index=False))
     atomic_write_text(layout.efficiency, speed.to_csv(index=False))
-    return {"models": [entry.name for entry in entries], "test_sets": list(scored),
-            "empty_test_sets": sorted(set(test_sets) - set(scored)), "predictions": len(predictions),
-            "digest": fingerprint(scores.to_csv(index=False))}
+    return {
+        "models": [entry.name for entry in entries],
+        "test_sets": list(scored),
+        "empty_test_sets": sorted(set(test_sets) - set(scored)),
+        "predictions": len(predictions),
+        "digest": fingerprint(scores.to_csv(index=False)),
+    }
 
 
 def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
@@ -137,7 +149,7 @@ def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
     for (model, dataset), part in predictions.groupby(["model", "dataset"], sort=False):
         varieties = part["variety"].unique()
         variety = varieties[0] if len(varieties) == 1 else "mixed"  # a set of several varieties counts as one
-        for view in VIEWS:
+        for view in params.evaluate.views:
             scores = corpus_scores(part["reference"].tolist(), part["hypothesis"].tolist(), view, config)
             rows.append({"model": model, "dataset": dataset, "variety": variety, "view": view, **scores})
     return pd.DataFrame(rows)
@@ -161,7 +173,9 @@ def threshold_table(scores: pd.DataFrame, view: str = "normalized") -> pd.DataFr
     table = main_table(scores, "wer", view).reset_index()
     students = table[table["model"].str.contains(" λ=")]
     parts = students["model"].str.split(" λ=", expand=True)
-    return students.assign(student=parts[0], threshold=parts[1])[["student", "threshold", "avg all", "avg MSA", "avg dialects"]]
+    return students.assign(student=parts[0], threshold=parts[1])[
+        ["student", "threshold", "avg all", "avg MSA", "avg dialects"]
+    ]
 
 
 def device_name(device: torch.device) -> str:

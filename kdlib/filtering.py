@@ -1,8 +1,8 @@
 """Stage 02: the paper's pseudo-label filter, its sweep, and the pool's held-out split.
 
-A pair is dropped when the teacher's WER against the reference exceeds λ. Boundary: a pair
-whose WER equals λ exactly is **kept** (the rule drops WER > λ only). λ is given in percent;
-`None` keeps every pair. WER is computed on the view named in the params (the paper's
+A pair is dropped when the teacher's WER against the reference exceeds λ. Boundary
+(`filter.keep`): `at_most` keeps a pair whose WER equals λ exactly (kdlib's default), `below`
+keeps WER < λ only (the authors' code). λ is given in percent; `None` keeps every pair. WER is computed on the view named in the params (the paper's
 normalized + no-diacritics view by default) when pseudo-labelling.
 
 One seeded share of the pool (`distill.eval_fraction`) is held out once, before filtering:
@@ -12,6 +12,8 @@ Products (`kdlib.paths`): `split.json`, `lambda-<λ>.json` (the kept training id
 
 from __future__ import annotations
 
+from typing import Literal
+
 import pandas as pd
 import torch
 
@@ -20,21 +22,26 @@ from kdlib.config import Params, threshold_label
 from kdlib.paths import RunLayout
 from kdlib.products import read_pseudo_labels
 
-WER_TOLERANCE = 1e-9  # so that a WER of exactly λ survives float round-off
+WER_TOLERANCE = 1e-9  # so that a WER of exactly λ is on the intended side despite float round-off
+Keep = Literal["at_most", "below"]
 
 
-def keep_mask(wer: pd.Series, threshold: float | None) -> pd.Series:
+def keep_mask(wer: pd.Series, threshold: float | None, keep: Keep = "at_most") -> pd.Series:
     """True for the pairs a threshold keeps (`wer` as a fraction, `threshold` in percent)."""
     if threshold is None:
         return pd.Series(True, index=wer.index)
+    if keep == "below":
+        return wer * 100.0 < threshold - WER_TOLERANCE
     return wer * 100.0 <= threshold + WER_TOLERANCE
 
 
-def sweep_counts(frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: str = "variety") -> pd.DataFrame:
+def sweep_counts(
+    frame: pd.DataFrame, thresholds: tuple[float | None, ...], by: str = "variety", keep_rule: Keep = "at_most"
+) -> pd.DataFrame:
     """Kept and dropped pairs (and audio hours) per threshold and per `by` group, plus totals."""
     rows = []
     for threshold in thresholds:
-        keep = keep_mask(frame["teacher_wer"], threshold)
+        keep = keep_mask(frame["teacher_wer"], threshold, keep_rule)
         for group, part in [*frame.groupby(by), ("all", frame)]:
             kept = keep.loc[part.index]
             rows.append(
@@ -64,16 +71,18 @@ def split_heldout(ids: list[str], fraction: float, seed: int) -> tuple[list[int]
 def build(params: Params) -> dict:
     """Stage 02: the held-out split, one kept-id list per λ, and the sweep's counts."""
     labels = read_pseudo_labels(params).remove_columns("audio").to_pandas()
-    train_rows, eval_rows = split_heldout(labels["id"].tolist(), params.distill.eval_fraction, params.distill.training.seed)
+    train_rows, eval_rows = split_heldout(
+        labels["id"].tolist(), params.distill.eval_fraction, params.distill.training.seed
+    )
     layout = RunLayout(params)
     eval_ids = labels["id"].iloc[eval_rows].tolist()
     atomic_write_json(layout.split, {"eval": eval_ids})
     training = labels.iloc[train_rows]
     kept = {}
     for threshold in params.filter.thresholds:
-        ids = training.loc[keep_mask(training["teacher_wer"], threshold), "id"].tolist()
+        ids = training.loc[keep_mask(training["teacher_wer"], threshold, params.filter.keep), "id"].tolist()
         atomic_write_json(layout.training_set(threshold), {"threshold": threshold, "ids": ids})
         kept[threshold_label(threshold)] = len(ids)
-    counts = sweep_counts(labels, params.filter.thresholds)
+    counts = sweep_counts(labels, params.filter.thresholds, keep_rule=params.filter.keep)
     atomic_write_text(layout.sweep_counts, counts.to_csv(index=False))
     return {"pool": len(labels), "held_out": len(eval_ids), "kept_for_training": kept}

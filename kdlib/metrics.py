@@ -15,8 +15,9 @@ inserted tokens. Rates are fractions (0.25 is 25%).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import jiwer
 import pandas as pd
@@ -72,9 +73,7 @@ def _counts(reference: Sequence[str] | str, hypothesis: Sequence[str] | str) -> 
     return ErrorCounts(sizes["equal"], sizes["replace"], sizes["delete"], sizes["insert"])
 
 
-def utterance_counts(
-    references: Sequence[str], hypotheses: Sequence[str], unit: Unit = "word"
-) -> list[ErrorCounts]:
+def utterance_counts(references: Sequence[str], hypotheses: Sequence[str], unit: Unit = "word") -> list[ErrorCounts]:
     """Per-pair edit counts at word or character level, in input order; empty sides allowed."""
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")

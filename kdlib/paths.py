@@ -28,7 +28,11 @@ def relative(params: Params, path: str | Path) -> str:
     """`path` relative to the repository when it lies inside it (what products record)."""
     path = Path(path)
     try:
-        return os.path.relpath(path, params.base_path) if path.is_absolute() and path.is_relative_to(params.base_path) else str(path)
+        return (
+            os.path.relpath(path, params.base_path)
+            if path.is_absolute() and path.is_relative_to(params.base_path)
+            else str(path)
+        )
     except ValueError:
         return str(path)
 

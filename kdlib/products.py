@@ -40,7 +40,9 @@ def read_corpora(params: Params) -> list[PreparedSet]:
     for entry in _json(RunLayout(params).corpora):
         folder = absolute(params, entry["path"])
         skipped = pd.read_csv(folder / "skipped.csv", dtype=str, keep_default_na=False)
-        corpora.append(PreparedSet(entry["name"], entry["role"], datasets.load_from_disk(str(folder / "dataset")), skipped))
+        corpora.append(
+            PreparedSet(entry["name"], entry["role"], datasets.load_from_disk(str(folder / "dataset")), skipped)
+        )
     return corpora
 
 
@@ -53,7 +55,10 @@ def read_teacher(params: Params) -> dict[str, str]:
     """`{"source": hub id or folder, "digest": ...}` of the teacher stage 01 used."""
     require(params, "01_pseudo_label")
     teacher = _json(RunLayout(params).teacher)
-    return {**teacher, "source": str(absolute(params, teacher["source"])) if teacher["kind"] == "train" else teacher["source"]}
+    return {
+        **teacher,
+        "source": str(absolute(params, teacher["source"])) if teacher["kind"] == "train" else teacher["source"],
+    }
 
 
 def read_pseudo_labels(params: Params) -> datasets.Dataset:
@@ -80,7 +85,9 @@ def read_training_ids(params: Params, threshold: float | None) -> list[str]:
     require(params, "02_filter_sweep")
     path = RunLayout(params).training_set(threshold)
     if not path.is_file():
-        raise FileNotFoundError(f"stage 02 made no training set for λ={threshold_label(threshold)}: is it in filter.thresholds?")
+        raise FileNotFoundError(
+            f"stage 02 made no training set for λ={threshold_label(threshold)}: is it in filter.thresholds?"
+        )
     return _json(path)["ids"]
 
 

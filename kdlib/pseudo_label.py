@@ -73,7 +73,9 @@ def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabe
 def label_chunk(loaded, pool: datasets.Dataset, rows: list[int], params: Params) -> pd.DataFrame:
     """Pseudo-label the given rows and score each pseudo-label against its reference."""
     generation = params.pseudo_label.generation
-    transcripts = [t for batch in batches(rows, generation.batch_size) for t in transcribe_rows(loaded, pool, batch, generation)]
+    transcripts = [
+        t for batch in batches(rows, generation.batch_size) for t in transcribe_rows(loaded, pool, batch, generation)
+    ]
     references = pool.select(rows)["text"]
     hypotheses = [t.text for t in transcripts]
     scores = score_pairs(references, hypotheses, params.filter.view, params.normalization)
@@ -141,7 +143,9 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
                 bar.update(1)
                 elapsed = bar.format_dict["elapsed"] or 1e-9
                 done = sum(len(chunks[i]) for i in todo[: bar.n])
-                bar.set_postfix(clips_per_s=f"{done / elapsed:.2f}", audio_s_per_s=f"{audio * bar.n / len(todo) / elapsed:.1f}")
+                bar.set_postfix(
+                    clips_per_s=f"{done / elapsed:.2f}", audio_s_per_s=f"{audio * bar.n / len(todo) / elapsed:.1f}"
+                )
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not run.is_complete():
         merged = merge(run, pool, len(chunks))
@@ -171,15 +175,30 @@ def build(params: Params) -> dict | None:
         return None
     layout = RunLayout(params)
     corpora = [
-        {"name": spec.name, "role": role, "path": relative(params, corpus.folder), "clips": len(corpus.dataset),
-         "skipped": len(corpus.skipped)}
+        {
+            "name": spec.name,
+            "role": role,
+            "path": relative(params, corpus.folder),
+            "clips": len(corpus.dataset),
+            "skipped": len(corpus.skipped),
+        }
         for role, specs, corpora in (("train", params.data.train, pool_sets), ("test", params.data.test, test_sets))
         for spec, corpus in zip(specs, corpora)
     ]
     digest = model_digest(teacher)
     kind = params.teacher.source
     atomic_write_json(layout.corpora, corpora)
-    atomic_write_json(layout.teacher, {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest})
-    atomic_write_json(layout.pseudo_labels, {"path": relative(params, run.merged), "key": run.root.name, "clips": len(pool)})
-    return {"pool_clips": len(pool), "test_clips": {c["name"]: c["clips"] for c in corpora if c["role"] == "test"},
-            "skipped": sum(c["skipped"] for c in corpora), "teacher": digest, "pseudo_labels": run.root.name}
+    atomic_write_json(
+        layout.teacher,
+        {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest},
+    )
+    atomic_write_json(
+        layout.pseudo_labels, {"path": relative(params, run.merged), "key": run.root.name, "clips": len(pool)}
+    )
+    return {
+        "pool_clips": len(pool),
+        "test_clips": {c["name"]: c["clips"] for c in corpora if c["role"] == "test"},
+        "skipped": sum(c["skipped"] for c in corpora),
+        "teacher": digest,
+        "pseudo_labels": run.root.name,
+    }

@@ -180,7 +180,9 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
     notebook.metadata["kernelspec"] = {"name": kernel_name, "language": "python", "display_name": kernel_name}
     error = None
     try:
-        papermill.execute_notebook(notebook, output, parameters=parameters, cwd=root, progress_bar=False, log_output=False)
+        papermill.execute_notebook(
+            notebook, output, parameters=parameters, cwd=root, progress_bar=False, log_output=False
+        )
     except papermill.PapermillExecutionError as failure:
         error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
     body, _ = HTMLExporter().from_filename(str(output))

@@ -22,9 +22,10 @@ import importlib
 import importlib.metadata
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 from kdlib.cache import atomic_write_json, fingerprint
 from kdlib.config import Params, params_subset
@@ -50,32 +51,53 @@ class Stage:
 
 STAGES: tuple[Stage, ...] = (
     Stage(
-        "01_pseudo_label", "pseudo-label", "kdlib.pseudo_label:build", (),
+        "01_pseudo_label",
+        "pseudo-label",
+        "kdlib.pseudo_label:build",
+        (),
         ("device", "data", "teacher", "pseudo_label", "normalization", "filter.view"),
         ("corpora", "teacher", "pseudo_labels"),
         "prepare the corpora, find or train the teacher, pseudo-label the pool",
     ),
     Stage(
-        "02_filter_sweep", "filter", "kdlib.filtering:build", ("01_pseudo_label",),
+        "02_filter_sweep",
+        "filter",
+        "kdlib.filtering:build",
+        ("01_pseudo_label",),
         ("filter.thresholds", "distill.eval_fraction", "distill.training.seed"),
         ("split", "training_set", "sweep_counts"),
         "hold out a share of the pool; keep the pairs each λ keeps",
     ),
     Stage(
-        "03_distill", "distill", "kdlib.distill:build", ("01_pseudo_label", "02_filter_sweep"),
-        ("device", "distill", "normalization", "evaluate.generation", "pseudo_label.generation.language",
-         "pseudo_label.generation.task"),
+        "03_distill",
+        "distill",
+        "kdlib.distill:build",
+        ("01_pseudo_label", "02_filter_sweep"),
+        (
+            "device",
+            "distill",
+            "normalization",
+            "evaluate.generation",
+            "pseudo_label.generation.language",
+            "pseudo_label.generation.task",
+        ),
         ("students",),
         "distil every student on the pairs of each of its λ",
     ),
     Stage(
-        "04_evaluate", "evaluate", "kdlib.evaluate:build", ("01_pseudo_label", "03_distill"),
+        "04_evaluate",
+        "evaluate",
+        "kdlib.evaluate:build",
+        ("01_pseudo_label", "03_distill"),
         ("device", "evaluate", "normalization"),
         ("predictions", "scores", "efficiency"),
         "every model on every test set; efficiency side by side",
     ),
     Stage(
-        "05_error_analysis", "error-analysis", "kdlib.error_analysis:build", ("04_evaluate",),
+        "05_error_analysis",
+        "error-analysis",
+        "kdlib.error_analysis:build",
+        ("04_evaluate",),
         ("error_rules", "normalization"),
         ("categories",),
         "sort every erroneous prediction into a category",
@@ -143,9 +165,13 @@ def require(params: Params, name: str, graph: tuple[Stage, ...] = STAGES) -> dic
     reason = staleness(params, stage, graph)
     command = f"kdlib run {params.source_file or 'PARAMS'} --only {stage.number}"
     if reason == "not built yet":
-        raise MissingProduct(f"no products of stage {stage.name} in {params.run_dir}: run stage {stage.number} first ({command})")
+        raise MissingProduct(
+            f"no products of stage {stage.name} in {params.run_dir}: run stage {stage.number} first ({command})"
+        )
     if reason is not None:
-        raise StaleProduct(f"the products of stage {stage.name} are stale ({reason}): run stage {stage.number} again ({command})")
+        raise StaleProduct(
+            f"the products of stage {stage.name} are stale ({reason}): run stage {stage.number} again ({command})"
+        )
     return read_manifest(params, stage)
 
 

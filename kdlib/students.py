@@ -13,6 +13,7 @@ whisper-large-v2 (32 + 32 layers): DW-32-16 keeps every encoder layer and decode
 from __future__ import annotations
 
 import copy
+
 import numpy as np
 from transformers import WhisperForConditionalGeneration
 

@@ -17,9 +17,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from accelerate import PartialState
 from tokenizers import ByteLevelBPETokenizer
 from transformers import (
     GenerationConfig,
@@ -56,13 +56,19 @@ def build_processor(texts: list[str], settings: TeacherArchitecture, sampling_ra
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
     bpe.train_from_iterator(texts, vocab_size=settings.vocab_size - len(SPECIALS), min_frequency=2, show_progress=False)
     vocab = bpe.get_vocab()
-    merges = [tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair) for pair in json.loads(bpe.to_str())["model"]["merges"]]
+    merges = [
+        tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair)
+        for pair in json.loads(bpe.to_str())["model"]["merges"]
+    ]
     tokenizer = WhisperTokenizer(
         vocab=vocab, merges=merges, pad_token="<|endoftext|>", model_max_length=settings.max_target_positions
     )  # padding with end-of-text, as Whisper's own tokenizer does
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in SPECIALS if t != "<|endoftext|>"]})
     extractor = WhisperFeatureExtractor(
-        feature_size=80, sampling_rate=sampling_rate, chunk_length=settings.chunk_length_s, hop_length=settings.hop_length
+        feature_size=80,
+        sampling_rate=sampling_rate,
+        chunk_length=settings.chunk_length_s,
+        hop_length=settings.hop_length,
     )
     return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
 
@@ -149,8 +155,15 @@ def train_teacher(params: Params) -> Path:
     processor = build_processor(corpus.dataset["text"], architecture, params.data.sampling_rate)
     model = new_model(processor, architecture)
     data = Seq2SeqData(corpus.dataset, "text", processor, "ar", "transcribe")
-    outcome = train(model, processor, data, params.teacher.training, root / "training", device=params.device,
-                    description="training the teacher")
+    outcome = train(
+        model,
+        processor,
+        data,
+        params.teacher.training,
+        root / "training",
+        device=params.device,
+        description="training the teacher",
+    )
     with atomic_directory(root / "model") as temporary:
         trained = WhisperForConditionalGeneration.from_pretrained(outcome.model_dir, use_safetensors=True)
         trained.generation_config = model.generation_config

@@ -1,17 +1,15 @@
-"""Arabic text normalisation and the paper's two evaluation views.
+"""Arabic text normalisation and the scoring views.
 
 * ``orthographic``: the text as written; only whitespace is tidied.
-* ``normalized``: "normalized + no diacritics", the standard Arabic ASR scoring view:
+* ``normalized``: kdlib's rich "normalized + no diacritics" rule set:
   Unicode NFKC (folds presentation forms such as the lam-alef ligature), then the rules
   enabled in a :class:`NormalizationConfig`, then whitespace tidying.
+* ``authors``: the paper's authors' own normaliser, character for character (:func:`normalize_authors`).
 
 Every rule is a character-wise map over its own set of characters, and no rule outputs a
 character that another rule reads, so the rules commute: applying the enabled ones in
 :class:`NormalizationConfig` field order is the same as applying them in any order.
 :func:`normalize` relies on that to fuse them into a single ``str.translate`` table.
-
-:func:`normalize_authors` is the scoring normaliser of the paper's authors, reproduced exactly;
-:func:`normalizer` returns either it (preset ``"authors"``) or :func:`normalize` (preset ``"rich"``).
 """
 
 from __future__ import annotations
@@ -19,14 +17,12 @@ from __future__ import annotations
 import re
 import string
 import unicodedata
-from collections.abc import Callable
-from functools import lru_cache, partial
-from typing import Literal
+from functools import cache
+from typing import get_args
 
-from kdlib.config import NormalizationConfig
+from kdlib.config import NormalizationConfig, View
 
-View = Literal["orthographic", "normalized"]
-VIEWS: tuple[View, ...] = ("orthographic", "normalized")
+VIEWS: tuple[View, ...] = get_args(View)
 
 _Table = dict[int, str | None]
 
@@ -37,9 +33,7 @@ def _ranges(*spans: tuple[int, int]) -> list[int]:
 
 # Zero-width characters that separate words like a space does: ZWSP, ZWNJ, BOM.
 _SPACE_LIKE = "\u200b\u200c\ufeff"
-_DIACRITICS: _Table = dict.fromkeys(
-    _ranges((0x0610, 0x061A), (0x064B, 0x0652), (0x0670, 0x0670), (0x06D6, 0x06ED))
-)
+_DIACRITICS: _Table = dict.fromkeys(_ranges((0x0610, 0x061A), (0x064B, 0x0652), (0x0670, 0x0670), (0x06D6, 0x06ED)))
 _TATWEEL: _Table = {0x0640: None}
 _PUNCTUATION: _Table = dict.fromkeys(
     [ord(c) for c in string.punctuation]
@@ -49,9 +43,7 @@ _PUNCTUATION: _Table = dict.fromkeys(
 _ALEF: _Table = dict.fromkeys(map(ord, "أإآٱ"), "ا")
 _ALEF_MAQSURA: _Table = {ord("ى"): "ي"}
 _TAA_MARBUTA: _Table = {ord("ة"): "ه"}
-_DIGITS: _Table = {
-    code: str(code - zero) for zero in (0x0660, 0x06F0) for code in range(zero, zero + 10)
-}
+_DIGITS: _Table = {code: str(code - zero) for zero in (0x0660, 0x06F0) for code in range(zero, zero + 10)}
 _LATIN_LOWER: _Table = {
     code: chr(code).lower()
     for code in range(0x0041, 0x0250)
@@ -120,7 +112,7 @@ _RULE_TABLES: dict[str, _Table] = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def _fused_table(config: NormalizationConfig) -> list[str | None]:
     """The enabled rules as one translate table indexed by code point. A list is about twice
     as fast as a dict, whose lookup fails for every unmapped character; characters beyond
@@ -145,6 +137,8 @@ def apply_view(text: str, view: View, config: NormalizationConfig = Normalizatio
         return orthographic(text)
     if view == "normalized":
         return normalize(text, config)
+    if view == "authors":
+        return normalize_authors(text)
     raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
 
 
@@ -185,17 +179,3 @@ def normalize_authors(text: str) -> str:
     One ``str.translate`` over the BMP plus a regex for the few characters beyond it.
     """
     return " ".join(_ASTRAL.sub("", text).translate(_AUTHORS_TABLE).split())
-
-
-Preset = Literal["authors", "rich"]
-PRESETS: tuple[Preset, ...] = ("authors", "rich")
-
-
-def normalizer(preset: Preset, config: NormalizationConfig = NormalizationConfig()) -> Callable[[str], str]:
-    """The scoring normaliser of `preset`: ``"authors"`` (:func:`normalize_authors`; `config` unused)
-    or ``"rich"`` (:func:`normalize` with `config`)."""
-    if preset == "authors":
-        return normalize_authors
-    if preset == "rich":
-        return partial(normalize, config=config)
-    raise ValueError(f"unknown normaliser preset {preset!r}; expected one of {PRESETS}")

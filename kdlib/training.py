@@ -17,9 +17,9 @@ import json
 import math
 import shutil
 import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
 
 import datasets
 import torch
@@ -53,7 +53,9 @@ class TrainingResult:
     history: list[dict] = field(default_factory=list)
 
 
-def kl_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
+def kl_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """KL(teacher ‖ student) of the token distributions at temperature T, times T², over unmasked tokens."""
     student_log = F.log_softmax(student_logits.float() / temperature, dim=-1)
     teacher_log = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
@@ -68,9 +70,9 @@ def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 def hidden_loss(student_out, teacher_out) -> torch.Tensor:
     """MSE between the last encoder and last decoder hidden states of student and teacher."""
-    return F.mse_loss(student_out.encoder_last_hidden_state.float(), teacher_out.encoder_last_hidden_state.float()) + F.mse_loss(
-        student_out.decoder_hidden_states[-1].float(), teacher_out.decoder_hidden_states[-1].float()
-    )
+    return F.mse_loss(
+        student_out.encoder_last_hidden_state.float(), teacher_out.encoder_last_hidden_state.float()
+    ) + F.mse_loss(student_out.decoder_hidden_states[-1].float(), teacher_out.decoder_hidden_states[-1].float())
 
 
 def epoch_order(size: int, seed: int, epoch: int) -> list[int]:
@@ -95,7 +97,9 @@ def micro_batch(size: int, batch_size: int, world: int, rank: int, seed: int, mi
 class Seq2SeqData:
     """Audio and target transcripts of a training set, turned into model inputs on demand."""
 
-    def __init__(self, dataset: datasets.Dataset, target_column: str, processor: WhisperProcessor, language: str, task: str):
+    def __init__(
+        self, dataset: datasets.Dataset, target_column: str, processor: WhisperProcessor, language: str, task: str
+    ):
         self.dataset = dataset
         self.processor = processor
         prompt = prompt_ids(processor, language, task)
@@ -116,7 +120,11 @@ class Seq2SeqData:
         for i, sequence in enumerate(sequences):
             inputs[i, : len(sequence) - 1] = torch.tensor(sequence[:-1])
             labels[i, : len(sequence) - 1] = torch.tensor(sequence[1:])
-        batch = {"input_features": features.to(device), "decoder_input_ids": inputs.to(device), "labels": labels.to(device)}
+        batch = {
+            "input_features": features.to(device),
+            "decoder_input_ids": inputs.to(device),
+            "labels": labels.to(device),
+        }
         if self.teacher_logits is not None:
             batch["teacher_logits"] = self.teacher_logits.batch(rows, width).to(device)
         return batch
@@ -138,14 +146,18 @@ class TeacherLogitCache:
         return self.directory / f"row-{row:07d}.safetensors"
 
     @torch.inference_mode()
-    def build(self, teacher: WhisperForConditionalGeneration, data: Seq2SeqData, batch_size: int = 16) -> "TeacherLogitCache":
+    def build(
+        self, teacher: WhisperForConditionalGeneration, data: Seq2SeqData, batch_size: int = 16
+    ) -> TeacherLogitCache:
         """Compute the missing rows' logits (resumable: rows already on disk are skipped)."""
         missing = [row for row in range(len(data)) if not self.path(row).exists()]
         device = next(teacher.parameters()).device
         for start in tqdm(range(0, len(missing), batch_size), desc="caching teacher logits", disable=not missing):
             rows = missing[start : start + batch_size]
             batch = data.batch(rows, device)
-            logits = teacher(input_features=batch["input_features"].to(teacher.dtype), decoder_input_ids=batch["decoder_input_ids"]).logits
+            logits = teacher(
+                input_features=batch["input_features"].to(teacher.dtype), decoder_input_ids=batch["decoder_input_ids"]
+            ).logits
             for i, row in enumerate(rows):
                 length = len(data.targets[row]) - 1
                 with replacing_file(self.path(row)) as temporary:
@@ -211,12 +223,25 @@ def train(
     a later call with `resume=True` continues the same schedule exactly.
     """
     with deterministic_kernels(settings.deterministic):
-        return _train(student, processor, data, settings, Path(output_dir), loss, teacher, evaluate, device, resume,
-                      description, until_step)
+        return _train(
+            student,
+            processor,
+            data,
+            settings,
+            Path(output_dir),
+            loss,
+            teacher,
+            evaluate,
+            device,
+            resume,
+            description,
+            until_step,
+        )
 
 
-def _train(student, processor, data, settings, output_dir, loss, teacher, evaluate, device, resume, description,
-           until_step) -> TrainingResult:
+def _train(
+    student, processor, data, settings, output_dir, loss, teacher, evaluate, device, resume, description, until_step
+) -> TrainingResult:
     # set-up: accelerator (DDP, mixed precision, accumulation), optimiser, schedule, teacher on the device
     accelerator = Accelerator(
         cpu=cpu_only(device),
@@ -231,14 +256,18 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
     student.config.use_cache = False
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     total = training_steps(settings, len(data), accelerator.num_processes)
-    scheduler = get_scheduler(settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=total)
+    scheduler = get_scheduler(
+        settings.scheduler, optimizer, num_warmup_steps=settings.warmup_steps, num_training_steps=total
+    )
     model, optimizer = accelerator.prepare(student, optimizer)
     if teacher is not None:
         teacher.to(accelerator.device).eval().requires_grad_(False)
 
     # resume: the last complete checkpoint gives the step, weights, optimiser, schedule and RNG
     checkpoints = output_dir / "checkpoints"
-    step, history = resume_latest(checkpoints, accelerator.unwrap_model(model), optimizer, scheduler) if resume else (0, [])
+    step, history = (
+        resume_latest(checkpoints, accelerator.unwrap_model(model), optimizer, scheduler) if resume else (0, [])
+    )
     accelerator.init_trackers("logs")
     loss_value = history[-1]["loss"] if history else math.nan
     bar = tqdm(total=total, initial=step, desc=description, disable=not accelerator.is_local_main_process)
@@ -251,10 +280,14 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
         for accumulation in range(settings.gradient_accumulation_steps):
             micro = step * settings.gradient_accumulation_steps + accumulation
             world, rank = accelerator.num_processes, accelerator.process_index
-            batch = data.batch(micro_batch(len(data), settings.batch_size, world, rank, settings.seed, micro), accelerator.device)
+            batch = data.batch(
+                micro_batch(len(data), settings.batch_size, world, rank, settings.seed, micro), accelerator.device
+            )
             with accelerator.accumulate(model), accelerator.autocast():
                 total, parts = _loss(model, teacher, batch, loss)
-                diverged = accelerator.reduce(torch.tensor(float(not torch.isfinite(total)), device=accelerator.device), "sum")
+                diverged = accelerator.reduce(
+                    torch.tensor(float(not torch.isfinite(total)), device=accelerator.device), "sum"
+                )
                 if diverged.item() > 0:  # every rank stops together, none is left waiting in an all-reduce
                     bar.close()
                     kept = latest_checkpoint(checkpoints)
@@ -288,7 +321,15 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
 
         # checkpoint: every `save_every` steps and at the last one (main process), atomically
         if accelerator.is_main_process and ((settings.save_every and step % settings.save_every == 0) or last):
-            save_checkpoint(checkpoints, step, accelerator.unwrap_model(model), optimizer, scheduler, history, settings.keep_checkpoints)
+            save_checkpoint(
+                checkpoints,
+                step,
+                accelerator.unwrap_model(model),
+                optimizer,
+                scheduler,
+                history,
+                settings.keep_checkpoints,
+            )
         accelerator.wait_for_everyone()
     bar.close()
     for tracker in accelerator.trackers:  # not end_training(): that destroys the process group, and
@@ -312,7 +353,11 @@ def _train(student, processor, data, settings, output_dir, loss, teacher, evalua
 def _loss(model, teacher, batch, config: LossParams) -> tuple[torch.Tensor, dict[str, float]]:
     need_hidden = config.hidden_weight > 0
     labels = batch["labels"]
-    out = model(input_features=batch["input_features"], decoder_input_ids=batch["decoder_input_ids"], output_hidden_states=need_hidden)
+    out = model(
+        input_features=batch["input_features"],
+        decoder_input_ids=batch["decoder_input_ids"],
+        output_hidden_states=need_hidden,
+    )
     ce = ce_loss(out.logits, labels)
     loss = config.ce_weight * ce
     parts = {"ce": ce.item()}
@@ -355,7 +400,12 @@ def save_checkpoint(directory: Path, step: int, model, optimizer, scheduler, his
         if torch.cuda.is_available():
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         save_file(rng, str(temporary / "rng.safetensors"))
-        meta = {"step": step, "param_groups": state["param_groups"], "scheduler": scheduler.state_dict(), "history": history}
+        meta = {
+            "step": step,
+            "param_groups": state["param_groups"],
+            "scheduler": scheduler.state_dict(),
+            "history": history,
+        }
         (temporary / "state.json").write_text(json.dumps(meta, indent=1))
     for old in sorted(directory.glob("step-*[0-9]"))[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
@@ -398,8 +448,11 @@ def resume_latest(checkpoints: Path, model, optimizer, scheduler) -> tuple[int, 
             read_checkpoint(latest)
         except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
             aside = latest.with_name(f"{latest.name}.unreadable")
-            print(f"checkpoint {latest} is unreadable ({error}); set aside as {aside.name}, trying the one before",
-                  file=sys.stderr, flush=True)
+            print(
+                f"checkpoint {latest} is unreadable ({error}); set aside as {aside.name}, trying the one before",
+                file=sys.stderr,
+                flush=True,
+            )
             shutil.rmtree(aside, ignore_errors=True)
             latest.rename(aside)
             continue

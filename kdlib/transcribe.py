@@ -9,8 +9,8 @@ decodes the way its family does (`kdlib.families`). Clips longer than the model'
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import datasets
 import numpy as np
@@ -68,10 +68,7 @@ def transcribe_rows(
     token_ids: list[list[int]] = [[] for _ in range(len(rows))]
     for owner, ids in zip(owners, generated):
         token_ids[owner].extend(ids)
-    return [
-        Transcript(clip_id, loaded.decode(ids), tuple(ids), seconds)
-        for clip_id, ids in zip(rows["id"], token_ids)
-    ]
+    return [Transcript(clip_id, loaded.decode(ids), tuple(ids), seconds) for clip_id, ids in zip(rows["id"], token_ids)]
 
 
 def transcribe(

@@ -40,7 +40,9 @@ from kdlib.products import read_corpora, read_pseudo_labels, read_teacher
 
 sns.set_theme(style="whitegrid")
 teacher = read_teacher(cfg)
-print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}")
+print(
+    f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}"
+)
 
 # %% [markdown]
 # ## The corpora
@@ -85,7 +87,11 @@ print(f"teacher: {teacher['kind']} ({teacher['digest']})\npseudo-labels: {len(la
 # %%
 per_variety = pd.DataFrame(
     [
-        {"variety": variety, "clips": len(part), **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization)}
+        {
+            "variety": variety,
+            "clips": len(part),
+            **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization),
+        }
         for variety, part in [*labels.groupby("variety"), ("all", labels)]
     ]
 ).drop(columns="n")

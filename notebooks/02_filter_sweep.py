@@ -44,12 +44,22 @@ labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
-sns.histplot(data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100), x="wer", hue="variety", multiple="stack", bins=30, ax=ax)
+sns.histplot(
+    data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100),
+    x="wer",
+    hue="variety",
+    multiple="stack",
+    bins=30,
+    ax=ax,
+)
 for threshold in cfg.filter.thresholds:
     if threshold is not None:
         selected = threshold == cfg.filter.selected
         ax.axvline(threshold, color="crimson" if selected else "black", linestyle="-" if selected else ":", linewidth=1)
-ax.set(xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)", title=f"Pseudo-label WER: the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red")
+ax.set(
+    xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)",
+    title=f"Pseudo-label WER: the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red",
+)
 report.save_figure(fig, cfg.reports_path, "teacher_wer_histogram")
 plt.show()
 
@@ -59,7 +69,9 @@ plt.show()
 # %%
 counts = read_sweep_counts(cfg)
 report.write_table(counts, cfg.reports_path, "filter_sweep_counts", floatfmt=".3f")
-counts.pivot(index="threshold", columns="variety", values="kept").reindex([threshold_label(t) for t in cfg.filter.thresholds])
+counts.pivot(index="threshold", columns="variety", values="kept").reindex(
+    [threshold_label(t) for t in cfg.filter.thresholds]
+)
 
 # %%
 order = [threshold_label(t) for t in cfg.filter.thresholds]
@@ -76,7 +88,10 @@ plt.show()
 # %%
 held_out = read_split(cfg)["eval"]
 training_sets = pd.DataFrame(
-    [{"λ": threshold_label(t), "training pairs": len(read_training_ids(cfg, t)), "held-out pairs": len(held_out)} for t in cfg.filter.thresholds]
+    [
+        {"λ": threshold_label(t), "training pairs": len(read_training_ids(cfg, t)), "held-out pairs": len(held_out)}
+        for t in cfg.filter.thresholds
+    ]
 )
 report.write_table(training_sets, cfg.reports_path, "training_sets")
 training_sets

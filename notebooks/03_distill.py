@@ -39,7 +39,12 @@ from kdlib.products import read_history, read_students, read_teacher
 from kdlib.students import layer_indices
 
 sns.set_theme(style="whitegrid")
-pd.DataFrame([{"student": run.student, "thresholds": ", ".join(threshold_label(t) for t in run.thresholds)} for run in cfg.distill.runs])
+pd.DataFrame(
+    [
+        {"student": run.student, "thresholds": ", ".join(threshold_label(t) for t in run.thresholds)}
+        for run in cfg.distill.runs
+    ]
+)
 
 # %% [markdown]
 # ## Which teacher layers each student keeps
@@ -51,10 +56,24 @@ from transformers import WhisperConfig
 teacher_config = WhisperConfig.from_pretrained(read_teacher(cfg)["source"])
 rows = []
 for name, (encoder, decoder) in {run.student: parse_student(run.student) for run in cfg.distill.runs}.items():
-    rows.append({"teacher": "this profile's", "student": name, "encoder layers": layer_indices(teacher_config.encoder_layers, encoder), "decoder layers": layer_indices(teacher_config.decoder_layers, decoder)})
+    rows.append(
+        {
+            "teacher": "this profile's",
+            "student": name,
+            "encoder layers": layer_indices(teacher_config.encoder_layers, encoder),
+            "decoder layers": layer_indices(teacher_config.decoder_layers, decoder),
+        }
+    )
 for name in ("DW-32-16", "DW-16-16", "DW-8-8"):
     encoder, decoder = parse_student(name)
-    rows.append({"teacher": "whisper-large-v2", "student": name, "encoder layers": layer_indices(32, encoder), "decoder layers": layer_indices(32, decoder)})
+    rows.append(
+        {
+            "teacher": "whisper-large-v2",
+            "student": name,
+            "encoder layers": layer_indices(32, encoder),
+            "decoder layers": layer_indices(32, decoder),
+        }
+    )
 layers = pd.DataFrame(rows)
 report.write_table(layers, cfg.reports_path, "student_layers")
 layers
@@ -65,7 +84,9 @@ layers
 # %%
 records = read_students(cfg)
 results = pd.DataFrame(records)
-shown = report.percent(results.assign(eval_wer=results["eval_wer"].astype(float)), ["eval_wer"]).drop(columns=["model_dir"])
+shown = report.percent(results.assign(eval_wer=results["eval_wer"].astype(float)), ["eval_wer"]).drop(
+    columns=["model_dir"]
+)
 report.write_table(shown, cfg.reports_path, "distillation_runs", floatfmt=".3f")
 shown
 
@@ -91,7 +112,14 @@ else:
 if "eval_wer" in history:
     evaluated = history.dropna(subset=["eval_wer"])
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    sns.lineplot(data=evaluated.assign(eval_wer=evaluated["eval_wer"] * 100), x="step", y="eval_wer", hue="run", marker="o", ax=ax)
+    sns.lineplot(
+        data=evaluated.assign(eval_wer=evaluated["eval_wer"] * 100),
+        x="step",
+        y="eval_wer",
+        hue="run",
+        marker="o",
+        ax=ax,
+    )
     ax.set(ylabel="held-out WER (%)", title="Periodic evaluation on the pool's held-out pairs (the same for every run)")
     report.save_figure(fig, cfg.reports_path, "distillation_eval_wer")
     plt.show()

@@ -11,9 +11,11 @@
 # %% [markdown]
 # # 04 · Evaluation: every model on every test set
 #
-# WER and CER, corpus-level per test set, in two views: **orthographic** (as written) and
-# **normalized + no diacritics**. Averages are unweighted means over test sets (all, MSA,
-# dialects), as in the paper's tables. Efficiency is measured side by side on this machine.
+# WER and CER, corpus-level per test set, in each view of `evaluate.views`: **orthographic**
+# (as written), **normalized** (kdlib's rich "normalized + no diacritics" rules) and **authors**
+# (the paper's authors' own normaliser, character for character). Averages are unweighted means
+# over test sets (all, MSA, dialects), as in the paper's tables. Efficiency is measured side by
+# side on this machine.
 #
 # Models: the teacher, every student × λ, and the baselines named in `evaluate.baselines`
 # (Whisper checkpoints, SeamlessM4T and CTC models such as MMS; each run the way its family
@@ -32,41 +34,63 @@ cfg = notebook_params(params_file, params)
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
+from IPython.display import display
 
-from kdlib import report
+from kdlib import data, report
 from kdlib.config import threshold_label
 from kdlib.evaluate import main_table, threshold_table
-from kdlib.products import read_efficiency, read_predictions, read_scores
+from kdlib.products import read_efficiency, read_predictions, read_scores, read_test_sets
+from kdlib.published import compare_with_published, parity_plot
 
 sns.set_theme(style="whitegrid")
 predictions = read_predictions(cfg)
 scores = read_scores(cfg)
 report.write_table(report.percent(scores, ["wer", "cer"]), cfg.reports_path, "scores_long")
-print(f"{predictions['model'].nunique()} models × {predictions['dataset'].nunique()} test sets, {len(predictions)} predictions")
+headline_view = cfg.evaluate.headline_view
+print(
+    f"{predictions['model'].nunique()} models × {predictions['dataset'].nunique()} test sets, {len(predictions)} predictions"
+)
 
 # %% [markdown]
-# ## The main table: WER (%), normalized + no diacritics
+# ## The test sets: what was scored, and what was skipped
+# A test set whose every clip was skipped is named here and left out of the tables.
+
+# %%
+test_sets = read_test_sets(cfg)
+skipped = pd.concat([corpus.skipped for corpus in test_sets.values()], ignore_index=True)
+empty = [name for name, corpus in test_sets.items() if len(corpus.dataset) == 0]
+print(f"empty test sets: {', '.join(empty) if empty else 'none'}")
+test_skips = data.skip_summary(skipped)
+test_skips if len(test_skips) else print("no test clip was skipped or flagged")
+
+# %% [markdown]
+# ## The main table: WER (%) in the headline view
 
 # %%
 tables = {}
 for metric in ("wer", "cer"):
-    for view in ("normalized", "orthographic"):
+    for view in cfg.evaluate.views:
         tables[metric, view] = main_table(scores, metric, view) * 100
         report.write_table(tables[metric, view], cfg.reports_path, f"{metric}_{view}")
-report.style_table(tables["wer", "normalized"], list(tables["wer", "normalized"].columns))
+print(f"view: {headline_view}")
+report.style_table(tables["wer", headline_view], list(tables["wer", headline_view].columns))
 
 # %% [markdown]
-# ### CER (%), normalized + no diacritics
+# ### CER (%) in the headline view
 
 # %%
-report.style_table(tables["cer", "normalized"], list(tables["cer", "normalized"].columns))
+report.style_table(tables["cer", headline_view], list(tables["cer", headline_view].columns))
 
 # %% [markdown]
-# ### WER (%), orthographic: diacritics, hamza forms and punctuation count
+# ### WER (%) in the other views (orthographic: diacritics, hamza forms and punctuation count)
 
 # %%
-report.style_table(tables["wer", "orthographic"], list(tables["wer", "orthographic"].columns))
+for view in cfg.evaluate.views:
+    if view != headline_view:
+        print(f"view: {view}")
+        display(report.style_table(tables["wer", view], list(tables["wer", view].columns)))
 
 # %% [markdown]
 # ## Efficiency, measured here
@@ -80,7 +104,7 @@ speed
 # ## Headline
 
 # %%
-averages = tables["wer", "normalized"][["avg all", "avg MSA", "avg dialects"]].add_prefix("WER ")
+averages = tables["wer", headline_view][["avg all", "avg MSA", "avg dialects"]].add_prefix("WER ")
 headline = averages.join(speed.set_index("model")[["parameters_M", "latency_ms", "speedup"]])
 report.write_table(headline.reset_index(), cfg.reports_path, "headline")
 headline
@@ -89,14 +113,26 @@ headline
 # ## Student WER vs λ (the paper's threshold plot; dashed lines: the teacher)
 
 # %%
-curve = threshold_table(scores)
+curve = threshold_table(scores, headline_view)
 report.write_table(report.percent(curve, ["avg all", "avg MSA", "avg dialects"]), cfg.reports_path, "threshold_wer")
 order = [threshold_label(t) for t in cfg.filter.thresholds if threshold_label(t) in set(curve["threshold"])]
-long = report.percent(curve, ["avg all", "avg MSA", "avg dialects"]).melt(id_vars=["student", "threshold"], var_name="average", value_name="WER")
+long = report.percent(curve, ["avg all", "avg MSA", "avg dialects"]).melt(
+    id_vars=["student", "threshold"], var_name="average", value_name="WER"
+)
 if len(long):
-    grid = sns.catplot(data=long, x="threshold", y="WER", hue="average", col="student", kind="point", order=order, height=3.2, aspect=1.3)
+    grid = sns.catplot(
+        data=long,
+        x="threshold",
+        y="WER",
+        hue="average",
+        col="student",
+        kind="point",
+        order=order,
+        height=3.2,
+        aspect=1.3,
+    )
     grid.set_axis_labels("λ (pseudo-label WER threshold, %)", "student WER (%)")
-    teacher = tables["wer", "normalized"].loc["teacher", ["avg all", "avg MSA", "avg dialects"]]
+    teacher = tables["wer", headline_view].loc["teacher", ["avg all", "avg MSA", "avg dialects"]]
     for ax in grid.axes.flat:  # dashed: the teacher's averages, in the same colours
         for colour, value in zip(sns.color_palette(), teacher):
             ax.axhline(value, linestyle="--", linewidth=1, color=colour)
@@ -109,10 +145,28 @@ else:
 # ## Per variety
 
 # %%
-normalized = report.percent(scores[scores["view"] == "normalized"], ["wer"])
+in_view = report.percent(scores[scores["view"] == headline_view], ["wer"])
 fig, ax = plt.subplots(figsize=(8, 3.8))
-sns.barplot(data=normalized, x="dataset", y="wer", hue="model", ax=ax)
-ax.set(ylabel="WER (%)", title="WER per test set (normalized)")
+sns.barplot(data=in_view, x="dataset", y="wer", hue="model", ax=ax)
+ax.set(ylabel="WER (%)", title=f"WER per test set ({headline_view})")
 ax.legend(fontsize=7, ncols=2)
 report.save_figure(fig, cfg.reports_path, "wer_per_test_set")
 plt.show()
+
+# %% [markdown]
+# ## Published vs this run
+# The paper's table (WER %, the authors' normalised view; `kdlib/resources/published_results.csv`, from
+# uDistilWhisper's `assets/main_results.png`) beside this run, for every model and test set that
+# `evaluate.published_names` maps to a published row and column.
+
+# %%
+comparison = compare_with_published(tables["wer", headline_view], cfg.evaluate.published_names)
+if len(comparison):
+    report.write_table(comparison, cfg.reports_path, "published_vs_this_run")
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    parity_plot(comparison, ax)
+    report.save_figure(fig, cfg.reports_path, "published_parity")
+    plt.show()
+    display(comparison)
+else:
+    print(f"the {cfg.profile} profile has no published counterpart: its models and test sets are not the paper's")

@@ -30,7 +30,6 @@ cfg = notebook_params(params_file, params)
 
 # %%
 import matplotlib.pyplot as plt
-import pandas as pd
 import seaborn as sns
 
 from kdlib import report
@@ -63,7 +62,18 @@ plt.show()
 # %%
 by_variety = category_shares(predictions, ["model", "variety"])
 report.write_table(by_variety, cfg.reports_path, "error_categories_by_variety", floatfmt=".3f")
-grid = sns.catplot(data=by_variety.assign(share=by_variety["share"] * 100), x="variety", y="share", hue="category", col="model", col_wrap=3, kind="bar", height=2.6, aspect=1.3, hue_order=list(CATEGORIES[1:]))
+grid = sns.catplot(
+    data=by_variety.assign(share=by_variety["share"] * 100),
+    x="variety",
+    y="share",
+    hue="category",
+    col="model",
+    col_wrap=3,
+    kind="bar",
+    height=2.6,
+    aspect=1.3,
+    hue_order=list(CATEGORIES[1:]),
+)
 grid.set_axis_labels("", "share (%)")
 report.save_figure(grid.figure, cfg.reports_path, "error_categories_by_variety")
 plt.show()
@@ -72,7 +82,12 @@ plt.show()
 # ## Counts
 
 # %%
-counts = predictions.groupby(["model", "category"]).size().unstack(fill_value=0).reindex(columns=list(CATEGORIES), fill_value=0)
+counts = (
+    predictions.groupby(["model", "category"])
+    .size()
+    .unstack(fill_value=0)
+    .reindex(columns=list(CATEGORIES), fill_value=0)
+)
 counts
 
 # %% [markdown]

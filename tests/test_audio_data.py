@@ -83,7 +83,9 @@ def local_params(params: Params, tmp_path: Path, **data_changes) -> Params:
     return replace(params, cache_dir=str(tmp_path / "cache"), data=replace(params.data, **data_changes))
 
 
-def test_local_folder_training_set_skips_and_counts_bad_clips(ci_params: Params, local_folder: Path, tmp_path: Path) -> None:
+def test_local_folder_training_set_skips_and_counts_bad_clips(
+    ci_params: Params, local_folder: Path, tmp_path: Path
+) -> None:
     spec = DatasetSpec(name="local", source="local", path=str(local_folder), split="train", variety="MSA")
     corpus = data.prepare(spec, local_params(ci_params, tmp_path, max_duration_s=6.0), "train")
     kept = sorted(corpus.dataset["text"])
@@ -96,7 +98,9 @@ def test_local_folder_training_set_skips_and_counts_bad_clips(ci_params: Params,
     assert set(data.skip_summary(corpus.skipped)["clips"]) == {1}
 
 
-def test_test_sets_keep_empty_references_and_may_chunk_long_clips(ci_params: Params, local_folder: Path, tmp_path: Path) -> None:
+def test_test_sets_keep_empty_references_and_may_chunk_long_clips(
+    ci_params: Params, local_folder: Path, tmp_path: Path
+) -> None:
     spec = DatasetSpec(name="local", source="local", path=str(local_folder), split="train", variety="MSA")
     corpus = data.prepare(spec, local_params(ci_params, tmp_path, max_duration_s=6.0, long_clips="chunk"), "test")
     assert len(corpus.dataset) == 4  # good, resampled, long (to be chunked), empty reference
@@ -116,11 +120,25 @@ def test_hub_source_maps_its_columns(ci_params: Params, tmp_path: Path, monkeypa
     clip = {"bytes": wav_bytes(tone(1.0, 48_000), 48_000), "path": None}
     stand_in = dataset_with_audio(
         {"sentence": ["السلام عليكم", "مع السلامة"], "audio": [clip, clip], "id": ["same", "same"]},
-        datasets.Features({"sentence": datasets.Value("string"), "audio": datasets.Audio(decode=False), "id": datasets.Value("string")}),
+        datasets.Features(
+            {
+                "sentence": datasets.Value("string"),
+                "audio": datasets.Audio(decode=False),
+                "id": datasets.Value("string"),
+            }
+        ),
     )
     calls = []
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or stand_in)
-    spec = DatasetSpec(name="CV", source="hub", path="mozilla-foundation/common_voice_15_0", config="ar", split="test", text_column="sentence", variety="MSA")
+    spec = DatasetSpec(
+        name="CV",
+        source="hub",
+        path="mozilla-foundation/common_voice_15_0",
+        config="ar",
+        split="test",
+        text_column="sentence",
+        variety="MSA",
+    )
     corpus = data.prepare(spec, local_params(ci_params, tmp_path), "test")
     assert calls[0][0] == ("mozilla-foundation/common_voice_15_0", "ar")
     assert list(corpus.dataset["text"]) == ["السلام عليكم", "مع السلامة"] and set(corpus.dataset["variety"]) == {"MSA"}

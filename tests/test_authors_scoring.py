@@ -8,7 +8,8 @@ import sys
 
 import pytest
 
-from kdlib.text import PRESETS, NormalizationConfig, normalize, normalize_authors, normalizer
+from kdlib.config import NormalizationConfig
+from kdlib.text import VIEWS, apply_view, normalize, normalize_authors
 
 
 def authors_preprocess(text: str) -> str:
@@ -80,10 +81,10 @@ def test_random_strings_agree_with_the_authors_function() -> None:
         assert normalize_authors(text) == authors_preprocess(text), repr(text)
 
 
-def test_normalizer_presets() -> None:
+def test_the_authors_view_scores_with_their_normaliser() -> None:
     config = NormalizationConfig(normalize_taa_marbuta=False)
-    assert PRESETS == ("authors", "rich")
-    assert normalizer("authors") is normalize_authors
-    assert normalizer("rich", config)("مدرسةٌ على") == normalize("مدرسةٌ على", config) == "مدرسة علي"
+    assert VIEWS == ("orthographic", "normalized", "authors")
+    assert apply_view(" مدرسةٌ  علىٰ ", "authors") == normalize_authors("مدرسةٌ علىٰ") == "مدرسة على"
+    assert apply_view("مدرسةٌ على", "normalized", config) == normalize("مدرسةٌ على", config) == "مدرسة علي"
     with pytest.raises(ValueError):
-        normalizer("english")  # type: ignore[arg-type]
+        apply_view("نص", "english")  # type: ignore[arg-type]

@@ -10,10 +10,10 @@ import yaml
 
 from kdlib.config import (
     DistillParams,
-    describe_params,
     Params,
     ParamsError,
     StudentRun,
+    describe_params,
     load_params,
     params_from_dict,
     params_to_dict,
@@ -69,9 +69,18 @@ def test_unknown_key_inside_a_list_item(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("sections", "expected"),
     [
-        ({"distill": {"training": {"max_steps": "100"}}}, r"'distill\.training\.max_steps' must be an integer, got '100'"),
-        ({"distill": {"training": {"max_steps": True}}}, r"'distill\.training\.max_steps' must be an integer, got True"),
-        ({"distill": {"training": {"gradient_checkpointing": 1}}}, r"'distill\.training\.gradient_checkpointing' must be true or false"),
+        (
+            {"distill": {"training": {"max_steps": "100"}}},
+            r"'distill\.training\.max_steps' must be an integer, got '100'",
+        ),
+        (
+            {"distill": {"training": {"max_steps": True}}},
+            r"'distill\.training\.max_steps' must be an integer, got True",
+        ),
+        (
+            {"distill": {"training": {"gradient_checkpointing": 1}}},
+            r"'distill\.training\.gradient_checkpointing' must be true or false",
+        ),
         ({"distill": {"training": {"learning_rate": "fast"}}}, r"'distill\.training\.learning_rate' must be a number"),
         ({"normalization": {"unify_alef": "no"}}, r"'normalization\.unify_alef' must be true or false"),
         ({"normalization": {"remove_harakat": True}}, r"unknown key 'normalization\.remove_harakat'"),
@@ -276,7 +285,7 @@ def test_every_param_has_a_help_text() -> None:
 def test_relative_paths_are_resolved_against_the_repository(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     (tmp_path / "params").mkdir()
-    path = write_params(tmp_path / "params")
+    write_params(tmp_path / "params")
     monkeypatch.chdir(tmp_path / "params")
     params = load_params("params.yaml")
     assert params.run_path == tmp_path.resolve() / "runs" / "test"

@@ -9,23 +9,44 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import with_overrides
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
 from kdlib.config import load_params
 from kdlib.stages import build, stage_named
 
-from conftest import with_overrides
-
 
 @pytest.mark.slow
-def test_two_process_distillation_runs_the_expected_optimiser_steps(ci_yaml: Path, ci_teacher: str, tmp_path: Path) -> None:
+def test_two_process_distillation_runs_the_expected_optimiser_steps(
+    ci_yaml: Path, ci_teacher: str, tmp_path: Path
+) -> None:
     params_file = with_overrides(ci_yaml, tmp_path / "ddp.yaml", run_dir=str(tmp_path / "runs"))
     params = load_params(params_file)
     build(params, stage_named("01"))
     build(params, stage_named("02"))
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdlib", "distill", str(params_file), "--student", "DW-1-1", "--threshold", "none"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "kdlib",
+        "distill",
+        str(params_file),
+        "--student",
+        "DW-1-1",
+        "--threshold",
+        "none",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
@@ -35,7 +56,9 @@ def test_two_process_distillation_runs_the_expected_optimiser_steps(ci_yaml: Pat
     checkpoints = sorted((run / "checkpoints").glob("step-*"))
     state = json.loads((checkpoints[-1] / "state.json").read_text())
     assert state["step"] == params.distill.training.max_steps
-    assert state["scheduler"]["last_epoch"] == params.distill.training.max_steps  # one scheduler step per optimiser step
+    assert (
+        state["scheduler"]["last_epoch"] == params.distill.training.max_steps
+    )  # one scheduler step per optimiser step
     optimiser = load_file(str(checkpoints[-1] / "optimizer.safetensors"))
     assert {int(v.item()) for k, v in optimiser.items() if k.endswith(".step")} == {params.distill.training.max_steps}
     student = WhisperForConditionalGeneration.from_pretrained(run / "model", use_safetensors=True)

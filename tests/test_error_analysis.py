@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from kdlib.config import ParamsError, params_from_dict
-
 from kdlib.error_analysis import (
     CATEGORIES,
     DialectLexicon,
@@ -17,7 +16,7 @@ from kdlib.error_analysis import (
 
 # Words that the normalized view leaves as they are, and distinct fillers for errors.
 W = ("ذهب", "الولد", "الي", "المدرسه", "في", "الصباح", "مع", "اخيه", "الكبير", "وعاد")
-O = ("كتاب", "قلم", "بيت", "شمس", "قمر", "بحر", "نهر", "جبل", "سماء", "ارض")
+OTHER = ("كتاب", "قلم", "بيت", "شمس", "قمر", "بحر", "نهر", "جبل", "سماء", "ارض")
 LEXICON = DialectLexicon.from_rows(
     [
         ("want", "MSA", "أريد"),
@@ -57,30 +56,30 @@ def test_anything_said_for_an_empty_reference_is_a_hallucination():
 
 def test_hallucination_by_length_ratio_is_strict():
     reference = s(*W[:6])
-    assert categorise(reference, s(*O[:9])) == "substitution"  # 9 = 1.5 × 6
-    assert categorise(reference, s(*O[:10])) == "hallucination"
-    assert categorise(reference, s(*O[:9]), rules=ErrorRules(length_ratio=1.4)) == "hallucination"
+    assert categorise(reference, s(*OTHER[:9])) == "substitution"  # 9 = 1.5 × 6
+    assert categorise(reference, s(*OTHER[:10])) == "hallucination"
+    assert categorise(reference, s(*OTHER[:9]), rules=ErrorRules(length_ratio=1.4)) == "hallucination"
 
 
 def test_hallucination_by_length_needs_enough_extra_words():
     reference = s(*W[:2])
-    assert categorise(reference, s(*O[:4])) == "substitution"  # 2 extra < 3
-    assert categorise(reference, s(*O[:5])) == "hallucination"
-    assert categorise(reference, s(*O[:4]), rules=ErrorRules(min_extra_words=2)) == "hallucination"
+    assert categorise(reference, s(*OTHER[:4])) == "substitution"  # 2 extra < 3
+    assert categorise(reference, s(*OTHER[:5])) == "hallucination"
+    assert categorise(reference, s(*OTHER[:4]), rules=ErrorRules(min_extra_words=2)) == "hallucination"
 
 
 def test_hallucination_by_insertions():
     reference = s(*W)
-    three = s(*W[:3], O[5], *W[3:6], O[6], *W[6:8], O[7], *W[8:])
-    two = s(*W[:3], O[5], *W[3:6], O[6], *W[6:])
+    three = s(*W[:3], OTHER[5], *W[3:6], OTHER[6], *W[6:8], OTHER[7], *W[8:])
+    two = s(*W[:3], OTHER[5], *W[3:6], OTHER[6], *W[6:])
     assert categorise(reference, three) == "hallucination"
     assert categorise(reference, two) == "substitution"  # fewer than min_extra_words
 
 
 def test_insertions_must_be_strictly_dominant():
     reference = s(*W)
-    three_subs_three_ins = s(*O[:3], *W[3:5], O[5], *W[5:7], O[6], *W[7:9], O[7], W[9])
-    three_subs_four_ins = s(*O[:3], *W[3:5], O[5], *W[5:7], O[6], *W[7:9], O[7], W[9], O[8])
+    three_subs_three_ins = s(*OTHER[:3], *W[3:5], OTHER[5], *W[5:7], OTHER[6], *W[7:9], OTHER[7], W[9])
+    three_subs_four_ins = s(*OTHER[:3], *W[3:5], OTHER[5], *W[5:7], OTHER[6], *W[7:9], OTHER[7], W[9], OTHER[8])
     assert categorise(reference, three_subs_three_ins) == "substitution"  # 3/6 = 0.5
     assert categorise(reference, three_subs_four_ins) == "hallucination"  # 4/7 > 0.5
 
@@ -97,7 +96,7 @@ def test_hallucination_by_repetition_loop():
 
 def test_repetition_in_the_reference_is_not_a_loop():
     reference = s(*W[:5], "لا", "لا", "لا")
-    assert categorise(reference, s(O[0], *W[1:5], "لا", "لا", "لا")) == "substitution"
+    assert categorise(reference, s(OTHER[0], *W[1:5], "لا", "لا", "لا")) == "substitution"
     assert categorise(reference, s(*W[:5], "لا", "لا", "لا", "لا")) == "hallucination"  # one more
 
 
@@ -117,8 +116,8 @@ def test_incomplete_by_deletions():
 
 def test_deletions_must_be_strictly_dominant():
     reference = s(*W)
-    assert categorise(reference, s(*O[:3], *W[3:5], *W[8:])) == "substitution"  # 3 del / 6
-    assert categorise(reference, s(*O[:3], *W[3:5], W[9])) == "incomplete"  # 4 del / 7
+    assert categorise(reference, s(*OTHER[:3], *W[3:5], *W[8:])) == "substitution"  # 3 del / 6
+    assert categorise(reference, s(*OTHER[:3], *W[3:5], W[9])) == "incomplete"  # 4 del / 7
 
 
 def test_same_concept_other_variety():
@@ -152,7 +151,7 @@ def test_precedence_conflicts():
     deleted = s("أريد", *W[1:3], *W[6:8])  # 1 swap, 3 deletions
     assert categorise(s(*dialect_reference), deleted, LEXICON) == "incomplete"
     assert categorise(s(*dialect_reference), s("أريد", *W[1:8]), LEXICON) == "dialectal"
-    too_long = s("أريد", *W[1:4], *O[:4])
+    too_long = s("أريد", *W[1:4], *OTHER[:4])
     assert categorise(s("بدي", *W[1:4]), too_long, LEXICON) == "hallucination"
 
 

@@ -25,5 +25,7 @@ def test_identical_models_keep_their_own_rows(ci_params: Params, ci_teacher: str
     pd.testing.assert_series_equal(first["hypothesis"], second["hypothesis"])
     scores = evaluate.scores_table(predictions, params)
     table = evaluate.main_table(scores)
-    assert list(table.index) == ["DW-x λ=10", "DW-x λ=20"] and {"avg all", "avg MSA", "avg dialects"} <= set(table.columns)
+    assert list(table.index) == ["DW-x λ=10", "DW-x λ=20"] and {"avg all", "avg MSA", "avg dialects"} <= set(
+        table.columns
+    )
     assert set(evaluate.threshold_table(scores)["threshold"]) == {"10", "20"}

@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from kdlib import evaluate, families
-from kdlib.data import load_test_sets
 from kdlib import transcribe as transcribe_module
 from kdlib.config import GenerationParams, Params, ParamsError, params_from_dict, params_to_dict
+from kdlib.data import load_test_sets
 from kdlib.transcribe import generate
 from tests.test_transcribe import clips_dataset
 from tests.tiny_checkpoints import ARABIC, ctc_checkpoint, seamless_checkpoint
@@ -67,7 +67,7 @@ class EchoModel(families.SpeechModel):
     language_codes = {"ar": "echo-ar"}
 
     @classmethod
-    def load(cls, source, device, generation=GenerationParams(), name=None, language_codes=None) -> "EchoModel":
+    def load(cls, source, device, generation=GenerationParams(), name=None, language_codes=None) -> EchoModel:
         processor = SimpleNamespace(feature_extractor=SimpleNamespace(sampling_rate=16_000))
         language = cls.language_code(generation.language, language_codes)
         return cls(name or Path(source).name, str(source), torch.nn.Linear(1, 1), processor, language)
@@ -153,7 +153,9 @@ def test_ctc_without_adapters_is_used_as_it_is(tmp_path: Path, clips: list[np.nd
     assert any(texts) and all(set(text) <= set(ARABIC) | {" "} for text in texts)
 
 
-def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_teacher: str, seamless_dir: Path, ctc_dir: Path, tmp_path: Path, monkeypatch) -> None:
+def test_stage_04_evaluates_baselines_beside_the_teacher(
+    ci_params: Params, ci_teacher: str, seamless_dir: Path, ctc_dir: Path, tmp_path: Path, monkeypatch
+) -> None:
     params = replace(
         ci_params,
         run_dir=str(tmp_path / "runs"),
@@ -170,7 +172,9 @@ def test_stage_04_evaluates_baselines_beside_the_teacher(ci_params: Params, ci_t
     assert baselines["hypothesis"].map(lambda text: isinstance(text, str)).all()
     table = evaluate.main_table(evaluate.scores_table(predictions, params))
     assert list(table.index) == ["teacher", *names] and table.notna().all().all()
-    timing = evaluate.efficiency(replace(params, evaluate=replace(params.evaluate, latency_clips=2)), entries, test_sets)
+    timing = evaluate.efficiency(
+        replace(params, evaluate=replace(params.evaluate, latency_clips=2)), entries, test_sets
+    )
     assert list(timing["model"]) == ["teacher", *names] and (timing["latency_ms"] > 0).all()
 
 

@@ -35,7 +35,7 @@ def test_kept_counts_per_threshold(threshold: float | None, kept: int) -> None:
 
 def test_sweep_counts_add_up() -> None:
     counts = sweep_counts(frame(), (10.0, 20.0, 80.0, None))
-    for threshold, part in counts.groupby("threshold"):
+    for _, part in counts.groupby("threshold"):
         groups, total = part[part["variety"] != "all"], part[part["variety"] == "all"].iloc[0]
         assert groups["kept"].sum() == total["kept"] and groups["dropped"].sum() == total["dropped"]
         assert total["kept"] + total["dropped"] == total["total"] == 8
@@ -73,3 +73,12 @@ def test_stage_02_holds_out_the_same_pairs_for_every_threshold(ci_params, ci_tea
         expected = expected[keep_mask(expected["teacher_wer"], threshold)]
         assert ids == expected.index.tolist()  # pool order, exactly the kept pairs
     assert len(kept[None]) == len(labels) - len(held)
+
+
+def test_the_authors_boundary_drops_a_wer_equal_to_lambda() -> None:
+    wers = pd.Series([0.1, 0.2, 0.2 + 1e-12, 0.3])
+    assert keep_mask(wers, 20.0, "at_most").tolist() == [True, True, True, False]
+    assert keep_mask(wers, 20.0, "below").tolist() == [True, False, False, False]
+    assert keep_mask(wers, None, "below").all()
+    counts = sweep_counts(frame(), (20.0,), keep_rule="below")
+    assert counts.loc[counts["variety"] == "all", "kept"].item() == 2  # 0.0 and 0.1; the two at 20 % go

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import REPO, with_overrides
 
 from kdlib.cli import main
 from kdlib.config import load_params
@@ -15,21 +16,40 @@ from kdlib.products import read_predictions, read_students
 from kdlib.run import plan, select_stages
 from kdlib.stages import STAGES
 
-from conftest import REPO, with_overrides
-
 EXPECTED_TABLES = [
-    "corpora", "skipped_clips", "teacher_pool_wer", "filter_sweep_counts", "training_sets", "student_layers",
-    "distillation_runs", "wer_normalized", "cer_normalized", "wer_orthographic", "cer_orthographic", "efficiency",
-    "headline", "threshold_wer", "error_categories_by_model", "error_categories_by_variety",
+    "corpora",
+    "skipped_clips",
+    "teacher_pool_wer",
+    "filter_sweep_counts",
+    "training_sets",
+    "student_layers",
+    "distillation_runs",
+    "wer_normalized",
+    "cer_normalized",
+    "wer_orthographic",
+    "cer_orthographic",
+    "efficiency",
+    "headline",
+    "threshold_wer",
+    "error_categories_by_model",
+    "error_categories_by_variety",
 ]
 EXPECTED_FIGURES = [
-    "teacher_wer_by_variety", "teacher_wer_histogram", "kept_fraction_vs_threshold", "distillation_losses",
-    "threshold_wer", "wer_per_test_set", "error_categories_by_model", "error_categories_by_variety",
+    "teacher_wer_by_variety",
+    "teacher_wer_histogram",
+    "kept_fraction_vs_threshold",
+    "distillation_losses",
+    "threshold_wer",
+    "wer_per_test_set",
+    "error_categories_by_model",
+    "error_categories_by_variety",
 ]
 
 
 @pytest.mark.slow
-def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(ci_yaml: Path, ci_teacher: str, capsys) -> None:
+def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
+    ci_yaml: Path, ci_teacher: str, capsys
+) -> None:
     assert main(["run", str(ci_yaml)]) == 0
     params = load_params(ci_yaml)
     reports = params.reports_path
@@ -56,7 +76,11 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(ci_yaml
     assert all(f"{stage.name}.html" in index for stage in STAGES) and "WER avg all" in index
     predictions = read_predictions(params)
     assert set(predictions["dataset"]) == {spec.name for spec in params.data.test}
-    assert predictions["model"].nunique() == len(headline) == 1 + sum(r["model_dir"] is not None for r in read_students(params))
+    assert (
+        predictions["model"].nunique()
+        == len(headline)
+        == 1 + sum(r["model_dir"] is not None for r in read_students(params))
+    )
 
     # a rerun: every stage is up to date, nothing is rebuilt
     manifests = {stage.name: RunLayout(params).manifest(stage.name).read_text() for stage in STAGES}

@@ -13,14 +13,13 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
+from conftest import with_overrides
 
 from kdlib.config import Params, load_params
 from kdlib.data import load_mixture
 from kdlib.products import read_pseudo_labels
 from kdlib.pseudo_label import merge, plan_run
 from kdlib.stages import build, stage_named
-
-from conftest import with_overrides
 
 COLUMNS = ["id", "text", "pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_wer", "teacher_cer"]
 
@@ -39,10 +38,15 @@ def reference(ci_params: Params, ci_teacher: str) -> pd.DataFrame:
 def test_every_clip_is_labelled_once_with_its_wer(reference: pd.DataFrame, ci_params: Params) -> None:
     pool = load_mixture(ci_params.data.train, ci_params, "train").dataset
     assert reference["id"].tolist() == pool["id"]
-    assert reference["teacher_wer"].between(0, 50).all() and (reference["pseudo_tokens"] == reference["pseudo_token_ids"].map(len)).all()
+    assert (
+        reference["teacher_wer"].between(0, 50).all()
+        and (reference["pseudo_tokens"] == reference["pseudo_token_ids"].map(len)).all()
+    )
 
 
-def test_merge_refuses_missing_or_duplicated_chunks(ci_params: Params, ci_teacher: str, reference: pd.DataFrame) -> None:
+def test_merge_refuses_missing_or_duplicated_chunks(
+    ci_params: Params, ci_teacher: str, reference: pd.DataFrame
+) -> None:
     pool = load_mixture(ci_params.data.train, ci_params, "train").dataset
     run = plan_run(ci_params, pool, ci_teacher)
     chunks = sorted(run.chunks.glob("chunk-*.parquet"))
@@ -52,10 +56,14 @@ def test_merge_refuses_missing_or_duplicated_chunks(ci_params: Params, ci_teache
 
 def launch(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
 
 
-def test_a_killed_run_resumes_without_redoing_chunks(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path) -> None:
+def test_a_killed_run_resumes_without_redoing_chunks(
+    ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path
+) -> None:
     params_file = with_overrides(ci_yaml, tmp_path / "killed.yaml", run_dir=str(tmp_path / "runs"))
     params = load_params(params_file)
     pool = load_mixture(params.data.train, params, "train").dataset
@@ -77,10 +85,27 @@ def test_a_killed_run_resumes_without_redoing_chunks(ci_yaml: Path, ci_teacher: 
     pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
 
 
-def test_two_processes_give_the_single_process_result(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path) -> None:
+def test_two_processes_give_the_single_process_result(
+    ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path
+) -> None:
     params_file = with_overrides(ci_yaml, tmp_path / "two.yaml", run_dir=str(tmp_path / "runs"))
-    command = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdlib", "pseudo-label", str(params_file)]
+    command = [
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "kdlib",
+        "pseudo-label",
+        str(params_file),
+    ]
     process = launch(command, tmp_path)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
@@ -91,7 +116,9 @@ def test_two_processes_give_the_single_process_result(ci_yaml: Path, ci_teacher:
     pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
 
 
-def test_a_truncated_chunk_is_named_and_labelled_again(ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path, capsys) -> None:
+def test_a_truncated_chunk_is_named_and_labelled_again(
+    ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path, capsys
+) -> None:
     params = load_params(with_overrides(ci_yaml, tmp_path / "truncated.yaml", run_dir=str(tmp_path / "runs")))
     build(params, stage_named("01"))
     pool = load_mixture(params.data.train, params, "train").dataset

@@ -259,10 +259,10 @@ def test_style_table_renders_plain_tables_as_before() -> None:
 
 
 def test_an_unreadable_cached_teacher_is_named_and_made_again(ci_yaml: Path, tmp_path: Path, capsys) -> None:
+    from conftest import with_overrides
+
     from kdlib.config import load_params
     from kdlib.pseudo_label import find_teacher
-
-    from conftest import with_overrides
 
     params = load_params(with_overrides(ci_yaml, tmp_path / "teacher.yaml", cache_dir=str(tmp_path / "cache")))
     teacher = Path(find_teacher(params))

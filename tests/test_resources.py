@@ -29,7 +29,7 @@ def _word_forms(word: str) -> set[str]:
     forms = {word}
     for clitic in CLITICS:
         if word.startswith(clitic) and len(word) - len(clitic) >= 2:
-            forms.add(word[len(clitic):])
+            forms.add(word[len(clitic) :])
     return forms
 
 
@@ -103,9 +103,7 @@ def test_lexicon_shape(lexicon: list[tuple[str, str, str]]) -> None:
         assert re.fullmatch("[\u0621-\u064a]+", form), form
 
 
-def test_dialect_forms_occur_in_sentences(
-    sentences: list[Sentence], lexicon: list[tuple[str, str, str]]
-) -> None:
+def test_dialect_forms_occur_in_sentences(sentences: list[Sentence], lexicon: list[tuple[str, str, str]]) -> None:
     for dialect in DIALECTS:
         vocabulary = {
             form for s in sentences if s.variety == dialect for word in _words(s.text) for form in _word_forms(word)

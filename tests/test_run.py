@@ -19,7 +19,7 @@ from kdlib.stages import STAGES, MissingProduct, Stage, require, staleness
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PARAMETERS_CELL = '''# %% tags=["parameters"]
+PARAMETERS_CELL = """# %% tags=["parameters"]
 params_file = "params/test.yaml"
 params = None  # injected by `kdlib run`
 
@@ -27,14 +27,19 @@ params = None  # injected by `kdlib run`
 from kdlib.run import notebook_params
 
 cfg = notebook_params(params_file, params)
-'''
+"""
 
-FIRST = PARAMETERS_CELL + '''
+FIRST = (
+    PARAMETERS_CELL
+    + """
 # %%
 print((cfg.run_path / "01_first" / "made.txt").read_text())
-'''
+"""
+)
 
-SECOND = PARAMETERS_CELL + '''
+SECOND = (
+    PARAMETERS_CELL
+    + """
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -45,14 +50,18 @@ write_table(frame, cfg.reports_path, "headline")
 fig, axis = plt.subplots()
 axis.bar(frame["model"], frame["wer"])
 save_figure(fig, cfg.reports_path, "wer")
-'''
+"""
+)
 
-BOOM = PARAMETERS_CELL + '''
+BOOM = (
+    PARAMETERS_CELL
+    + """
 # %%
 raise ValueError("boom")
-'''
+"""
+)
 
-BUILDERS = '''
+BUILDERS = """
 from pathlib import Path
 
 
@@ -76,7 +85,7 @@ def build_second(params):
     (folder / "table.csv").write_text("model,wer\\nteacher,25.0\\nDW-8-8,31.25\\n")
     _log(params, "02")
     return {"from": text, "thresholds": len(params.filter.thresholds)}
-'''
+"""
 
 GRAPH = (
     Stage("01_first", "first", "fakestages:build_first", (), ("device",), ("made",), "first"),

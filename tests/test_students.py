@@ -24,7 +24,9 @@ from kdlib.students import layer_indices, make_student
         (4, 1, [3]),
     ],
 )
-def test_layer_indices_are_maximally_spaced_first_and_last_kept(teacher: int, student: int, expected: list[int]) -> None:
+def test_layer_indices_are_maximally_spaced_first_and_last_kept(
+    teacher: int, student: int, expected: list[int]
+) -> None:
     assert layer_indices(teacher, student) == expected
 
 
@@ -38,9 +40,21 @@ def test_layer_indices_rejects_impossible_students() -> None:
 def tiny_teacher() -> WhisperForConditionalGeneration:
     torch.manual_seed(0)
     config = WhisperConfig(
-        vocab_size=64, d_model=32, encoder_layers=4, decoder_layers=4, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, max_source_positions=50, max_target_positions=20, num_mel_bins=80,
-        pad_token_id=0, bos_token_id=0, eos_token_id=0, decoder_start_token_id=1,
+        vocab_size=64,
+        d_model=32,
+        encoder_layers=4,
+        decoder_layers=4,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        max_source_positions=50,
+        max_target_positions=20,
+        num_mel_bins=80,
+        pad_token_id=0,
+        bos_token_id=0,
+        eos_token_id=0,
+        decoder_start_token_id=1,
     )
     return WhisperForConditionalGeneration(config)
 
@@ -51,10 +65,20 @@ def test_student_copies_the_chosen_teacher_layers_and_the_rest(tmp_path: Path) -
     assert (student.config.encoder_layers, student.config.decoder_layers) == (2, 3)
     t, s = teacher.state_dict(), student.state_dict()
     for position, index in enumerate([0, 3]):
-        assert torch.equal(s[f"model.encoder.layers.{position}.fc1.weight"], t[f"model.encoder.layers.{index}.fc1.weight"])
+        assert torch.equal(
+            s[f"model.encoder.layers.{position}.fc1.weight"], t[f"model.encoder.layers.{index}.fc1.weight"]
+        )
     for position, index in enumerate([0, 1, 3]):
-        assert torch.equal(s[f"model.decoder.layers.{position}.encoder_attn.q_proj.weight"], t[f"model.decoder.layers.{index}.encoder_attn.q_proj.weight"])
-    for shared in ("model.encoder.conv1.weight", "model.encoder.embed_positions.weight", "model.decoder.embed_tokens.weight", "model.decoder.layer_norm.weight"):
+        assert torch.equal(
+            s[f"model.decoder.layers.{position}.encoder_attn.q_proj.weight"],
+            t[f"model.decoder.layers.{index}.encoder_attn.q_proj.weight"],
+        )
+    for shared in (
+        "model.encoder.conv1.weight",
+        "model.encoder.embed_positions.weight",
+        "model.decoder.embed_tokens.weight",
+        "model.decoder.layer_norm.weight",
+    ):
         assert torch.equal(s[shared], t[shared])
     smaller = sum(p.numel() for p in student.parameters()) < sum(p.numel() for p in teacher.parameters())
     assert smaller
@@ -64,7 +88,11 @@ def test_student_copies_the_chosen_teacher_layers_and_the_rest(tmp_path: Path) -
     features = torch.randn(1, 80, 100)
     decoder = torch.tensor([[1, 5, 7]])
     with torch.no_grad():
-        assert torch.allclose(reloaded(input_features=features, decoder_input_ids=decoder).logits, student.eval()(input_features=features, decoder_input_ids=decoder).logits, atol=1e-6)
+        assert torch.allclose(
+            reloaded(input_features=features, decoder_input_ids=decoder).logits,
+            student.eval()(input_features=features, decoder_input_ids=decoder).logits,
+            atol=1e-6,
+        )
 
 
 def test_a_full_size_student_equals_its_teacher() -> None:
@@ -72,7 +100,10 @@ def test_a_full_size_student_equals_its_teacher() -> None:
     student = make_student(teacher, "DW-4-4").eval()
     features, decoder = torch.randn(1, 80, 100), torch.tensor([[1, 2, 3]])
     with torch.no_grad():
-        assert torch.allclose(student(input_features=features, decoder_input_ids=decoder).logits, teacher(input_features=features, decoder_input_ids=decoder).logits)
+        assert torch.allclose(
+            student(input_features=features, decoder_input_ids=decoder).logits,
+            teacher(input_features=features, decoder_input_ids=decoder).logits,
+        )
 
 
 def test_bad_student_names_are_rejected() -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 from pathlib import Path
 
-import datasets
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -15,7 +15,18 @@ from kdlib.config import LossParams, Params, TrainingParams
 from kdlib.data import load_mixture
 from kdlib.families import load_model
 from kdlib.students import make_student
-from kdlib.training import IGNORE, Seq2SeqData, TeacherLogitCache, TrainingDiverged, ce_loss, deterministic_kernels, kl_loss, micro_batch, train
+from kdlib.training import (
+    IGNORE,
+    Seq2SeqData,
+    TeacherLogitCache,
+    TrainingDiverged,
+    ce_loss,
+    deterministic_kernels,
+    kl_loss,
+    micro_batch,
+    train,
+    training_steps,
+)
 
 
 def test_kl_of_identical_distributions_is_zero_and_positive_otherwise() -> None:
@@ -43,7 +54,12 @@ def test_ce_matches_a_hand_computation_and_ignores_padding() -> None:
 
 def test_micro_batches_cover_each_epoch_once_across_ranks() -> None:
     size, batch, world = 20, 3, 2
-    epoch = [row for micro in range(size // (batch * world)) for rank in range(world) for row in micro_batch(size, batch, world, rank, 7, micro)]
+    epoch = [
+        row
+        for micro in range(size // (batch * world))
+        for rank in range(world)
+        for row in micro_batch(size, batch, world, rank, 7, micro)
+    ]
     assert len(epoch) == len(set(epoch)) == 18
     assert micro_batch(size, batch, world, 0, 7, 5) == micro_batch(size, batch, world, 0, 7, 5)
 
@@ -77,10 +93,38 @@ def digest(path: Path) -> str:
 def test_stop_and_resume_equals_training_straight_through(setup, tmp_path: Path) -> None:
     corpus, teacher = setup
     data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
-    straight = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "a", loss=LOSS, teacher=teacher.model, device="cpu")
-    stopped = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", loss=LOSS, teacher=teacher.model, device="cpu", until_step=2)
+    straight = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        config(),
+        tmp_path / "a",
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
+    stopped = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        config(),
+        tmp_path / "b",
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+        until_step=2,
+    )
     assert stopped.steps == 2 and not (tmp_path / "b" / "model").exists()
-    resumed = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "b", loss=LOSS, teacher=teacher.model, device="cpu")
+    resumed = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        config(),
+        tmp_path / "b",
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
     assert resumed.steps == straight.steps == 4
     assert resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-5)
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
@@ -110,14 +154,32 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(set
     corpus, teacher = setup
     data = PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=2)
     with pytest.raises(TrainingDiverged, match=r"step 3.*step-0000002"):
-        train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path, loss=LOSS, teacher=teacher.model, device="cpu")
+        train(
+            make_student(teacher.model, "DW-1-1"),
+            teacher.processor,
+            data,
+            config(),
+            tmp_path,
+            loss=LOSS,
+            teacher=teacher.model,
+            device="cpu",
+        )
     checkpoint = tmp_path / "checkpoints" / "step-0000002"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002"]
     before = {p.name: digest(p) for p in checkpoint.iterdir()}
     weights = load_file(str(checkpoint / "model.safetensors"))
     assert all(torch.isfinite(value).all() for value in weights.values())
     with pytest.raises(TrainingDiverged):  # resuming hits the same bad data: still nothing overwritten
-        train(make_student(teacher.model, "DW-1-1"), teacher.processor, PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0), config(), tmp_path, loss=LOSS, teacher=teacher.model, device="cpu")
+        train(
+            make_student(teacher.model, "DW-1-1"),
+            teacher.processor,
+            PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0),
+            config(),
+            tmp_path,
+            loss=LOSS,
+            teacher=teacher.model,
+            device="cpu",
+        )
     assert {p.name: digest(p) for p in checkpoint.iterdir()} == before
 
 
@@ -128,8 +190,26 @@ def test_cached_teacher_logits_train_exactly_like_logits_on_the_fly(setup, tmp_p
     cached.teacher_logits = TeacherLogitCache(tmp_path / "logits").build(teacher.model, cached)
     assert len(list((tmp_path / "logits").glob("row-*.safetensors"))) == len(corpus)
     short = config(max_steps=2, save_every=0)
-    a = train(make_student(teacher.model, "DW-1-1"), teacher.processor, on_the_fly, short, tmp_path / "a", loss=LOSS, teacher=teacher.model, device="cpu")
-    b = train(make_student(teacher.model, "DW-1-1"), teacher.processor, cached, short, tmp_path / "b", loss=LOSS, teacher=teacher.model, device="cpu")
+    a = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        on_the_fly,
+        short,
+        tmp_path / "a",
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
+    b = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        cached,
+        short,
+        tmp_path / "b",
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
     assert [round(r["kl"], 3) for r in a.history] == [round(r["kl"], 3) for r in b.history]  # float16 storage
     assert b.final_loss == pytest.approx(a.final_loss, rel=1e-3)
 
@@ -138,20 +218,80 @@ def test_deterministic_kernels_restore_torch_settings() -> None:
     before = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
     with deterministic_kernels(not before[0]):
         assert torch.are_deterministic_algorithms_enabled() == (not before[0])
-    assert (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()) == before
+    assert (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+    ) == before
 
 
 def test_a_truncated_checkpoint_is_named_set_aside_and_the_one_before_resumes(setup, tmp_path: Path, capsys) -> None:
     corpus, teacher = setup
     data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
-    straight = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(), tmp_path / "a", loss=LOSS, teacher=teacher.model, device="cpu")
+    straight = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        config(),
+        tmp_path / "a",
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
     stopped = tmp_path / "b"
-    train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(save_every=1, keep_checkpoints=3), stopped, loss=LOSS, teacher=teacher.model, device="cpu", until_step=3)
+    train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        config(save_every=1, keep_checkpoints=3),
+        stopped,
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+        until_step=3,
+    )
     newest = stopped / "checkpoints" / "step-0000003" / "model.safetensors"
     newest.write_bytes(newest.read_bytes()[:100])  # a write cut short by a crash or a full disk
-    resumed = train(make_student(teacher.model, "DW-1-1"), teacher.processor, data, config(save_every=1, keep_checkpoints=3), stopped, loss=LOSS, teacher=teacher.model, device="cpu")
+    resumed = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        config(save_every=1, keep_checkpoints=3),
+        stopped,
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
     assert "step-0000003" in capsys.readouterr().err and (stopped / "checkpoints" / "step-0000003.unreadable").is_dir()
-    assert resumed.steps == 4 and resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-5)  # resumed from step 2
+    assert resumed.steps == 4 and resumed.final_loss == pytest.approx(
+        straight.final_loss, rel=1e-5
+    )  # resumed from step 2
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
     b = load_file(str(stopped / "model" / "model.safetensors"))
     assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
+
+
+def test_epochs_set_the_number_of_steps() -> None:
+    by_epochs = TrainingParams(max_steps=None, epochs=2, batch_size=4, gradient_accumulation_steps=1)
+    assert training_steps(by_epochs, size=12, world=1) == 6  # 3 batches of 4 per epoch
+    assert training_steps(by_epochs, size=12, world=2) == 2  # 1 global batch of 8 per epoch (drop-last)
+    assert training_steps(replace(by_epochs, gradient_accumulation_steps=2), size=12, world=1) == 3
+    assert training_steps(replace(by_epochs, epochs=0.5), size=3, world=1) == 1  # never 0
+    assert training_steps(TrainingParams(max_steps=7), size=12, world=1) == 7
+
+
+def test_a_constant_schedule_after_warm_up_trains_for_the_epochs_given(setup, tmp_path: Path) -> None:
+    corpus, teacher = setup
+    data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    settings = config(max_steps=None, epochs=1, scheduler="constant_with_warmup", warmup_steps=1, save_every=0)
+    outcome = train(
+        make_student(teacher.model, "DW-1-1"),
+        teacher.processor,
+        data,
+        settings,
+        tmp_path,
+        loss=LOSS,
+        teacher=teacher.model,
+        device="cpu",
+    )
+    assert outcome.steps == 3 == len(outcome.history)  # 12 clips, batches of 4
+    assert [record["lr"] for record in outcome.history] == [settings.learning_rate] * 3

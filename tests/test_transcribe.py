@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datasets
 import numpy as np
 import torch
 
@@ -12,12 +13,22 @@ from kdlib.data import features
 from kdlib.families import load_model
 
 
-def clips_dataset(durations: list[float]) -> "datasets.Dataset":
+def clips_dataset(durations: list[float]) -> datasets.Dataset:
     rng = np.random.default_rng(0)
-    audio = [{"bytes": encode_wav(0.1 * rng.standard_normal(int(d * 16_000)).astype(np.float32)), "path": None} for d in durations]
+    audio = [
+        {"bytes": encode_wav(0.1 * rng.standard_normal(int(d * 16_000)).astype(np.float32)), "path": None}
+        for d in durations
+    ]
     n = len(durations)
     return dataset_with_audio(
-        {"id": [f"c{i}" for i in range(n)], "audio": audio, "text": ["نص"] * n, "dataset": ["x"] * n, "variety": ["MSA"] * n, "duration_s": durations},
+        {
+            "id": [f"c{i}" for i in range(n)],
+            "audio": audio,
+            "text": ["نص"] * n,
+            "dataset": ["x"] * n,
+            "variety": ["MSA"] * n,
+            "duration_s": durations,
+        },
         features(16_000),
     )
 

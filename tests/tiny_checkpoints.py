@@ -28,22 +28,52 @@ def seamless_checkpoint(directory: Path) -> Path:
     vocab = {"<pad>": 0, "<unk>": 1, "<s>": 2, "</s>": 3}
     for token in ["▁", *ARABIC, *(f"▁{c}" for c in ARABIC), *SEAMLESS_LANGUAGES]:
         vocab[token] = len(vocab)
-    tokenizer = SeamlessM4TTokenizer(vocab=vocab, merges=[], additional_special_tokens=list(SEAMLESS_LANGUAGES), src_lang="arb", tgt_lang="arb")
-    SeamlessM4TProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=tokenizer).save_pretrained(directory)
-    small = dict(
-        hidden_size=32, speech_encoder_layers=1, speech_encoder_attention_heads=2, speech_encoder_intermediate_size=64,
-        text_encoder_layers=1, encoder_attention_heads=2, encoder_ffn_dim=64, decoder_layers=1, decoder_attention_heads=2,
-        decoder_ffn_dim=64, max_position_embeddings=256, t2u_encoder_layers=1, t2u_decoder_layers=1,
-        t2u_encoder_attention_heads=2, t2u_decoder_attention_heads=2, t2u_encoder_ffn_dim=16, t2u_decoder_ffn_dim=16,
-        t2u_vocab_size=8, t2u_max_position_embeddings=64, char_vocab_size=16, unit_hifi_gan_vocab_size=8,
-        spkr_embed_dim=8, lang_embed_dim=8, unit_embed_dim=8, vocoder_num_langs=2, vocoder_num_spkrs=2, upsample_initial_channel=8,
+    tokenizer = SeamlessM4TTokenizer(
+        vocab=vocab, merges=[], additional_special_tokens=list(SEAMLESS_LANGUAGES), src_lang="arb", tgt_lang="arb"
     )
-    config = SeamlessM4Tv2Config(vocab_size=len(vocab), pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=3, **small)
+    SeamlessM4TProcessor(feature_extractor=SeamlessM4TFeatureExtractor(), tokenizer=tokenizer).save_pretrained(
+        directory
+    )
+    small = dict(
+        hidden_size=32,
+        speech_encoder_layers=1,
+        speech_encoder_attention_heads=2,
+        speech_encoder_intermediate_size=64,
+        text_encoder_layers=1,
+        encoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_layers=1,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=64,
+        max_position_embeddings=256,
+        t2u_encoder_layers=1,
+        t2u_decoder_layers=1,
+        t2u_encoder_attention_heads=2,
+        t2u_decoder_attention_heads=2,
+        t2u_encoder_ffn_dim=16,
+        t2u_decoder_ffn_dim=16,
+        t2u_vocab_size=8,
+        t2u_max_position_embeddings=64,
+        char_vocab_size=16,
+        unit_hifi_gan_vocab_size=8,
+        spkr_embed_dim=8,
+        lang_embed_dim=8,
+        unit_embed_dim=8,
+        vocoder_num_langs=2,
+        vocoder_num_spkrs=2,
+        upsample_initial_channel=8,
+    )
+    config = SeamlessM4Tv2Config(
+        vocab_size=len(vocab), pad_token_id=0, bos_token_id=2, eos_token_id=3, decoder_start_token_id=3, **small
+    )
     torch.manual_seed(0)
     model = SeamlessM4Tv2ForSpeechToText(config)
     model.generation_config = GenerationConfig(
         text_decoder_lang_to_code_id={code.strip("_"): vocab[code] for code in SEAMLESS_LANGUAGES},
-        decoder_start_token_id=3, bos_token_id=2, eos_token_id=3, pad_token_id=0,
+        decoder_start_token_id=3,
+        bos_token_id=2,
+        eos_token_id=3,
+        pad_token_id=0,
     )
     model.save_pretrained(directory)
     return directory
@@ -53,7 +83,13 @@ def ctc_checkpoint(directory: Path, adapters: bool = True) -> Path:
     """A wav2vec2 CTC model with adapters for `eng` (in the base weights) and `ara`
     (`adapter.ara.safetensors`, its own vocabulary size), laid out like facebook/mms-1b-all;
     without `adapters`, a plain Arabic CTC fine-tune (one flat vocabulary)."""
-    from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor, Wav2Vec2ForCTC, Wav2Vec2Processor
+    from transformers import (
+        Wav2Vec2Config,
+        Wav2Vec2CTCTokenizer,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2ForCTC,
+        Wav2Vec2Processor,
+    )
 
     def vocabulary(characters: list[str]) -> dict[str, int]:
         vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3, "|": 4}
@@ -62,15 +98,30 @@ def ctc_checkpoint(directory: Path, adapters: bool = True) -> Path:
 
     vocabularies = {"eng": vocabulary(list("abcdefgh")), "ara": vocabulary(ARABIC)}
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "vocab.json").write_text(json.dumps(vocabularies if adapters else vocabularies["ara"], ensure_ascii=False))
+    (directory / "vocab.json").write_text(
+        json.dumps(vocabularies if adapters else vocabularies["ara"], ensure_ascii=False)
+    )
     target = {"target_lang": "eng"} if adapters else {}
     tokenizer = Wav2Vec2CTCTokenizer(str(directory / "vocab.json"), word_delimiter_token="|", **target)
-    extractor = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=True)
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16_000, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )
     Wav2Vec2Processor(feature_extractor=extractor, tokenizer=tokenizer).save_pretrained(directory)
     config = Wav2Vec2Config(
-        vocab_size=len(vocabularies["eng" if adapters else "ara"]), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
-        conv_dim=(16, 16), conv_stride=(5, 4), conv_kernel=(10, 4), num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
-        adapter_attn_dim=8 if adapters else None, feat_extract_norm="layer", do_stable_layer_norm=True, pad_token_id=0,
+        vocab_size=len(vocabularies["eng" if adapters else "ara"]),
+        hidden_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16, 16),
+        conv_stride=(5, 4),
+        conv_kernel=(10, 4),
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=2,
+        adapter_attn_dim=8 if adapters else None,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        pad_token_id=0,
     )
     torch.manual_seed(0)
     model = Wav2Vec2ForCTC(config)
@@ -78,7 +129,9 @@ def ctc_checkpoint(directory: Path, adapters: bool = True) -> Path:
     if not adapters:
         return directory
     arabic = {
-        key: torch.randn(len(vocabularies["ara"]), *value.shape[1:]) if key.startswith("lm_head") else value + 0.1 * torch.randn_like(value)
+        key: torch.randn(len(vocabularies["ara"]), *value.shape[1:])
+        if key.startswith("lm_head")
+        else value + 0.1 * torch.randn_like(value)
         for key, value in model._get_adapters().items()
     }
     save_file({key: value.contiguous() for key, value in arabic.items()}, str(directory / "adapter.ara.safetensors"))
