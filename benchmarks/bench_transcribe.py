@@ -47,23 +47,9 @@ from kdlib.evaluate import device_name
 from kdlib.families import WhisperModel, load_model
 from kdlib.models import parameter_count, resolve_device
 from kdlib.pseudo_label import find_teacher
-from kdlib.students import make_student
+from kdlib.students import WHISPER_LARGE_V2, make_student
 from kdlib.transcribe import transcribe
 
-# openai/whisper-large-v2's config.json: 32+32 layers of width 1280, 80 mel bins, 30 s window (1500 frames)
-LARGE_V2 = dict(
-    d_model=1280,
-    encoder_layers=32,
-    decoder_layers=32,
-    encoder_attention_heads=20,
-    decoder_attention_heads=20,
-    encoder_ffn_dim=5120,
-    decoder_ffn_dim=5120,
-    num_mel_bins=80,
-    max_source_positions=1500,
-    max_target_positions=448,
-    vocab_size=51865,
-)
 MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the side of the square products that measure the matmul rate
 
 
@@ -108,7 +94,7 @@ def large_v2(teacher: WhisperModel, device: torch.device) -> WhisperModel:
     The tokenizer is the profile's (its special tokens force language and task); ids beyond its
     vocabulary decode to nothing, which is fine when the generated length is fixed.
     """
-    config = WhisperConfig(**{**teacher.model.config.to_dict(), **LARGE_V2})
+    config = WhisperConfig(**{**teacher.model.config.to_dict(), **WHISPER_LARGE_V2})
     model = WhisperForConditionalGeneration(config).to(device, teacher.model.dtype).eval()
     model.generation_config = teacher.model.generation_config
     processor = WhisperProcessor(

@@ -15,9 +15,25 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-from transformers import WhisperForConditionalGeneration
+from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from kdlib.config import parse_student
+
+# openai/whisper-large-v2's architecture (its config.json): 32 + 32 layers of width 1280, 80 mel bins, a 30 s
+# window (1,500 encoder frames), 51,865 tokens; 1,543,304,960 parameters
+WHISPER_LARGE_V2 = dict(
+    d_model=1280,
+    encoder_layers=32,
+    decoder_layers=32,
+    encoder_attention_heads=20,
+    decoder_attention_heads=20,
+    encoder_ffn_dim=5120,
+    decoder_ffn_dim=5120,
+    num_mel_bins=80,
+    max_source_positions=1500,
+    max_target_positions=448,
+    vocab_size=51865,
+)
 
 
 def layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
@@ -29,11 +45,17 @@ def layer_indices(teacher_layers: int, student_layers: int) -> list[int]:
     return [int(i) for i in np.linspace(0, teacher_layers - 1, student_layers, dtype=int)]
 
 
+def student_config(teacher: WhisperConfig, name: str) -> WhisperConfig:
+    """The config of a DW-e-d student of a teacher with config `teacher`: its layers, all else the same."""
+    config = copy.deepcopy(teacher)
+    config.encoder_layers, config.decoder_layers = parse_student(name)
+    return config
+
+
 def make_student(teacher: WhisperForConditionalGeneration, name: str) -> WhisperForConditionalGeneration:
     """A DW-e-d student (e.g. `"DW-16-16"`) of `teacher`, on the CPU in float32."""
-    encoder_layers, decoder_layers = parse_student(name)
-    config = copy.deepcopy(teacher.config)
-    config.encoder_layers, config.decoder_layers = encoder_layers, decoder_layers
+    config = student_config(teacher.config, name)
+    encoder_layers, decoder_layers = config.encoder_layers, config.decoder_layers
     student = WhisperForConditionalGeneration(config)
     source = {key: value.detach().float().cpu() for key, value in teacher.state_dict().items()}
     mapping = {

@@ -42,3 +42,9 @@ def with_overrides(base: Path, target: Path, **overrides) -> Path:
     raw.update(overrides)
     target.write_text(yaml.safe_dump(raw, allow_unicode=True))
     return target
+
+
+def two_cpu_processes(*kdlib_arguments: str) -> list[str]:
+    """`accelerate launch` of `kdlib ARGUMENTS` on 2 CPU processes (gloo), as arguments after `python`."""
+    launch = ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
+    return [*launch, "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "kdlib", *kdlib_arguments]

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import with_overrides
+from conftest import two_cpu_processes, with_overrides
 from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
@@ -27,25 +27,7 @@ def test_two_process_distillation_runs_the_expected_optimiser_steps(
     build(params, stage_named("02"))
     command = [
         sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "kdlib",
-        "distill",
-        str(params_file),
-        "--student",
-        "DW-1-1",
-        "--threshold",
-        "none",
+        *two_cpu_processes("distill", str(params_file), "--student", "DW-1-1", "--threshold", "none"),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     finished = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)

@@ -13,7 +13,7 @@ from pathlib import Path
 import datasets
 import pandas as pd
 import pytest
-from conftest import with_overrides
+from conftest import two_cpu_processes, with_overrides
 
 from kdlib.config import Params, load_params
 from kdlib.data import load_mixture
@@ -89,23 +89,7 @@ def test_two_processes_give_the_single_process_result(
     ci_yaml: Path, ci_teacher: str, reference: pd.DataFrame, tmp_path: Path
 ) -> None:
     params_file = with_overrides(ci_yaml, tmp_path / "two.yaml", run_dir=str(tmp_path / "runs"))
-    command = [
-        "-m",
-        "accelerate.commands.launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "kdlib",
-        "pseudo-label",
-        str(params_file),
-    ]
+    command = two_cpu_processes("pseudo-label", str(params_file))
     process = launch(command, tmp_path)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output

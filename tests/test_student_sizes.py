@@ -1,34 +1,19 @@
 """Parameter counts of the whisper-large-v2 students, built without weights on the meta device.
 
 `make_student` copies the teacher's weights to the CPU, which a meta-device teacher cannot do, so these tests
-check its two ingredients: the config change (encoder_layers/decoder_layers from `parse_student`) and the layer
+check its two ingredients: the student's config (`student_config`, which `make_student` builds on) and the layer
 indices.
 """
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from kdlib.config import parse_student
-from kdlib.students import layer_indices
+from kdlib.students import WHISPER_LARGE_V2, layer_indices, student_config
 
-LARGE_V2 = WhisperConfig(
-    d_model=1280,
-    encoder_layers=32,
-    decoder_layers=32,
-    encoder_attention_heads=20,
-    decoder_attention_heads=20,
-    encoder_ffn_dim=5120,
-    decoder_ffn_dim=5120,
-    vocab_size=51865,
-    num_mel_bins=80,
-    max_source_positions=1500,
-    max_target_positions=448,
-)
+LARGE_V2 = WhisperConfig(**WHISPER_LARGE_V2)
 
 
 def parameter_count(config: WhisperConfig) -> int:
@@ -53,9 +38,7 @@ def test_teacher_size() -> None:
     ],
 )
 def test_student_sizes(name: str, expected: int) -> None:
-    config = copy.deepcopy(LARGE_V2)
-    config.encoder_layers, config.decoder_layers = parse_student(name)
-    assert parameter_count(config) == expected
+    assert parameter_count(student_config(LARGE_V2, name)) == expected
 
 
 def test_large_v2_layer_indices() -> None:

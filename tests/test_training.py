@@ -86,6 +86,14 @@ def config(**changes) -> TrainingParams:
     return TrainingParams(**{**base, **changes})
 
 
+def distil(teacher, data: Seq2SeqData, settings: TrainingParams, output: Path, **options):
+    """A fresh DW-1-1 of `teacher` trained with the KL + CE loss on the CPU."""
+    student = make_student(teacher.model, "DW-1-1")
+    return train(
+        student, teacher.processor, data, settings, output, loss=LOSS, teacher=teacher.model, device="cpu", **options
+    )
+
+
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -93,38 +101,10 @@ def digest(path: Path) -> str:
 def test_stop_and_resume_equals_training_straight_through(setup, tmp_path: Path) -> None:
     corpus, teacher = setup
     data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
-    straight = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        config(),
-        tmp_path / "a",
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
-    stopped = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        config(),
-        tmp_path / "b",
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-        until_step=2,
-    )
+    straight = distil(teacher, data, config(), tmp_path / "a")
+    stopped = distil(teacher, data, config(), tmp_path / "b", until_step=2)
     assert stopped.steps == 2 and not (tmp_path / "b" / "model").exists()
-    resumed = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        config(),
-        tmp_path / "b",
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
+    resumed = distil(teacher, data, config(), tmp_path / "b")
     assert resumed.steps == straight.steps == 4
     assert resumed.final_loss == pytest.approx(straight.final_loss, rel=1e-5)
     a = load_file(str(tmp_path / "a" / "model" / "model.safetensors"))
@@ -154,31 +134,15 @@ def test_a_nan_loss_stops_with_a_clear_message_and_keeps_the_last_checkpoint(set
     corpus, teacher = setup
     data = PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=2)
     with pytest.raises(TrainingDiverged, match=r"step 3.*step-0000002"):
-        train(
-            make_student(teacher.model, "DW-1-1"),
-            teacher.processor,
-            data,
-            config(),
-            tmp_path,
-            loss=LOSS,
-            teacher=teacher.model,
-            device="cpu",
-        )
+        distil(teacher, data, config(), tmp_path)
     checkpoint = tmp_path / "checkpoints" / "step-0000002"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-0000002"]
     before = {p.name: digest(p) for p in checkpoint.iterdir()}
     weights = load_file(str(checkpoint / "model.safetensors"))
     assert all(torch.isfinite(value).all() for value in weights.values())
     with pytest.raises(TrainingDiverged):  # resuming hits the same bad data: still nothing overwritten
-        train(
-            make_student(teacher.model, "DW-1-1"),
-            teacher.processor,
-            PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0),
-            config(),
-            tmp_path,
-            loss=LOSS,
-            teacher=teacher.model,
-            device="cpu",
+        distil(
+            teacher, PoisonedData(corpus, "text", teacher.processor, "ar", "transcribe", clean=0), config(), tmp_path
         )
     assert {p.name: digest(p) for p in checkpoint.iterdir()} == before
 
@@ -190,26 +154,8 @@ def test_cached_teacher_logits_train_exactly_like_logits_on_the_fly(setup, tmp_p
     cached.teacher_logits = TeacherLogitCache(tmp_path / "logits").build(teacher.model, cached)
     assert len(list((tmp_path / "logits").glob("row-*.safetensors"))) == len(corpus)
     short = config(max_steps=2, save_every=0)
-    a = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        on_the_fly,
-        short,
-        tmp_path / "a",
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
-    b = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        cached,
-        short,
-        tmp_path / "b",
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
+    a = distil(teacher, on_the_fly, short, tmp_path / "a")
+    b = distil(teacher, cached, short, tmp_path / "b")
     assert [round(r["kl"], 3) for r in a.history] == [round(r["kl"], 3) for r in b.history]  # float16 storage
     assert b.final_loss == pytest.approx(a.final_loss, rel=1e-3)
 
@@ -227,40 +173,12 @@ def test_deterministic_kernels_restore_torch_settings() -> None:
 def test_a_truncated_checkpoint_is_named_set_aside_and_the_one_before_resumes(setup, tmp_path: Path, capsys) -> None:
     corpus, teacher = setup
     data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
-    straight = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        config(),
-        tmp_path / "a",
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
+    straight = distil(teacher, data, config(), tmp_path / "a")
     stopped = tmp_path / "b"
-    train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        config(save_every=1, keep_checkpoints=3),
-        stopped,
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-        until_step=3,
-    )
+    distil(teacher, data, config(save_every=1, keep_checkpoints=3), stopped, until_step=3)
     newest = stopped / "checkpoints" / "step-0000003" / "model.safetensors"
     newest.write_bytes(newest.read_bytes()[:100])  # a write cut short by a crash or a full disk
-    resumed = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        config(save_every=1, keep_checkpoints=3),
-        stopped,
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
+    resumed = distil(teacher, data, config(save_every=1, keep_checkpoints=3), stopped)
     assert "step-0000003" in capsys.readouterr().err and (stopped / "checkpoints" / "step-0000003.unreadable").is_dir()
     assert resumed.steps == 4 and resumed.final_loss == pytest.approx(
         straight.final_loss, rel=1e-5
@@ -283,15 +201,6 @@ def test_a_constant_schedule_after_warm_up_trains_for_the_epochs_given(setup, tm
     corpus, teacher = setup
     data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
     settings = config(max_steps=None, epochs=1, scheduler="constant_with_warmup", warmup_steps=1, save_every=0)
-    outcome = train(
-        make_student(teacher.model, "DW-1-1"),
-        teacher.processor,
-        data,
-        settings,
-        tmp_path,
-        loss=LOSS,
-        teacher=teacher.model,
-        device="cpu",
-    )
+    outcome = distil(teacher, data, settings, tmp_path)
     assert outcome.steps == 3 == len(outcome.history)  # 12 clips, batches of 4
     assert [record["lr"] for record in outcome.history] == [settings.learning_rate] * 3
