@@ -10,7 +10,8 @@
     kdlib params [PARAMS]              (every param with its default and help, or a file's values)
 
 Every command validates the params first and fails with one line: exit 2 for bad params or
-arguments, 1 when a stage fails (a missing or stale input names the stage to run), 130 on Ctrl-C.
+arguments, 1 when a stage fails (a missing or stale input names the stage to run, an unwritable folder its
+path), 130 on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -121,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ParamsError, ValueError) as error:  # PlanError is a ValueError
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_USAGE
-    except (MissingProduct, StaleProduct, FileNotFoundError, RuntimeError) as error:  # NotebookError, TrainingDiverged
+    except (MissingProduct, StaleProduct, OSError, RuntimeError) as error:  # NotebookError, TrainingDiverged, disk
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_FAILED
     return 0

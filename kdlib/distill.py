@@ -25,7 +25,7 @@ from kdlib.config import Params, threshold_label
 from kdlib.families import WhisperModel, load_model
 from kdlib.metrics import corpus_scores
 from kdlib.models import cpu_only, parameter_count, resolve_device
-from kdlib.paths import RunLayout, relative
+from kdlib.paths import RunLayout, in_run
 from kdlib.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
 from kdlib.students import make_student
 from kdlib.training import Seq2SeqData, TeacherLogitCache, train
@@ -132,7 +132,7 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         student,
         label,
         "trained",
-        relative(params, outcome.model_dir),
+        in_run(params, outcome.model_dir),
         len(train_pairs),
         len(eval_pairs),
         outcome.steps,

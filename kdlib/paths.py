@@ -4,7 +4,8 @@ A profile's run folder (`run_dir`) holds one folder per stage with its products 
 `manifest.json`, plus the content-keyed work folders of the expensive steps that belong to a
 run (pseudo-label chunks, student checkpoints, per-model predictions). The shared cache
 (`cache_dir`) holds what several profiles may share (spoken corpus, prepared sets, trained
-teacher). Products record paths relative to the repository, so a run folder may be copied.
+teacher). Products record paths inside the run folder relative to it, and cache paths relative to the
+repository, so a run folder may be copied or moved.
 """
 
 from __future__ import annotations
@@ -41,6 +42,16 @@ def absolute(params: Params, path: str | Path) -> Path:
     """The inverse of `relative`: a recorded path, resolved against the repository."""
     path = Path(path)
     return path if path.is_absolute() else params.base_path / path
+
+
+def in_run(params: Params, path: str | Path) -> str:
+    """A path inside the run folder, relative to it (what products record, so a copied run folder works)."""
+    return os.path.relpath(path, params.run_path)
+
+
+def from_run(params: Params, path: str | Path) -> Path:
+    """The inverse of `in_run`."""
+    return params.run_path / path
 
 
 class RunLayout:

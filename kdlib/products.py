@@ -15,7 +15,7 @@ import datasets
 import pandas as pd
 
 from kdlib.config import Params, threshold_label
-from kdlib.paths import RunLayout, absolute
+from kdlib.paths import RunLayout, absolute, from_run
 from kdlib.stages import require
 
 
@@ -65,7 +65,7 @@ def read_pseudo_labels(params: Params) -> datasets.Dataset:
     """The pseudo-labelled pool: the pool's columns plus the pseudo-label columns."""
     require(params, "01_pseudo_label")
     record = _json(RunLayout(params).pseudo_labels)
-    return datasets.load_from_disk(str(absolute(params, record["path"])))
+    return datasets.load_from_disk(str(from_run(params, record["path"])))
 
 
 def pseudo_label_key(params: Params) -> str:
@@ -102,7 +102,7 @@ def read_students(params: Params) -> list[dict[str, Any]]:
     records = _json(RunLayout(params).students)
     for record in records:
         if record["model_dir"] is not None:
-            record["model_dir"] = str(absolute(params, record["model_dir"]))
+            record["model_dir"] = str(from_run(params, record["model_dir"]))
     return records
 
 

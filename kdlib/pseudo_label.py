@@ -32,7 +32,7 @@ from kdlib.data import load_mixture, prepare
 from kdlib.families import load_model
 from kdlib.metrics import score_pairs
 from kdlib.models import cpu_only
-from kdlib.paths import RunLayout, relative
+from kdlib.paths import RunLayout, in_run, relative
 from kdlib.teacher import train_teacher
 from kdlib.transcribe import batches, length_sorted, transcribe_rows
 
@@ -193,7 +193,7 @@ def build(params: Params) -> dict | None:
         {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest},
     )
     atomic_write_json(
-        layout.pseudo_labels, {"path": relative(params, run.merged), "key": run.root.name, "clips": len(pool)}
+        layout.pseudo_labels, {"path": in_run(params, run.merged), "key": run.root.name, "clips": len(pool)}
     )
     return {
         "pool_clips": len(pool),

@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kdlib.cache import atomic_write_json, atomic_write_text
+from kdlib.cache import atomic_write_json, atomic_write_text, entry_lock
 from kdlib.config import Params, load_params, params_from_dict, params_to_dict
 from kdlib.paths import repo_root
 from kdlib.stages import STAGES, Stage, build, stage_named, staleness
@@ -161,12 +161,13 @@ def _read_log(path: Path) -> dict[str, Any]:
 
 
 def _update_log(path: Path, changes: Mapping[str, Any], entry: tuple[str, dict] | None = None) -> dict[str, Any]:
-    """Merge `changes` (and one stage's entry) into the run log as it is on disk now."""
-    log = _read_log(path)
-    log.update(changes)
-    if entry is not None:
-        log["notebooks"][entry[0]] = entry[1]
-    atomic_write_json(path, log)
+    """Merge `changes` (and one stage's entry) into the run log as it is on disk now (one writer at a time)."""
+    with entry_lock(path):
+        log = _read_log(path)
+        log.update(changes)
+        if entry is not None:
+            log["notebooks"][entry[0]] = entry[1]
+        atomic_write_json(path, log)
     return log
 
 

@@ -34,7 +34,7 @@ def test_two_process_distillation_runs_the_expected_optimiser_steps(
     assert finished.returncode == 0, finished.stdout[-3000:] + finished.stderr[-3000:]
     result = json.loads(finished.stdout.strip().splitlines()[-1])
     assert result["status"] == "trained" and result["steps"] == params.distill.training.max_steps
-    run = params.base_path / Path(result["model_dir"]).parent
+    run = params.run_path / Path(result["model_dir"]).parent
     checkpoints = sorted((run / "checkpoints").glob("step-*"))
     state = json.loads((checkpoints[-1] / "state.json").read_text())
     assert state["step"] == params.distill.training.max_steps

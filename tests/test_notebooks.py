@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
+import soundfile
+import yaml
 from conftest import REPO, with_overrides
 
 from kdlib.cli import main
 from kdlib.config import load_params
 from kdlib.paths import RunLayout
-from kdlib.products import read_predictions, read_students
+from kdlib.products import read_predictions, read_pseudo_labels, read_students
 from kdlib.run import plan, select_stages
-from kdlib.stages import STAGES
+from kdlib.stages import STAGES, build, staleness
 
 EXPECTED_TABLES = [
     "corpora",
@@ -94,3 +98,60 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
     steps = plan(changed, select_stages(STAGES), STAGES)
     assert [step.stage.name for step in steps if step.build] == ["05_error_analysis"]
     assert steps[-1].reason == "params changed: error_rules"
+
+
+@pytest.mark.slow
+def test_a_copied_run_folder_is_current_and_reads_its_own_products(
+    ci_yaml: Path, ci_teacher: str, tmp_path: Path
+) -> None:
+    params = load_params(ci_yaml)
+    for stage in STAGES[:3]:
+        if staleness(params, stage) is not None:
+            build(params, stage)
+    copy = tmp_path / "copied-run"
+    shutil.copytree(params.run_path, copy)
+    copied = load_params(with_overrides(ci_yaml, tmp_path / "copied.yaml", run_dir=str(copy)))
+    assert [staleness(copied, stage) for stage in STAGES[:3]] == [None, None, None]
+    assert all(Path(r["model_dir"]).is_relative_to(copy) for r in read_students(copied) if r["model_dir"])
+    assert read_pseudo_labels(copied).cache_files[0]["filename"].startswith(str(copy))
+
+
+@pytest.mark.slow
+def test_hostile_strings_are_escaped_and_an_empty_test_set_is_reported(
+    ci_yaml: Path, ci_teacher: str, tmp_path: Path
+) -> None:
+    folder = tmp_path / "local"
+    folder.mkdir()
+    tone = (0.3 * np.sin(np.linspace(0, 2000, 32_000))).astype(np.float32)
+    soundfile.write(folder / "tone.wav", tone, 16_000)
+    (folder / "broken.wav").write_bytes(b"RIFF not really")
+    hostile = "<script>alert(1)</script>"
+    (folder / "metadata.csv").write_text(f"file_name,text,variety\ntone.wav,نص,{hostile}\n", encoding="utf-8")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "metadata.csv").write_text("file_name,text\nbroken.wav,نص\n", encoding="utf-8")
+    (tmp_path / "empty" / "broken.wav").write_bytes(b"RIFF not really")
+    raw = yaml.safe_load(ci_yaml.read_text())
+    raw["data"]["test"] += [
+        {"name": "evil onmouseover=alert(1)", "source": "local", "path": str(folder), "variety_column": "variety"},
+        {"name": "EMPTY", "source": "local", "path": str(tmp_path / "empty"), "variety": "MSA"},
+    ]
+    raw.update(run_dir=str(tmp_path / "runs"), reports_dir=str(tmp_path / "reports"))
+    (tmp_path / "hostile.yaml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    assert main(["run", str(tmp_path / "hostile.yaml"), "--only", "01", "02", "03", "04"]) == 0
+    params = load_params(tmp_path / "hostile.yaml")
+    manifest = json.loads(RunLayout(params).manifest("04_evaluate").read_text())
+    assert manifest["counts"]["empty_test_sets"] == ["EMPTY"]
+    assert "evil onmouseover=alert(1)" in manifest["counts"]["test_sets"]
+    for name in ("01_pseudo_label", "04_evaluate"):
+        html = (params.reports_path / f"{name}.html").read_text(encoding="utf-8")
+        assert "<script>alert(1)" not in html and "onmouseover=alert(1)>" not in html, name
+    assert "empty test sets: EMPTY" in (params.reports_path / "04_evaluate.html").read_text(encoding="utf-8")
+
+
+def test_an_unwritable_reports_folder_is_one_line(ci_yaml: Path, tmp_path: Path, capsys) -> None:
+    (tmp_path / "reports").write_text("a file where the reports folder should be")
+    params_file = with_overrides(ci_yaml, tmp_path / "blocked.yaml", reports_dir=str(tmp_path / "reports" / "ci"))
+    assert main(["run", str(params_file), "--only", "05", "--plan"]) == 0  # planning writes nothing
+    assert main(["run", str(params_file), "--only", "01"]) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and str(tmp_path / "reports") in error[0]
