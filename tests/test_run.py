@@ -293,3 +293,18 @@ def test_the_command_line_turns_ctrl_c_into_one_line_and_130(monkeypatch, capsys
     monkeypatch.setattr(run, "run_pipeline", interrupted)
     assert cli.main(["run", "params/tiny.yaml"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted: finished steps are kept; the same command resumes"
+
+
+def test_two_processes_updating_the_run_log_lose_no_entry(tmp_path: Path) -> None:
+    import subprocess
+
+    log = tmp_path / "run_log.json"
+    writer = (
+        "import sys\nfrom pathlib import Path\nfrom kdlib.run import _update_log\n"
+        "for i in range(300):\n"
+        "    _update_log(Path(sys.argv[1]), {}, (f'{sys.argv[2]}-{i}', {'status': 'ok'}))\n"
+    )
+    processes = [subprocess.Popen([sys.executable, "-c", writer, str(log), name]) for name in ("a", "b")]
+    assert [process.wait(timeout=120) for process in processes] == [0, 0]
+    entries = json.loads(log.read_text())["notebooks"]
+    assert len(entries) == 600  # every update of both writers survived
