@@ -83,9 +83,11 @@ def _run(args: argparse.Namespace) -> None:
         parse_student(args.student)
         from accelerate import PartialState
 
+        from kdlib.models import cpu_only
+
         params = load_params(args.params)
         result = distill_one(params, args.student, parse_threshold(args.threshold or "none"), resume=not args.no_resume)
-        if PartialState(cpu=params.device == "cpu").is_main_process:
+        if PartialState(cpu=cpu_only(params.device)).is_main_process:
             print(json.dumps(asdict(result), ensure_ascii=False))
     else:
         if getattr(args, "threshold", None) or getattr(args, "no_resume", False):

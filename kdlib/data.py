@@ -187,16 +187,19 @@ def _unique_id(spec: DatasetSpec, example: dict, index: int, seen: dict[str, int
 
 
 def load_mixture(specs: tuple[DatasetSpec, ...], params: Params, purpose: Purpose) -> Corpus:
-    """Several sets concatenated into one (the distillation pool is a mixture of corpora);
-    a ValueError naming each set and its skips if no clip is left."""
-    if not specs:
+    """Several sets prepared and concatenated into one (the distillation pool is a mixture of corpora)."""
+    return mixture(specs, [prepare(spec, params, purpose) for spec in specs], purpose)
+
+
+def mixture(specs: tuple[DatasetSpec, ...], parts: list[Corpus], purpose: Purpose) -> Corpus:
+    """Prepared sets concatenated into one; a ValueError naming each set and its skips if no clip is left."""
+    if not parts:
         raise ValueError(f"no {purpose} datasets are configured")
-    parts = [prepare(spec, params, purpose) for spec in specs]
-    mixture = datasets.concatenate_datasets([part.dataset for part in parts])
-    if len(mixture) == 0:
+    combined = datasets.concatenate_datasets([part.dataset for part in parts])
+    if len(combined) == 0:
         sets = "; ".join(f"{spec.name!r}: {_skip_counts(part.skipped)}" for spec, part in zip(specs, parts))
         raise ValueError(f"the {purpose} datasets hold no usable clip after screening ({sets})")
-    return Corpus(mixture, pd.concat([part.skipped for part in parts], ignore_index=True))
+    return Corpus(combined, pd.concat([part.skipped for part in parts], ignore_index=True))
 
 
 def _skip_counts(skipped: pd.DataFrame) -> str:

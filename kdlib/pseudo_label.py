@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from kdlib.cache import atomic_directory, atomic_write_json, fingerprint, model_digest, replacing_file
 from kdlib.config import Params
-from kdlib.data import load_mixture, prepare
+from kdlib.data import mixture, prepare
 from kdlib.families import load_model
 from kdlib.metrics import score_pairs
 from kdlib.models import cpu_only
@@ -169,7 +169,7 @@ def build(params: Params) -> dict | None:
         pool_sets = [prepare(spec, params, "train") for spec in params.data.train]
         test_sets = [prepare(spec, params, "test") for spec in params.data.test]
         teacher = find_teacher(params)
-    pool = load_mixture(params.data.train, params, "train").dataset
+    pool = mixture(params.data.train, pool_sets, "train").dataset
     run = pseudo_label(params, pool, teacher, accelerator)
     if not accelerator.is_main_process:
         return None
