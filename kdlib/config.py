@@ -306,7 +306,7 @@ class Params:
         if self.source_file is None:
             return Path.cwd()
         start = Path(self.source_file).resolve().parent
-        return next((d for d in (start, *start.parents) if (d / "pyproject.toml").is_file()), start)
+        return repository_of(start) or start
 
     def _resolve(self, value: str) -> Path:
         path = Path(value)
@@ -323,6 +323,12 @@ class Params:
     @property
     def cache_path(self) -> Path:
         return self._resolve(self.cache_dir)
+
+
+def repository_of(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that holds a `pyproject.toml`, if any."""
+    start = Path(start).resolve()
+    return next((folder for folder in (start, *start.parents) if (folder / "pyproject.toml").is_file()), None)
 
 
 STUDENT_NAME = re.compile(r"^DW-(\d+)-(\d+)$")

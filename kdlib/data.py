@@ -114,9 +114,13 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     raw = load_raw(spec, params)
     target = RunLayout(params).prepared(name, fingerprint(key, raw._fingerprint, _local_files(raw, spec)))
     build_once(target, _is_prepared, lambda directory: _screen_to_disk(raw, spec, data, purpose, directory))
-    return Corpus(
-        datasets.load_from_disk(str(target / "dataset")), pd.read_csv(target / "skipped.csv", dtype=str), target
-    )
+    return read_prepared(target)
+
+
+def read_prepared(folder: Path) -> Corpus:
+    """A prepared set as `prepare` left it: its dataset and its table of skipped or flagged clips."""
+    skipped = pd.read_csv(folder / "skipped.csv", dtype=str, keep_default_na=False)
+    return Corpus(datasets.load_from_disk(str(folder / "dataset")), skipped, folder)
 
 
 def _is_prepared(directory: Path) -> bool:

@@ -13,29 +13,23 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kdlib.config import Params, threshold_label
+from kdlib.config import Params, repository_of, threshold_label
 
 
 def repo_root(start: Path) -> Path:
-    """The nearest directory at or above `start` that holds `pyproject.toml`."""
-    start = Path(start).resolve()
-    for directory in (start, *start.parents):
-        if (directory / "pyproject.toml").is_file():
-            return directory
-    raise FileNotFoundError(f"no pyproject.toml at or above {start}: not inside the kdlib repository")
+    """The nearest directory at or above `start` that holds `pyproject.toml` (else FileNotFoundError)."""
+    root = repository_of(start)
+    if root is None:
+        raise FileNotFoundError(
+            f"no pyproject.toml at or above {Path(start).resolve()}: not inside the kdlib repository"
+        )
+    return root
 
 
 def relative(params: Params, path: str | Path) -> str:
     """`path` relative to the repository when it lies inside it (what products record)."""
     path = Path(path)
-    try:
-        return (
-            os.path.relpath(path, params.base_path)
-            if path.is_absolute() and path.is_relative_to(params.base_path)
-            else str(path)
-        )
-    except ValueError:
-        return str(path)
+    return str(path.relative_to(params.base_path)) if path.is_relative_to(params.base_path) else str(path)
 
 
 def absolute(params: Params, path: str | Path) -> Path:

@@ -15,6 +15,7 @@ import datasets
 import pandas as pd
 
 from kdlib.config import Params, threshold_label
+from kdlib.data import read_prepared
 from kdlib.paths import RunLayout, absolute, from_run
 from kdlib.stages import require
 
@@ -38,11 +39,8 @@ def read_corpora(params: Params) -> list[PreparedSet]:
     require(params, "01_pseudo_label")
     corpora = []
     for entry in _json(RunLayout(params).corpora):
-        folder = absolute(params, entry["path"])
-        skipped = pd.read_csv(folder / "skipped.csv", dtype=str, keep_default_na=False)
-        corpora.append(
-            PreparedSet(entry["name"], entry["role"], datasets.load_from_disk(str(folder / "dataset")), skipped)
-        )
+        prepared = read_prepared(absolute(params, entry["path"]))
+        corpora.append(PreparedSet(entry["name"], entry["role"], prepared.dataset, prepared.skipped))
     return corpora
 
 

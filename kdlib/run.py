@@ -105,9 +105,10 @@ def plan(params: Params, selected: Sequence[Stage], graph: Sequence[Stage] = STA
     graph = tuple(graph)
     names = {stage.name for stage in selected}
     rebuilt: set[str] = set()
+    reasons = {stage.name: staleness(params, stage, graph) for stage in graph}
     steps = []
     for stage in graph:
-        reason = staleness(params, stage, graph)
+        reason = reasons[stage.name]
         if stage.name not in names:
             if reason is not None:
                 rebuilt.add(stage.name)
@@ -117,7 +118,7 @@ def plan(params: Params, selected: Sequence[Stage], graph: Sequence[Stage] = STA
         if stale_outside:
             raise PlanError(
                 f"stage {stage.name} reads {stale_outside[0]}, which is stale "
-                f"({staleness(params, stage_named(stale_outside[0], graph), graph)}): run it too (drop --only/--from)"
+                f"({reasons[stale_outside[0]]}): run it too (drop --only/--from)"
             )
         if force:
             reason = "forced"
