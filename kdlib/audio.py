@@ -78,11 +78,36 @@ def _read(audio: Mapping[str, Any] | str) -> tuple[np.ndarray, int]:
     return samples, int(rate)
 
 
+def encode_audio(samples: np.ndarray, sampling_rate: int = SAMPLING_RATE, audio_format: str = "flac") -> bytes:
+    """16-bit PCM bytes of a float clip, as `flac` (lossless, smaller) or `wav`: the storage of prepared sets.
+
+    The clip is quantised here (× 32768, rounded, clipped), so both formats hold the same integers and
+    a clip decoded from 16-bit audio is stored exactly as it was."""
+    pcm = np.clip(np.round(np.asarray(samples, dtype=np.float64) * 32768), -32768, 32767).astype(np.int16)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, pcm, sampling_rate, format=audio_format.upper(), subtype="PCM_16")
+    return buffer.getvalue()
+
+
 def encode_wav(samples: np.ndarray, sampling_rate: int = SAMPLING_RATE) -> bytes:
-    """16-bit PCM WAV bytes of a float clip (the storage format of every prepared corpus)."""
+    """16-bit PCM WAV bytes of a float clip, as libsndfile scales it (the embedded corpus' format)."""
     buffer = io.BytesIO()
     soundfile.write(buffer, np.clip(samples, -1.0, 1.0), sampling_rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
+
+
+def screen_batch(cells: list, sampling_rate: int, audio_format: str) -> list[tuple]:
+    """Clips decoded, checked and re-encoded for storage: per clip `(bytes, duration_s)`, or the
+    `(reason, detail)` of its `AudioError` (returned, not raised, so that it crosses processes as it is)."""
+    screened: list[tuple] = []
+    for cell in cells:
+        try:
+            clip = decode(cell, sampling_rate)
+        except AudioError as error:
+            screened.append((error.reason, error.detail))
+            continue
+        screened.append((encode_audio(clip.samples, sampling_rate, audio_format), clip.duration_s))
+    return screened
 
 
 def split_long(samples: np.ndarray, max_samples: int) -> list[np.ndarray]:

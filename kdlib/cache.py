@@ -154,6 +154,7 @@ def build_once(path: str | Path, is_complete: Callable[[Path], bool], build: Cal
     """Return the folder `path`, first filled by `build(temporary)` unless `is_complete(path)`.
 
     One process builds an entry at a time (`entry_lock`); one that waited reuses what the other built.
+    What a killed build left (its temporary folder) is removed before the entry is built again.
     A build is published only if `is_complete` accepts it, so nothing unreadable is taken for finished.
     """
     path = Path(path)
@@ -161,6 +162,8 @@ def build_once(path: str | Path, is_complete: Callable[[Path], bool], build: Cal
         return path
     with entry_lock(path):
         if not is_complete(path):
+            for stale in path.parent.glob(f".{path.name}.*.tmp"):  # a killed build's: nobody else holds the lock
+                shutil.rmtree(stale, ignore_errors=True)
             with atomic_directory(path) as temporary:
                 build(temporary)
                 if not is_complete(temporary):

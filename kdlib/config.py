@@ -100,6 +100,16 @@ class DataParams:
     sampling_rate: int = param(16000, "sampling rate every clip is resampled to (Hz)", at_least=1)
     max_duration_s: float = param(30.0, "longest clip kept (s): the teacher's window", above=0)
     long_clips: Literal["skip", "chunk"] = param("skip", "test clips over max_duration_s: skipped, or cut in windows")
+    audio_format: Literal["flac", "wav"] = param(
+        "flac", "how prepared clips are stored: 16-bit FLAC (lossless, 25-40 % smaller) or WAV"
+    )
+    prepare_workers: int | None = param(
+        None, "processes decoding clips while preparing (null: one per core)", at_least=1
+    )
+    shard_mib: int = param(500, "size of one Arrow shard of a prepared set (MiB)", at_least=1)
+    loader_workers: int | None = param(
+        None, "DataLoader workers reading batches for labelling, training and evaluation (null: cores - 1)", at_least=0
+    )
     synthetic: SyntheticCorpusParams = param(SyntheticCorpusParams(), "the embedded corpus")
     teacher_train: tuple[DatasetSpec, ...] = param((), "sets the teacher learns from (teacher.source: train)")
     train: tuple[DatasetSpec, ...] = param((), "the distillation pool: a mixture of sets")

@@ -1,31 +1,43 @@
 """The corpus layer: any configured training or test set as one `datasets.Dataset` of one schema.
 
-Columns: `id`, `audio` (16 kHz WAV bytes, an `Audio` feature), `text`, `dataset`, `variety`,
-`duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
-`metadata.csv`) and hub datasets by name. Each clip is decoded once while preparing: a clip
-that is missing, corrupt, empty or too long is skipped with its reason, an empty reference is
-kept out of training, and every skip is returned in a table that the reports count. A set left
-with no clip is still prepared (and cached) empty, with its skips; a training pool may not be empty.
+Columns: `id`, `audio` (16 kHz, 16-bit FLAC or WAV bytes, an `Audio` feature), `text`, `dataset`,
+`variety`, `duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
+`metadata.csv`) and hub datasets by name (downloaded, or streamed). Each clip is decoded once while
+preparing: a clip that is missing, corrupt, empty or too long is skipped with its reason, an empty
+reference is kept out of training, and every skip is returned in a table that the reports count. A
+set left with no clip is still prepared (and cached) empty, with its skips; a training pool may not be empty.
+
+Preparation streams: clips are decoded on `data.prepare_workers` processes, a few batches at a
+time, and written batch by batch to Arrow shards of about `data.shard_mib` MiB, so its memory
+does not grow with the set (1K or 1M clips). A prepared set is read back memory-mapped.
 """
 
 from __future__ import annotations
 
+import json
+import multiprocessing
 import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import datasets
 import pandas as pd
+import pyarrow as pa
+from datasets.table import InMemoryTable, MemoryMappedTable, concat_tables
 
-from kdlib.audio import AudioError, dataset_with_audio, decode, encode_wav
-from kdlib.cache import build_once, fingerprint, loads_from_disk, safe_component
+from kdlib.audio import dataset_with_audio, screen_batch
+from kdlib.cache import build_once, fingerprint, safe_component
 from kdlib.config import DataParams, DatasetSpec, Params
 from kdlib.paths import RunLayout
 from kdlib.synth import build_corpus
 
 Purpose = Literal["train", "test"]
 SKIP_COLUMNS = ["id", "dataset", "reason", "detail"]
+PREPARE_BATCH = 64  # clips decoded per task and written per Arrow record batch
 
 
 @dataclass(frozen=True)
@@ -50,8 +62,9 @@ def features(sampling_rate: int) -> datasets.Features:
     )
 
 
-def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset:
-    """Read a set as its source stores it, with its audio column left undecoded."""
+def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.IterableDataset:
+    """Read a set as its source stores it, with its audio column left undecoded (a streamed hub set
+    stays an iterable: it is read once, as it is prepared)."""
     if spec.source == "synthetic":
         path = build_corpus(params.data.synthetic, params.cache_path, params.data.sampling_rate)
         corpus = datasets.load_from_disk(str(path))
@@ -64,19 +77,14 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset:
         if spec.path is None:
             raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
         raw = datasets.load_dataset(spec.path, spec.config, split=spec.split, streaming=spec.streaming)
-        if spec.streaming:
-            raw = raw.cast_column(spec.audio_column, datasets.Audio(decode=False))
-            stream = raw.take(spec.max_samples) if spec.max_samples else raw
-            examples = list(stream)
-            return dataset_with_audio({k: [e[k] for e in examples] for k in raw.features}, raw.features)
-    if spec.audio_column not in raw.column_names or spec.text_column not in raw.column_names:
+    columns = list(raw.features) if raw.features is not None else []
+    if spec.audio_column not in columns or spec.text_column not in columns:
         raise ValueError(
-            f"dataset {spec.name!r}: expected columns {spec.audio_column!r} and {spec.text_column!r}, "
-            f"found {raw.column_names}"
+            f"dataset {spec.name!r}: expected columns {spec.audio_column!r} and {spec.text_column!r}, found {columns}"
         )
     raw = raw.cast_column(spec.audio_column, datasets.Audio(decode=False))
     if spec.max_samples is not None:
-        raw = raw.select(range(min(spec.max_samples, len(raw))))
+        raw = raw.take(spec.max_samples) if spec.streaming else raw.select(range(min(spec.max_samples, len(raw))))
     return raw
 
 
@@ -110,21 +118,33 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     """Load, screen and standardise one set (possibly empty, with its skips); cached on disk by its inputs."""
     data = params.data
     name = safe_component(spec.name)
-    key = fingerprint("prepared-v2", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips)
+    key = fingerprint(
+        "prepared-v3", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips, data.audio_format
+    )
     raw = load_raw(spec, params)
-    target = RunLayout(params).prepared(name, fingerprint(key, raw._fingerprint, _local_files(raw, spec)))
-    build_once(target, _is_prepared, lambda directory: _screen_to_disk(raw, spec, data, purpose, directory))
+    source = getattr(raw, "_fingerprint", None)  # a streamed hub set has none: its spec names it
+    key = fingerprint(key, source, _local_files(raw, spec))
+    target = RunLayout(params).prepared(name, key)
+    build_once(target, _is_prepared, lambda directory: _screen_to_disk(raw, spec, data, purpose, directory, key))
     return read_prepared(target)
 
 
 def read_prepared(folder: Path) -> Corpus:
-    """A prepared set as `prepare` left it: its dataset and its table of skipped or flagged clips."""
+    """A prepared set as `prepare` left it: its dataset (memory-mapped shards) and its skipped or flagged clips."""
+    record = json.loads((folder / "prepared.json").read_text(encoding="utf-8"))
     skipped = pd.read_csv(folder / "skipped.csv", dtype=str, keep_default_na=False)
-    return Corpus(datasets.load_from_disk(str(folder / "dataset")), skipped, folder)
+    info = datasets.DatasetInfo(features=features(record["sampling_rate"]))
+    tables = [MemoryMappedTable.from_file(str(folder / shard)) for shard in record["shards"]]
+    table = concat_tables(tables) if tables else InMemoryTable(info.features.arrow_schema.empty_table())
+    return Corpus(datasets.Dataset(table, info=info, fingerprint=record["key"]), skipped, folder)
 
 
 def _is_prepared(directory: Path) -> bool:
-    return (directory / "skipped.csv").exists() and loads_from_disk(directory / "dataset")
+    try:
+        corpus = read_prepared(directory)
+    except (OSError, ValueError, KeyError, pa.ArrowException):
+        return False
+    return len(corpus.dataset) == json.loads((directory / "prepared.json").read_text(encoding="utf-8"))["clips"]
 
 
 def _local_files(raw: datasets.Dataset, spec: DatasetSpec) -> list[tuple[str, int, int]]:
@@ -142,24 +162,106 @@ def _stat(path: str) -> os.stat_result | None:
         return None
 
 
+def _screened(
+    examples: Iterable[dict], spec: DatasetSpec, data: DataParams
+) -> Iterator[tuple[dict, tuple[bytes, float] | tuple[str, str]]]:
+    """Each example with its screened audio, in order; decoding runs on `data.prepare_workers` processes
+    with at most two batches per process in flight, so memory does not grow with the set."""
+    batches = _batched(examples, PREPARE_BATCH)
+    workers = data.prepare_workers or os.cpu_count() or 1
+    if isinstance(examples, datasets.Dataset):  # a small set is not worth starting processes for
+        workers = min(workers, -(-len(examples) // (4 * PREPARE_BATCH)))
+    if workers <= 1:
+        for batch in batches:
+            cells = [example[spec.audio_column] for example in batch]
+            yield from zip(batch, screen_batch(cells, data.sampling_rate, data.audio_format))
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        pending: deque = deque()
+        for batch in batches:
+            cells = [example[spec.audio_column] for example in batch]
+            pending.append((batch, pool.submit(screen_batch, cells, data.sampling_rate, data.audio_format)))
+            if len(pending) >= 2 * workers:
+                done, future = pending.popleft()
+                yield from zip(done, future.result())
+        while pending:
+            done, future = pending.popleft()
+            yield from zip(done, future.result())
+
+
+def _batched(examples: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    batch: list[dict] = []
+    for example in examples:
+        batch.append(example)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _ShardWriter:
+    """Rows appended in batches of `PREPARE_BATCH` to Arrow stream files of about `shard_bytes` each."""
+
+    def __init__(self, directory: Path, schema: pa.Schema, shard_bytes: int) -> None:
+        self.directory, self.schema, self.shard_bytes = directory, schema, shard_bytes
+        self.rows: dict[str, list] = {name: [] for name in schema.names}
+        self.shards: list[str] = []
+        self.count = 0
+        self._writer: pa.ipc.RecordBatchStreamWriter | None = None
+        self._written = 0
+
+    def append(self, row: dict) -> None:
+        for name in self.schema.names:
+            self.rows[name].append(row[name])
+        self.count += 1
+        if len(self.rows["id"]) >= PREPARE_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.rows["id"]:
+            return
+        if self._writer is None or self._written >= self.shard_bytes:
+            self._close_shard()
+            name = f"shard-{len(self.shards):05d}.arrow"
+            self.shards.append(name)
+            self._writer = pa.ipc.new_stream(str(self.directory / name), self.schema)
+            self._written = 0
+        batch = pa.RecordBatch.from_pydict(self.rows, schema=self.schema)
+        self._writer.write_batch(batch)
+        self._written += batch.nbytes
+        self.rows = {name: [] for name in self.schema.names}
+
+    def _close_shard(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self) -> list[str]:
+        self._flush()
+        self._close_shard()
+        return self.shards
+
+
 def _screen_to_disk(
-    raw: datasets.Dataset, spec: DatasetSpec, data: DataParams, purpose: Purpose, directory: Path
+    raw: Iterable[dict], spec: DatasetSpec, data: DataParams, purpose: Purpose, directory: Path, key: str
 ) -> None:
-    rows: dict[str, list] = {name: [] for name in features(data.sampling_rate)}
+    writer = _ShardWriter(directory, features(data.sampling_rate).arrow_schema, data.shard_mib << 20)
     skipped: list[dict[str, str]] = []
     seen: dict[str, int] = {}
-    for index, example in enumerate(raw):
+    for index, (example, screened) in enumerate(_screened(raw, spec, data)):
         clip_id = _unique_id(spec, example, index, seen)
         text = (example[spec.text_column] or "").strip()
         variety = spec.variety or (example[spec.variety_column] if spec.variety_column else "unknown")
-        try:
-            clip = decode(example[spec.audio_column], data.sampling_rate)
-        except AudioError as error:
-            skipped.append({"id": clip_id, "dataset": spec.name, "reason": error.reason, "detail": error.detail})
+        if isinstance(screened[0], str):
+            reason, detail = screened
+            skipped.append({"id": clip_id, "dataset": spec.name, "reason": reason, "detail": detail})
             continue
-        too_long = clip.duration_s > data.max_duration_s
+        encoded, duration_s = screened
+        too_long = duration_s > data.max_duration_s
         if too_long and (purpose == "train" or data.long_clips == "skip"):
-            detail = f"{clip.duration_s:.1f} s > {data.max_duration_s:g} s"
+            detail = f"{duration_s:.1f} s > {data.max_duration_s:g} s"
             skipped.append({"id": clip_id, "dataset": spec.name, "reason": "too_long", "detail": detail})
             continue
         if not text:
@@ -168,17 +270,21 @@ def _screen_to_disk(
             skipped.append({"id": clip_id, "dataset": spec.name, "reason": "empty_reference", "detail": detail})
             if not kept:
                 continue
-        rows["id"].append(clip_id)
-        rows["audio"].append({"bytes": encode_wav(clip.samples, data.sampling_rate), "path": None})
-        rows["text"].append(text)
-        rows["dataset"].append(spec.name)
-        rows["variety"].append(variety)
-        rows["duration_s"].append(clip.duration_s)
-    dataset = dataset_with_audio(rows, features(data.sampling_rate))
-    # An empty set gets one empty shard: saved without any, it would not load back.
-    dataset.save_to_disk(str(directory / "dataset"), num_shards=1 if len(dataset) == 0 else None)
+        writer.append(
+            {
+                "id": clip_id,
+                "audio": {"bytes": encoded, "path": None},
+                "text": text,
+                "dataset": spec.name,
+                "variety": variety,
+                "duration_s": duration_s,
+            }
+        )
+    shards = writer.close()
     frame = pd.DataFrame(skipped, columns=SKIP_COLUMNS)
     (directory / "skipped.csv").write_text(frame.to_csv(index=False), encoding="utf-8")
+    record = {"key": key, "clips": writer.count, "shards": shards, "sampling_rate": data.sampling_rate}
+    (directory / "prepared.json").write_text(json.dumps(record, indent=1), encoding="utf-8")
 
 
 def _unique_id(spec: DatasetSpec, example: dict, index: int, seen: dict[str, int]) -> str:

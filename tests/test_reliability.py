@@ -64,7 +64,7 @@ def test_an_empty_set_is_prepared_reported_and_refused_for_training(
         assert list(sets) == ["bad", "good"] and len(sets["bad"].dataset) == 0 and len(sets["good"].dataset) == 1
         assert list(zip(sets["bad"].skipped["id"], sets["bad"].skipped["reason"])) == skips
     (entry,) = [path for path in (tmp_path / "cache" / "prepared").glob("bad-*") if path.is_dir()]
-    assert datasets.load_from_disk(str(entry / "dataset")).features == data.features(params.data.sampling_rate)
+    assert data.read_prepared(entry).dataset.features == data.features(params.data.sampling_rate)
     with pytest.raises(ValueError) as caught:
         data.load_mixture((bad,), params, "train")
     assert str(caught.value) == f"the train datasets hold no usable clip after screening ({message})"
