@@ -126,6 +126,7 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         device=params.device,
         resume=resume,
         description=f"{student} λ={label}",
+        workers=params.data.loader_workers,
     )
     eval_wer = next((row["eval_wer"] for row in reversed(outcome.history) if "eval_wer" in row), None)
     result = DistillResult(

@@ -67,7 +67,9 @@ def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Para
     frames = []
     for name, corpus in test_sets.items():
         data = corpus.dataset
-        transcripts = transcribe(loaded, data, params.evaluate.generation, f"{loaded.name} on {name}")
+        transcripts = transcribe(
+            loaded, data, params.evaluate.generation, f"{loaded.name} on {name}", params.data.loader_workers
+        )
         frame = pd.DataFrame(
             {
                 "id": data["id"],

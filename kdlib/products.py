@@ -17,7 +17,7 @@ import pandas as pd
 from kdlib.config import Params, threshold_label
 from kdlib.data import read_prepared
 from kdlib.paths import RunLayout, absolute, from_run
-from kdlib.stages import require
+from kdlib.stages import StaleProduct, require
 
 
 @dataclass(frozen=True)
@@ -60,10 +60,18 @@ def read_teacher(params: Params) -> dict[str, str]:
 
 
 def read_pseudo_labels(params: Params) -> datasets.Dataset:
-    """The pseudo-labelled pool: the pool's columns plus the pseudo-label columns."""
+    """The pseudo-labelled pool: the pool's columns (memory-mapped) plus the pseudo-label columns."""
     require(params, "01_pseudo_label")
     record = _json(RunLayout(params).pseudo_labels)
-    return datasets.load_from_disk(str(from_run(params, record["path"])))
+    pool = datasets.concatenate_datasets([c.dataset for c in read_corpora(params) if c.role == "train"])
+    labels = pd.read_parquet(from_run(params, record["path"]))
+    if labels["id"].tolist() != pool["id"]:
+        raise StaleProduct(
+            f"the pseudo-labels in {params.run_dir} are not those of the prepared pool: run stage 01 again"
+        )
+    for column in labels.columns.drop("id"):
+        pool = pool.add_column(column, labels[column].tolist())
+    return pool
 
 
 def pseudo_label_key(params: Params) -> str:

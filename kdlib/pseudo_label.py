@@ -4,9 +4,10 @@ The pool is sorted by duration and cut into fixed chunks; chunk i goes to proces
 i mod N, so `accelerate launch -m kdlib pseudo-label PARAMS` on N processes (GPUs, nodes,
 or CPU processes) shares the work, and every chunk is written atomically to its own
 file. A killed run, started again, skips the chunks already on disk. When all chunks
-exist, the main process merges them into one `datasets` dataset (the pool plus the
-pseudo-label columns), checking that every clip appears exactly once. The result is
-cached under a key of (teacher, pool, generation settings, WER view).
+exist, the main process merges them into one table in pool order (`labels.parquet`, no audio:
+readers join it onto the prepared pool), checking that every clip appears exactly once. The
+result is cached under a key of (teacher, pool, generation settings, WER view). Clips are read
+and decoded by `DataLoader` workers while the teacher generates.
 
 Per clip: the pseudo-label text, its token ids and length, the teacher's time, and the
 pseudo-label's WER and CER against the reference. Products (`kdlib.paths`): `corpora.json`,
@@ -16,6 +17,7 @@ pseudo-label's WER and CER against the reference. Products (`kdlib.paths`): `cor
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,15 +28,16 @@ import pyarrow.parquet as pq
 from accelerate import Accelerator
 from tqdm import tqdm
 
-from kdlib.cache import atomic_directory, atomic_write_json, fingerprint, model_digest, replacing_file
+from kdlib.cache import atomic_write_json, fingerprint, model_digest, replacing_file
 from kdlib.config import Params
 from kdlib.data import mixture, prepare
 from kdlib.families import load_model
+from kdlib.loader import WaitClock
 from kdlib.metrics import score_pairs
 from kdlib.models import cpu_only
 from kdlib.paths import RunLayout, in_run, relative
 from kdlib.teacher import train_teacher
-from kdlib.transcribe import batches, length_sorted, transcribe_rows
+from kdlib.transcribe import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 
 LABEL_COLUMNS = ["pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_seconds", "teacher_wer", "teacher_cer"]
 
@@ -51,14 +54,14 @@ class PseudoLabelRun:
         return self.root / "chunks"
 
     @property
-    def merged(self) -> Path:
-        return self.root / "dataset"
+    def labels(self) -> Path:
+        return self.root / "labels.parquet"
 
     def chunk_file(self, index: int) -> Path:
         return self.chunks / f"chunk-{index:05d}.parquet"
 
     def is_complete(self) -> bool:
-        return (self.merged / "dataset_info.json").exists()
+        return self.labels.exists()
 
 
 def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabelRun:
@@ -70,13 +73,8 @@ def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabe
     return PseudoLabelRun(RunLayout(params).pseudo_label_work(key), settings.chunk_size)
 
 
-def label_chunk(loaded, pool: datasets.Dataset, rows: list[int], params: Params) -> pd.DataFrame:
-    """Pseudo-label the given rows and score each pseudo-label against its reference."""
-    generation = params.pseudo_label.generation
-    transcripts = [
-        t for batch in batches(rows, generation.batch_size) for t in transcribe_rows(loaded, pool, batch, generation)
-    ]
-    references = pool.select(rows)["text"]
+def scored_chunk(transcripts: list[Transcript], references: list[str], params: Params) -> pd.DataFrame:
+    """One chunk's pseudo-labels, each scored against its reference."""
     hypotheses = [t.text for t in transcripts]
     scores = score_pairs(references, hypotheses, params.filter.view, params.normalization)
     return pd.DataFrame(
@@ -110,18 +108,14 @@ def write_chunk(frame: pd.DataFrame, path: Path) -> None:
         frame.to_parquet(temporary, index=False)
 
 
-def merge(run: PseudoLabelRun, pool: datasets.Dataset, n_chunks: int) -> datasets.Dataset:
-    """Join every chunk onto the pool; fail loudly unless each clip is labelled exactly once."""
+def merge(run: PseudoLabelRun, pool: datasets.Dataset, n_chunks: int) -> pd.DataFrame:
+    """Every chunk's labels in pool order; fail loudly unless each clip is labelled exactly once."""
     labels = pd.concat([pd.read_parquet(run.chunk_file(i)) for i in range(n_chunks)], ignore_index=True)
     counts = labels["id"].value_counts()
     pool_ids = pool["id"]
     if len(labels) != len(pool_ids) or (counts != 1).any() or set(counts.index) != set(pool_ids):
         raise RuntimeError(f"pseudo-label chunks in {run.chunks} do not cover the pool exactly once")
-    labels = labels.set_index("id").loc[pool_ids]
-    merged = pool
-    for column in LABEL_COLUMNS:
-        merged = merged.add_column(column, labels[column].tolist())
-    return merged
+    return labels.set_index("id").loc[pool_ids].reset_index()
 
 
 def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerator: Accelerator) -> PseudoLabelRun:
@@ -129,28 +123,36 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
     run = plan_run(params, pool, teacher)
     if run.is_complete():
         return run
-    order = length_sorted(pool)
-    chunks = [list(chunk) for chunk in batches(order, run.chunk_size)]
+    generation = params.pseudo_label.generation
+    chunks = [list(chunk) for chunk in batches(length_sorted(pool), run.chunk_size)]
     mine = [i for i in range(accelerator.process_index, len(chunks), accelerator.num_processes)]
     todo = [i for i in mine if not readable_chunk(run.chunk_file(i))]
     if todo:
-        loaded = load_model(teacher, accelerator.device, params.pseudo_label.generation, name="teacher")
-        audio = sum(pool.select([r for i in todo for r in chunks[i]])["duration_s"])
-        with tqdm(total=len(todo), desc=f"pseudo-labelling [{accelerator.process_index}]", unit="chunk") as bar:
-            for index in todo:
-                frame = label_chunk(loaded, pool, chunks[index], params)
-                write_chunk(frame, run.chunk_file(index))
-                bar.update(1)
-                elapsed = bar.format_dict["elapsed"] or 1e-9
-                done = sum(len(chunks[i]) for i in todo[: bar.n])
-                bar.set_postfix(
-                    clips_per_s=f"{done / elapsed:.2f}", audio_s_per_s=f"{audio * bar.n / len(todo) / elapsed:.1f}"
-                )
+        loaded = load_model(teacher, accelerator.device, generation, name="teacher")
+        # one loader over every batch of every chunk still to do; a chunk is written once its last batch is in
+        plan = [(i, list(rows)) for i in todo for rows in batches(chunks[i], generation.batch_size)]
+        loader = audio_batches(loaded, pool, [rows for _, rows in plan], params.data.loader_workers)
+        texts = pool.select_columns(["text"])
+        done: dict[int, list[Transcript]] = {}
+        clock = WaitClock()
+        audio_s = 0.0
+        description = f"pseudo-labelling [{accelerator.process_index}]"
+        with tqdm(total=sum(len(chunks[i]) for i in todo), desc=description, unit="clip") as bar:
+            for (index, _), batch in zip(plan, clock.timed(loader)):
+                done.setdefault(index, []).extend(transcribe_batch(loaded, batch, generation))
+                if len(done[index]) == len(chunks[index]):
+                    references = texts.select(chunks[index])["text"]
+                    write_chunk(scored_chunk(done.pop(index), references, params), run.chunk_file(index))
+                audio_s += batch.audio_s
+                bar.update(len(batch.rows))
+                elapsed = max(time.perf_counter() - clock.started, 1e-9)
+                bar.set_postfix(audio_s_per_s=f"{audio_s / elapsed:.1f}", data_wait=f"{clock.share:.0%}")
+        print(f"pseudo-labelling [{accelerator.process_index}]: waited for data {clock.share:.1%} of the time")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not run.is_complete():
-        merged = merge(run, pool, len(chunks))
-        with atomic_directory(run.merged) as temporary:
-            merged.save_to_disk(str(temporary))
+        labels = merge(run, pool, len(chunks))
+        with replacing_file(run.labels) as temporary:
+            labels.to_parquet(temporary, index=False)
     accelerator.wait_for_everyone()
     return run
 
@@ -193,7 +195,7 @@ def build(params: Params) -> dict | None:
         {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest},
     )
     atomic_write_json(
-        layout.pseudo_labels, {"path": in_run(params, run.merged), "key": run.root.name, "clips": len(pool)}
+        layout.pseudo_labels, {"path": in_run(params, run.labels), "key": run.root.name, "clips": len(pool)}
     )
     return {
         "pool_clips": len(pool),

@@ -163,6 +163,7 @@ def train_teacher(params: Params) -> Path:
         root / "training",
         device=params.device,
         description="training the teacher",
+        workers=params.data.loader_workers,
     )
     with atomic_directory(root / "model") as temporary:
         trained = WhisperForConditionalGeneration.from_pretrained(outcome.model_dir, use_safetensors=True)

@@ -19,6 +19,7 @@ import shutil
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import datasets
@@ -33,6 +34,7 @@ from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_
 from kdlib.audio import decode
 from kdlib.cache import atomic_directory, atomic_write_json, replacing_file
 from kdlib.config import LossParams, TrainingParams
+from kdlib.loader import MappedRows, WaitClock, planned_loader
 from kdlib.models import cpu_only, prompt_ids, target_ids
 
 IGNORE = -100
@@ -101,6 +103,7 @@ class Seq2SeqData:
         self, dataset: datasets.Dataset, target_column: str, processor: WhisperProcessor, language: str, task: str
     ):
         self.dataset = dataset
+        self.source = MappedRows(dataset)
         self.processor = processor
         prompt = prompt_ids(processor, language, task)
         self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
@@ -110,8 +113,13 @@ class Seq2SeqData:
         return len(self.dataset)
 
     def batch(self, rows: list[int], device: torch.device) -> dict[str, torch.Tensor]:
+        """The rows' model inputs on `device`."""
+        return {name: tensor.to(device) for name, tensor in self.read(rows).items()}
+
+    def read(self, rows: list[int]) -> dict[str, torch.Tensor]:
+        """The rows' model inputs on the CPU: log-mel features, decoder inputs, labels (and teacher logits)."""
         extractor = self.processor.feature_extractor
-        clips = [decode(audio, extractor.sampling_rate).samples for audio in self.dataset.select(rows)["audio"]]
+        clips = [decode(audio, extractor.sampling_rate).samples for audio in self.source.rows(rows, ["audio"])["audio"]]
         features = extractor(clips, sampling_rate=extractor.sampling_rate, return_tensors="pt").input_features
         sequences = [self.targets[row] for row in rows]
         width = max(len(sequence) for sequence in sequences) - 1
@@ -120,13 +128,9 @@ class Seq2SeqData:
         for i, sequence in enumerate(sequences):
             inputs[i, : len(sequence) - 1] = torch.tensor(sequence[:-1])
             labels[i, : len(sequence) - 1] = torch.tensor(sequence[1:])
-        batch = {
-            "input_features": features.to(device),
-            "decoder_input_ids": inputs.to(device),
-            "labels": labels.to(device),
-        }
+        batch = {"input_features": features, "decoder_input_ids": inputs, "labels": labels}
         if self.teacher_logits is not None:
-            batch["teacher_logits"] = self.teacher_logits.batch(rows, width).to(device)
+            batch["teacher_logits"] = self.teacher_logits.batch(rows, width)
         return batch
 
 
@@ -216,11 +220,13 @@ def train(
     resume: bool = True,
     description: str = "training",
     until_step: int | None = None,
+    workers: int | None = 0,
 ) -> TrainingResult:
     """Train `student` for `training_steps(settings, ...)` optimiser steps; write `output_dir/model` when done.
 
     `until_step` stops early (after checkpointing), as a time-boxed or preempted job would;
-    a later call with `resume=True` continues the same schedule exactly.
+    a later call with `resume=True` continues the same schedule exactly. `workers` loader processes
+    read the micro-batches ahead of the loop (`kdlib.loader`; None: one fewer than the cores).
     """
     with deterministic_kernels(settings.deterministic):
         return _train(
@@ -236,11 +242,24 @@ def train(
             resume,
             description,
             until_step,
+            workers,
         )
 
 
 def _train(
-    student, processor, data, settings, output_dir, loss, teacher, evaluate, device, resume, description, until_step
+    student,
+    processor,
+    data,
+    settings,
+    output_dir,
+    loss,
+    teacher,
+    evaluate,
+    device,
+    resume,
+    description,
+    until_step,
+    workers,
 ) -> TrainingResult:
     # set-up: accelerator (DDP, mixed precision, accumulation), optimiser, schedule, teacher on the device
     accelerator = Accelerator(
@@ -273,16 +292,24 @@ def _train(
     bar = tqdm(total=total, initial=step, desc=description, disable=not accelerator.is_local_main_process)
     stop = min(until_step or total, total)
 
+    # data: this process' micro-batches from the step it starts at, read ahead by loader workers
+    accumulate, world, rank = settings.gradient_accumulation_steps, accelerator.num_processes, accelerator.process_index
+    first = step * accumulate
+    micro_rows = partial(micro_batch, len(data), settings.batch_size, world, rank, settings.seed)
+    loader = planned_loader(
+        (stop - step) * accumulate, lambda i: data.read(micro_rows(first + i)), workers, accelerator.device
+    )
+    clock = WaitClock()
+    micro_batches = clock.timed(loader)
+
     # loop: one optimiser step per iteration, over `gradient_accumulation_steps` micro-batches
     model.train()
     while step < stop:
         terms: dict[str, float] = {}
-        for accumulation in range(settings.gradient_accumulation_steps):
-            micro = step * settings.gradient_accumulation_steps + accumulation
-            world, rank = accelerator.num_processes, accelerator.process_index
-            batch = data.batch(
-                micro_batch(len(data), settings.batch_size, world, rank, settings.seed, micro), accelerator.device
-            )
+        for _ in range(accumulate):
+            batch = {
+                name: tensor.to(accelerator.device, non_blocking=True) for name, tensor in next(micro_batches).items()
+            }
             with accelerator.accumulate(model), accelerator.autocast():
                 total, parts = _loss(model, teacher, batch, loss)
                 diverged = accelerator.reduce(
@@ -317,7 +344,7 @@ def _train(
             history.append(record)
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)
         bar.update(1)
-        bar.set_postfix(loss=f"{loss_value:.3f}")
+        bar.set_postfix(loss=f"{loss_value:.3f}", data_wait=f"{clock.share:.0%}")
 
         # checkpoint: every `save_every` steps and at the last one (main process), atomically
         if accelerator.is_main_process and ((settings.save_every and step % settings.save_every == 0) or last):
@@ -332,6 +359,8 @@ def _train(
             )
         accelerator.wait_for_everyone()
     bar.close()
+    if accelerator.is_local_main_process and first < stop * accumulate:
+        print(f"{description}: waited for data {clock.share:.1%} of the time", file=sys.stderr)
     for tracker in accelerator.trackers:  # not end_training(): that destroys the process group, and
         tracker.finish()  # one launch may train several students in a row
     if step < total:

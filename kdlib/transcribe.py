@@ -4,6 +4,7 @@ Clips are sorted by duration so that a batch holds clips of similar length (thei
 lengths are alike, so fewer steps are wasted on finished sequences); each model generates and
 decodes the way its family does (`kdlib.families`). Clips longer than the model's window
 (Whisper's 30 s) are cut and the pieces' transcripts joined; families without a window take a clip whole.
+Clips are read and decoded by `DataLoader` workers (`kdlib.loader`) while the model generates.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from dataclasses import dataclass
 
 import datasets
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from kdlib.audio import decode, split_long
 from kdlib.config import GenerationParams
 from kdlib.families import SpeechModel
+from kdlib.loader import MappedRows, WaitClock, planned_loader
 
 
 @dataclass(frozen=True)
@@ -46,29 +49,48 @@ def generate(model: SpeechModel, clips: Sequence[np.ndarray], generation: Genera
     return model.generate(clips, generation)
 
 
-def transcribe_rows(
-    loaded: SpeechModel,
-    dataset: datasets.Dataset,
-    indices: Sequence[int],
-    generation: GenerationParams,
-) -> list[Transcript]:
-    """Transcribe the given rows in one batch; clips longer than the window are cut and joined."""
-    window = loaded.window_samples
-    rows = dataset.select(indices)
+@dataclass(frozen=True)
+class AudioBatch:
+    """One batch of clips ready for a model: the pieces (clips cut to its window) and whose they are."""
+
+    rows: list[int]
+    ids: list[str]
+    pieces: list[np.ndarray]
+    owners: list[int]  # position in `rows` of each piece
+    audio_s: float
+
+
+def read_audio_batch(source: MappedRows, rows: Sequence[int], sampling_rate: int, window: int | None) -> AudioBatch:
+    """Decode the rows' clips and cut the ones longer than `window` samples into consecutive pieces."""
+    table = source.rows(list(rows), ["id", "audio"])
     pieces: list[np.ndarray] = []
     owners: list[int] = []
-    for position, audio in enumerate(rows["audio"]):
-        samples = decode(audio, loaded.processor.feature_extractor.sampling_rate).samples
+    for position, audio in enumerate(table["audio"]):
+        samples = decode(audio, sampling_rate).samples
         for piece in split_long(samples, window) if window else [samples]:
             pieces.append(piece)
             owners.append(position)
+    audio_s = sum(len(piece) for piece in pieces) / sampling_rate
+    return AudioBatch(list(rows), table["id"], pieces, owners, audio_s)
+
+
+def audio_batches(
+    loaded: SpeechModel, dataset: datasets.Dataset, plan: Sequence[Sequence[int]], workers: int | None
+) -> torch.utils.data.DataLoader:
+    """The batches of `plan` (row lists), decoded by `workers` loader processes ahead of the model."""
+    source, rate, window = MappedRows(dataset), loaded.processor.feature_extractor.sampling_rate, loaded.window_samples
+    return planned_loader(len(plan), lambda i: read_audio_batch(source, plan[i], rate, window), workers, loaded.device)
+
+
+def transcribe_batch(loaded: SpeechModel, batch: AudioBatch, generation: GenerationParams) -> list[Transcript]:
+    """Transcribe one read batch; the pieces of a long clip are joined in order."""
     start = time.perf_counter()
-    generated = generate(loaded, pieces, generation)
-    seconds = (time.perf_counter() - start) / max(len(rows), 1)
-    token_ids: list[list[int]] = [[] for _ in range(len(rows))]
-    for owner, ids in zip(owners, generated):
+    generated = generate(loaded, batch.pieces, generation)
+    seconds = (time.perf_counter() - start) / max(len(batch.rows), 1)
+    token_ids: list[list[int]] = [[] for _ in batch.rows]
+    for owner, ids in zip(batch.owners, generated):
         token_ids[owner].extend(ids)
-    return [Transcript(clip_id, loaded.decode(ids), tuple(ids), seconds) for clip_id, ids in zip(rows["id"], token_ids)]
+    return [Transcript(clip_id, loaded.decode(ids), tuple(ids), seconds) for clip_id, ids in zip(batch.ids, token_ids)]
 
 
 def transcribe(
@@ -76,18 +98,19 @@ def transcribe(
     dataset: datasets.Dataset,
     generation: GenerationParams,
     description: str = "transcribing",
+    workers: int | None = 0,
 ) -> list[Transcript]:
     """Transcribe a whole prepared set (length-sorted batches), returned in the set's row order."""
-    order = length_sorted(dataset)
+    plan = list(batches(length_sorted(dataset), generation.batch_size))
     results: dict[int, Transcript] = {}
-    audio_seconds = np.asarray(dataset["duration_s"], dtype=np.float64)
     done_seconds = 0.0
-    with tqdm(total=len(order), desc=description, unit="clip") as bar:
-        started = time.perf_counter()
-        for batch in batches(order, generation.batch_size):
-            for index, transcript in zip(batch, transcribe_rows(loaded, dataset, batch, generation)):
+    clock = WaitClock()
+    with tqdm(total=len(dataset), desc=description, unit="clip") as bar:
+        for batch in clock.timed(audio_batches(loaded, dataset, plan, workers)):
+            for index, transcript in zip(batch.rows, transcribe_batch(loaded, batch, generation)):
                 results[index] = transcript
-            done_seconds += float(audio_seconds[list(batch)].sum())
-            bar.update(len(batch))
-            bar.set_postfix(audio_s_per_s=f"{done_seconds / max(time.perf_counter() - started, 1e-9):.1f}")
+            done_seconds += batch.audio_s
+            bar.update(len(batch.rows))
+            elapsed = max(time.perf_counter() - clock.started, 1e-9)
+            bar.set_postfix(audio_s_per_s=f"{done_seconds / elapsed:.1f}", data_wait=f"{clock.share:.0%}")
     return [results[index] for index in range(len(dataset))]

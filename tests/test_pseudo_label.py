@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import datasets
 import pandas as pd
 import pytest
 from conftest import two_cpu_processes, with_overrides
@@ -24,15 +22,15 @@ from kdlib.stages import build, stage_named
 COLUMNS = ["id", "text", "pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_wer", "teacher_cer"]
 
 
-def labels_frame(path: Path) -> pd.DataFrame:
-    return datasets.load_from_disk(str(path)).remove_columns("audio").to_pandas()[COLUMNS]
+def labels_frame(params: Params) -> pd.DataFrame:
+    return read_pseudo_labels(params).remove_columns("audio").to_pandas()[COLUMNS]
 
 
 @pytest.fixture(scope="module")
 def reference(ci_params: Params, ci_teacher: str) -> pd.DataFrame:
     """The uninterrupted single-process result."""
     build(ci_params, stage_named("01"))
-    return read_pseudo_labels(ci_params).remove_columns("audio").to_pandas()[COLUMNS]
+    return labels_frame(ci_params)
 
 
 def test_every_clip_is_labelled_once_with_its_wer(reference: pd.DataFrame, ci_params: Params) -> None:
@@ -82,7 +80,7 @@ def test_a_killed_run_resumes_without_redoing_chunks(
     after = {p.name: p.stat().st_mtime_ns for p in run.chunks.glob("chunk-*.parquet")}
     assert all(after[name] == stamp for name, stamp in done.items())  # finished chunks were not redone
     assert len(after) == total
-    pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
+    pd.testing.assert_frame_equal(labels_frame(params), reference)
 
 
 def test_two_processes_give_the_single_process_result(
@@ -94,10 +92,8 @@ def test_two_processes_give_the_single_process_result(
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
     params = load_params(params_file)
-    pool = load_mixture(params.data.train, params, "train").dataset
-    run = plan_run(params, pool, ci_teacher)
     assert "pseudo-labelling [1]" in output  # the second process did its share
-    pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
+    pd.testing.assert_frame_equal(labels_frame(params), reference)
 
 
 def test_a_truncated_chunk_is_named_and_labelled_again(
@@ -107,9 +103,9 @@ def test_a_truncated_chunk_is_named_and_labelled_again(
     build(params, stage_named("01"))
     pool = load_mixture(params.data.train, params, "train").dataset
     run = plan_run(params, pool, ci_teacher)
-    shutil.rmtree(run.merged)  # as if killed after the chunks, before the merge
+    run.labels.unlink()  # as if killed after the chunks, before the merge
     chunk = run.chunk_file(1)
     chunk.write_bytes(chunk.read_bytes()[:50])
     build(params, stage_named("01"))
     assert str(chunk) in capsys.readouterr().err
-    pd.testing.assert_frame_equal(labels_frame(run.merged), reference)
+    pd.testing.assert_frame_equal(labels_frame(params), reference)

@@ -122,9 +122,9 @@ class PoisonedData(Seq2SeqData):
         super().__init__(*args, **kwargs)
         self.calls, self.clean = 0, clean
 
-    def batch(self, rows, device):
+    def read(self, rows):
         self.calls += 1
-        batch = super().batch(rows, device)
+        batch = super().read(rows)
         if self.calls > self.clean:
             batch["input_features"] = batch["input_features"] * float("nan")
         return batch
