@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
@@ -28,7 +28,7 @@ from kdlib.models import cpu_only, parameter_count, resolve_device
 from kdlib.paths import RunLayout, in_run
 from kdlib.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
 from kdlib.students import make_student
-from kdlib.training import Seq2SeqData, TeacherLogitCache, train
+from kdlib.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.transcribe import transcribe
 
 
@@ -61,7 +61,6 @@ def run_key(
     eval_ids: list[str],
 ) -> str:
     """What a finished student depends on: teacher, pseudo-labels, its pairs and its recipe (not the cadence)."""
-    recipe = replace(params.distill.training, log_every=1, eval_every=0, save_every=0, keep_checkpoints=1)
     return fingerprint(
         "distill-v3",
         teacher_digest,
@@ -70,7 +69,7 @@ def run_key(
         threshold,
         fingerprint(train_ids),
         fingerprint(eval_ids),
-        recipe,
+        recipe(params.distill.training),
         params.distill.loss,
         params.distill.cache_teacher_logits,
         params.normalization,
