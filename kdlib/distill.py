@@ -24,6 +24,7 @@ from kdlib.cache import atomic_write_json, fingerprint
 from kdlib.config import Params, threshold_label
 from kdlib.families import WhisperModel, load_model
 from kdlib.metrics import corpus_scores
+from kdlib.model_card import student_facts, write_card
 from kdlib.models import cpu_only, parameter_count, resolve_device
 from kdlib.paths import RunLayout, in_run
 from kdlib.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
@@ -140,6 +141,16 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         parameter_count(model),
     )
     if state.is_main_process:
+        facts = student_facts(
+            params,
+            student,
+            label,
+            teacher_record["source"],
+            (teacher.model.config.encoder_layers, teacher.model.config.decoder_layers),
+            (len(labels), len(train_pairs), len(eval_pairs)),
+            eval_wer,
+        )
+        write_card(outcome.model_dir, facts)
         atomic_write_json(result_file, asdict(result))
     return result
 

@@ -33,6 +33,7 @@ from transformers import (
 from kdlib.cache import atomic_directory, fingerprint
 from kdlib.config import Params, TeacherArchitecture, params_arguments
 from kdlib.data import load_mixture
+from kdlib.model_card import CARD, teacher_facts, write_card
 from kdlib.models import cpu_only
 from kdlib.paths import RunLayout
 from kdlib.training import Seq2SeqData, recipe, train
@@ -150,6 +151,8 @@ def train_teacher(params: Params) -> Path:
     corpus = load_mixture(params.data.teacher_train, params, "train")
     root = RunLayout(params).trained_teacher(teacher_key(params, corpus.dataset._fingerprint))
     if _readable(root / "model" / "model.safetensors"):
+        if not (root / "model" / CARD).exists() and PartialState(cpu=cpu_only(params.device)).is_main_process:
+            write_card(root / "model", teacher_facts(params, len(corpus.dataset)))  # a teacher trained before cards
         return root / "model"
     if PartialState(cpu=cpu_only(params.device)).num_processes > 1:
         raise RuntimeError(
@@ -174,4 +177,5 @@ def train_teacher(params: Params) -> Path:
         trained.generation_config = model.generation_config
         trained.save_pretrained(temporary, safe_serialization=True)
         processor.save_pretrained(temporary)
+        write_card(temporary, teacher_facts(params, len(corpus.dataset)))
     return root / "model"
