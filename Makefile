@@ -6,6 +6,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?= tiny
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Jupyter refuses to run as root without --allow-root
+LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 
 .PHONY: setup reproduce test lab clean
@@ -28,9 +31,11 @@ test: setup  # lint and format check first (seconds), then the suite
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
 
-lab: setup
+lab: setup  # JupyterLab with widgets; notebooks/*.py open as notebooks (jupyter/overrides.json: jupytext's viewer)
 	$(PY) -m pip install -q -e ".[lab]"
-	$(VENV)/bin/jupyter lab notebooks/
+	mkdir -p $(LAB_SETTINGS)
+	cp jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
 
 clean:
 	rm -rf runs reports/*/ .cache

@@ -45,10 +45,10 @@ def file_digest(path: str | Path, length: int = 16) -> str:
     return digest.hexdigest()[:length]
 
 
-def directory_digest(path: str | Path, length: int = 16) -> str:
-    """A key of every file under `path` (names and bytes): identifies a saved model."""
+def directory_digest(path: str | Path, length: int = 16, leave_out: tuple[str, ...] = ()) -> str:
+    """A key of every file under `path` (names and bytes) but those named in `leave_out` (relative paths)."""
     root = Path(path)
-    entries = sorted(p for p in root.rglob("*") if p.is_file())
+    entries = sorted(p for p in root.rglob("*") if p.is_file() and str(p.relative_to(root)) not in leave_out)
     return fingerprint([(str(p.relative_to(root)), file_digest(p)) for p in entries], length=length)
 
 
@@ -198,6 +198,7 @@ def safe_component(name: str, kind: str = "dataset") -> str:
 
 
 def model_digest(source: str | Path) -> str:
-    """A key of a model: its files' digest when it is a local folder, else its hub id."""
+    """A key of a model: its files' digest when it is a local folder (its card, README.md, left out:
+    stage 04 adds scores to it), else its hub id."""
     path = Path(source)
-    return directory_digest(path) if path.is_dir() else str(source)
+    return directory_digest(path, leave_out=("README.md",)) if path.is_dir() else str(source)

@@ -9,6 +9,9 @@
     kdlib teacher PARAMS               (find or train the teacher, print where it is)
     kdlib params [PARAMS]              (every param with its default and help, or a file's values)
 
+Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set distill.training.max_steps=50`,
+`--set filter.thresholds=[10,80]`): the value, read as YAML, replaces the file's, is validated like it and is
+recorded in the stage manifests and the run log.
 Every command validates the params first and fails with one line: exit 2 for bad params or
 arguments, 1 when a stage fails (a missing or stale input names the stage to run, an unwritable folder its
 path), 130 on Ctrl-C.
@@ -37,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="build the stale stages and render every report")
     run.add_argument("params", type=Path, help="params YAML file, e.g. params/tiny.yaml")
+    _add_set(run)
     run.add_argument("--only", nargs="+", action="extend", metavar="NN", help="only these stages (e.g. 03)")
     run.add_argument("--from", dest="start", metavar="NN", help="from this stage on")
     run.add_argument("--force", action="store_true", help="rebuild the selected stages even if up to date")
@@ -46,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     for stage in STAGES:
         sub = commands.add_parser(stage.command, help=f"stage {stage.number}: {stage.summary}")
         sub.add_argument("params", type=Path, help="params YAML file")
+        _add_set(sub)
         if stage.command == "distill":
             sub.add_argument("--student", help="one student, e.g. DW-2-2 (default: every run in params)")
             sub.add_argument("--threshold", help="with --student: its λ in percent, or 'none'")
@@ -53,21 +58,48 @@ def _parser() -> argparse.ArgumentParser:
 
     teacher = commands.add_parser("teacher", help="find or train the teacher; print where it is")
     teacher.add_argument("params", type=Path, help="params YAML file")
+    _add_set(teacher)
 
     reference = commands.add_parser("params", help="every param with its default and help (or a file's values)")
     reference.add_argument("params", type=Path, nargs="?", help="params YAML file to show, validated")
     reference.add_argument("--markdown", action="store_true", help="the reference as a Markdown table (docs/params.md)")
+    _add_set(reference)
     return parser
+
+
+def _add_set(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--set",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set one param over the file's value (repeatable; VALUE is YAML, e.g. distill.training.max_steps=50)",
+    )
 
 
 def _run(args: argparse.Namespace) -> None:
     if args.command == "run":
         from kdlib.run import run_pipeline
 
-        run_pipeline(args.params, args.only, args.start, force=args.force, plan_only=args.plan, kernel_name=args.kernel)
+        run_pipeline(
+            args.params,
+            args.only,
+            args.start,
+            force=args.force,
+            plan_only=args.plan,
+            kernel_name=args.kernel,
+            settings=args.settings,
+        )
     elif args.command == "params":
         if args.params is not None:
-            print(json.dumps(params_to_dict(load_params(args.params)), indent=1, ensure_ascii=False))
+            print(
+                json.dumps(
+                    params_to_dict(load_params(args.params, settings=args.settings)), indent=1, ensure_ascii=False
+                )
+            )
+        elif args.settings:
+            raise ParamsError("--set needs a params file: kdlib params PARAMS --set KEY=VALUE")
         elif args.markdown:
             print(params_markdown(), end="")
         else:
@@ -76,7 +108,7 @@ def _run(args: argparse.Namespace) -> None:
     elif args.command == "teacher":
         from kdlib.pseudo_label import find_teacher
 
-        print(find_teacher(load_params(args.params)))
+        print(find_teacher(load_params(args.params, settings=args.settings)))
     elif args.command == "distill" and args.student:
         from kdlib.distill import distill_one
 
@@ -85,14 +117,14 @@ def _run(args: argparse.Namespace) -> None:
 
         from kdlib.models import cpu_only
 
-        params = load_params(args.params)
+        params = load_params(args.params, settings=args.settings)
         result = distill_one(params, args.student, parse_threshold(args.threshold or "none"), resume=not args.no_resume)
         if PartialState(cpu=cpu_only(params.device)).is_main_process:
             print(json.dumps(asdict(result), ensure_ascii=False))
     else:
         if getattr(args, "threshold", None) or getattr(args, "no_resume", False):
             raise ParamsError("--threshold and --no-resume need --student")
-        manifest = build(load_params(args.params), stage_named(args.command))
+        manifest = build(load_params(args.params, settings=args.settings), stage_named(args.command))
         if manifest:
             print(json.dumps(manifest["counts"], ensure_ascii=False))
 

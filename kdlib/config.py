@@ -18,7 +18,7 @@ import math
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,7 @@ import yaml
 from kdlib.cache import safe_component
 
 View = Literal["orthographic", "normalized", "authors"]  # how a transcript is scored (`kdlib.text`)
+Tracker = Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]  # accelerate's names
 
 
 class ParamsError(ValueError):
@@ -142,6 +143,7 @@ class TrainingParams:
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = param("auto", "auto: bf16 on a GPU that has it")
     deterministic: bool = param(True, "deterministic kernels: bit-identical reruns (slower on GPUs)")
     seed: int = param(0, "seed of initialisation and data order")
+    log_with: tuple[Tracker, ...] = param(("tensorboard",), "accelerate trackers the losses go to ([]: none)")
 
 
 @dataclass(frozen=True)
@@ -309,6 +311,9 @@ class Params:
     evaluate: EvaluateParams = param(EvaluateParams(), "stage 04")
     error_rules: ErrorRules = param(ErrorRules(), "stage 05")
     source_file: str | None = param(None, "the params file (set when it is read)")
+    overrides: tuple[str, ...] = param(
+        (), "the --set KEY=VALUE overrides applied to the params file (set when it is read)"
+    )
 
     @property
     def base_path(self) -> Path:
@@ -342,7 +347,7 @@ def repository_of(start: Path) -> Path | None:
 
 
 STUDENT_NAME = re.compile(r"^DW-(\d+)-(\d+)$")
-NOT_INPUTS = ("profile", "run_dir", "reports_dir", "cache_dir", "source_file")  # where, not what: no result changes
+NOT_INPUTS = ("profile", "run_dir", "reports_dir", "cache_dir", "source_file", "overrides")  # no result changes
 
 
 def parse_student(name: str) -> tuple[int, int]:
@@ -412,14 +417,81 @@ def read_yaml(path: Path) -> dict[str, Any]:
     return raw
 
 
-def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None) -> Params:
-    """Read and validate a params YAML file (optionally with a nested override mapping)."""
+def load_params(path: str | Path, overrides: Mapping[str, Any] | None = None, settings: Sequence[str] = ()) -> Params:
+    """Read and validate a params YAML file, with a nested override mapping and `--set KEY=VALUE` settings.
+
+    The settings are applied to the file's mapping before validation and recorded in `Params.overrides`."""
     path = Path(path)
     raw = read_yaml(path)
     if overrides:
         raw = _deep_merge(raw, overrides)
+    raw = apply_overrides(raw, settings)
     raw.setdefault("source_file", str(path.resolve()))
-    return params_from_dict(raw, source=str(path))
+    raw["overrides"] = list(settings)
+    return params_from_dict(raw, source=f"{path} with --set" if settings else str(path))
+
+
+def params_arguments(params: Params) -> list[str]:
+    """The command-line arguments that give `params` again: its file and its `--set` overrides."""
+    return [params.source_file or "PARAMS", *(f"--set={setting}" for setting in params.overrides)]
+
+
+def apply_overrides(raw: Mapping[str, Any], settings: Sequence[str]) -> dict[str, Any]:
+    """`raw` with each `"a.b.c=VALUE"` of `settings` set (VALUE read as YAML: `50`, `[10, 80]`, `null`).
+
+    Each key must name a param (a ParamsError suggests the closest one) and each value must fit it,
+    checked as in a params file; a list is set whole (no indices)."""
+    merged = dict(raw)
+    for setting in settings:
+        key, value = parse_setting(setting)
+        hint, bounds = _param_at(key, setting)
+        checked = _coerce(hint, value, f"--set {setting}", key)
+        _check_bounds(checked, bounds, f"--set {setting}", key)
+        *parents, last = key.split(".")
+        section = merged
+        for depth, part in enumerate(parents):
+            child = section.get(part, {})
+            if not isinstance(child, Mapping):
+                where = ".".join(parents[: depth + 1])
+                raise ParamsError(f"--set {setting}: '{where}' in the params file is not a mapping, got {child!r}")
+            section[part] = dict(child)
+            section = section[part]
+        section[last] = value
+    return merged
+
+
+def parse_setting(setting: str) -> tuple[str, Any]:
+    """`"a.b=VALUE"` → `("a.b", VALUE read as a YAML scalar or flow collection)`."""
+    key, equals, text = setting.partition("=")
+    key = key.strip()
+    if not equals or not key or any(not part for part in key.split(".")):
+        raise ParamsError(f"--set {setting}: expected KEY=VALUE with a dotted key, e.g. distill.training.max_steps=50")
+    try:
+        value = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as error:
+        raise ParamsError(f"--set {setting}: the value is not valid YAML: {' '.join(str(error).split())}") from None
+    return key, value
+
+
+def _param_at(key: str, setting: str) -> tuple[Any, Mapping[str, float]]:
+    """The type hint and bounds of the param a dotted key names (keys of a mapping param are free)."""
+    hint: Any = Params
+    bounds: Mapping[str, float] = {}
+    where = ""
+    for part in key.split("."):
+        if dataclasses.is_dataclass(hint):
+            fields = {f.name: f for f in dataclasses.fields(hint)}
+            if part not in fields:
+                close = difflib.get_close_matches(part, fields, n=1)
+                suggestion = f" (did you mean '{_join(where, close[0])}'?)" if close else ""
+                raise ParamsError(f"--set {setting}: unknown key '{_join(where, part)}'{suggestion}")
+            hint, bounds = typing.get_type_hints(hint)[part], fields[part].metadata.get("bounds", {})
+        elif typing.get_origin(hint) in (collections.abc.Mapping, dict):
+            hint, bounds = (typing.get_args(hint) or (str, Any))[1], {}
+        else:
+            raise ParamsError(f"--set {setting}: '{where}' is not a section or a mapping; set it whole")
+        where = _join(where, part)
+    return hint, bounds
 
 
 def params_from_dict(raw: Mapping[str, Any], source: str = "<params>") -> Params:

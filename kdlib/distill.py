@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
@@ -24,11 +24,12 @@ from kdlib.cache import atomic_write_json, fingerprint
 from kdlib.config import Params, threshold_label
 from kdlib.families import WhisperModel, load_model
 from kdlib.metrics import corpus_scores
+from kdlib.model_card import student_facts, write_card
 from kdlib.models import cpu_only, parameter_count, resolve_device
 from kdlib.paths import RunLayout, in_run
 from kdlib.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
 from kdlib.students import make_student
-from kdlib.training import Seq2SeqData, TeacherLogitCache, train
+from kdlib.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.transcribe import transcribe
 
 
@@ -61,7 +62,6 @@ def run_key(
     eval_ids: list[str],
 ) -> str:
     """What a finished student depends on: teacher, pseudo-labels, its pairs and its recipe (not the cadence)."""
-    recipe = replace(params.distill.training, log_every=1, eval_every=0, save_every=0, keep_checkpoints=1)
     return fingerprint(
         "distill-v3",
         teacher_digest,
@@ -70,7 +70,7 @@ def run_key(
         threshold,
         fingerprint(train_ids),
         fingerprint(eval_ids),
-        recipe,
+        recipe(params.distill.training),
         params.distill.loss,
         params.distill.cache_teacher_logits,
         params.normalization,
@@ -142,6 +142,16 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         parameter_count(model),
     )
     if state.is_main_process:
+        facts = student_facts(
+            params,
+            student,
+            label,
+            teacher_record["source"],
+            (teacher.model.config.encoder_layers, teacher.model.config.decoder_layers),
+            (len(labels), len(train_pairs), len(eval_pairs)),
+            eval_wer,
+        )
+        write_card(outcome.model_dir, facts)
         atomic_write_json(result_file, asdict(result))
     return result
 

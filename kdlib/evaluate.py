@@ -27,6 +27,7 @@ from kdlib.cache import atomic_write_text, fingerprint, model_digest, replacing_
 from kdlib.config import GenerationParams, Params
 from kdlib.families import SpeechModel, load_model
 from kdlib.metrics import corpus_scores, score_pairs
+from kdlib.model_card import add_scores
 from kdlib.models import resolve_device
 from kdlib.paths import RunLayout
 from kdlib.products import PreparedSet, read_students, read_teacher, read_test_sets
@@ -135,6 +136,7 @@ def build(params: Params) -> dict:
         predictions.to_parquet(temporary, index=False)
     atomic_write_text(layout.scores, scores.to_csv(index=False))
     atomic_write_text(layout.efficiency, speed.to_csv(index=False))
+    score_cards(entries, scores, params.evaluate.headline_view)
     return {
         "models": [entry.name for entry in entries],
         "test_sets": list(scored),
@@ -142,6 +144,20 @@ def build(params: Params) -> dict:
         "predictions": len(predictions),
         "digest": fingerprint(scores.to_csv(index=False)),
     }
+
+
+def score_cards(entries: list[ModelEntry], scores: pd.DataFrame, view: str) -> list[str]:
+    """Add each model's WER per test set (in `view`) to the kdlib card in its folder; the models updated.
+
+    Cards are not part of a model's digest, so this makes nothing stale; baselines and hub models are left alone."""
+    updated = []
+    for entry in entries:
+        if entry.kind == "baseline" or not Path(entry.source).is_dir():
+            continue
+        rows = scores[(scores["model"] == entry.name) & (scores["view"] == view)]
+        if add_scores(entry.source, dict(zip(rows["dataset"], rows["wer"])), view):
+            updated.append(entry.name)
+    return updated
 
 
 def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:

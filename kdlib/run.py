@@ -202,15 +202,19 @@ def run_pipeline(
     graph: Sequence[Stage] = STAGES,
     notebooks_dir: str | Path = "notebooks",
     kernel_name: str = "python3",
+    settings: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Plan, then build and render the selected stages in order; the run log.
+
+    `settings` are `--set KEY=VALUE` overrides of the params file (`kdlib.config.apply_overrides`):
+    the stages, the notebooks and the run log all get the overridden params.
 
     Everything is validated before anything runs (ParamsError, PlanError, FileNotFoundError).
     A notebook that raises stops the run with NotebookError, after its HTML, the run log and
     the index were written.
     """
     params_path = Path(params_path).resolve()
-    params = load_params(params_path)
+    params = load_params(params_path, settings=settings)
     root = notebooks_root(params, notebooks_dir)
     selected = select_stages(graph, only, start)
     sources = {stage.name: root / notebooks_dir / f"{stage.name}.py" for stage in selected}
@@ -226,7 +230,15 @@ def run_pipeline(
     reports.mkdir(parents=True, exist_ok=True)
     log_path = reports / RUN_LOG
     params_file = os.path.relpath(params_path, root)
-    log = _update_log(log_path, {"profile": params.profile, "params_file": params_file, "machine": machine_info()})
+    log = _update_log(
+        log_path,
+        {
+            "profile": params.profile,
+            "params_file": params_file,
+            "overrides": list(params.overrides),
+            "machine": machine_info(),
+        },
+    )
     plain = {key: value for key, value in params_to_dict(params).items() if key != "source_file"}
     parameters = {"params_file": params_file, "params": plain}
     for position, step in enumerate(steps, 1):
@@ -314,12 +326,13 @@ def write_index(params: Params) -> Path:
     )
     machine_line = ", ".join(f"{key}: {value}" for key, value in machine.items())
     params_file = log.get("params_file") or "?"
+    overrides = "".join(f" <code>--set {esc(setting)}</code>" for setting in log.get("overrides") or ())
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>kdlib report: {esc(params.profile)}</title><style>{_CSS}</style></head>
 <body>
 <h1>To Distill or Not to Distill? On the Robustness of Robust Knowledge Distillation</h1>
-<p><b>Profile:</b> {esc(params.profile)} &nbsp; <b>Params:</b> <code>{esc(str(params_file))}</code>
+<p><b>Profile:</b> {esc(params.profile)} &nbsp; <b>Params:</b> <code>{esc(str(params_file))}</code>{overrides}
 &nbsp; <b>Generated:</b> {esc(_now())}</p>
 <p><b>Machine:</b> {esc(machine_line)}</p>
 <h2>Notebooks</h2>

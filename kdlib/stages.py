@@ -21,6 +21,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import json
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from datetime import datetime
 from typing import Any
 
 from kdlib.cache import atomic_write_json, fingerprint
-from kdlib.config import Params, params_subset
+from kdlib.config import Params, params_arguments, params_subset
 from kdlib.paths import RunLayout
 
 
@@ -163,7 +164,7 @@ def require(params: Params, name: str, graph: tuple[Stage, ...] = STAGES) -> dic
     """The manifest of a current stage, or MissingProduct/StaleProduct saying which stage to run."""
     stage = stage_named(name, graph)
     reason = staleness(params, stage, graph)
-    command = f"kdlib run {params.source_file or 'PARAMS'} --only {stage.number}"
+    command = f"kdlib run {shlex.join(params_arguments(params))} --only {stage.number}"
     if reason == "not built yet":
         raise MissingProduct(
             f"no products of stage {stage.name} in {params.run_dir}: run stage {stage.number} first ({command})"
@@ -191,6 +192,7 @@ def build(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES, **opt
         "stage": stage.name,
         "digest": fingerprint(stage.name, subset, inputs, counts),
         "params": subset,
+        "overrides": list(params.overrides),
         "inputs": inputs,
         "counts": counts,
         "versions": versions(),

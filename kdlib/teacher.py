@@ -11,9 +11,9 @@ processor, generation config) and loaded through the same code as whisper-large-
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,11 +31,12 @@ from transformers import (
 )
 
 from kdlib.cache import atomic_directory, fingerprint
-from kdlib.config import Params, TeacherArchitecture
+from kdlib.config import Params, TeacherArchitecture, params_arguments
 from kdlib.data import load_mixture
+from kdlib.model_card import CARD, teacher_facts, write_card
 from kdlib.models import cpu_only
 from kdlib.paths import RunLayout
-from kdlib.training import Seq2SeqData, train
+from kdlib.training import Seq2SeqData, recipe, train
 
 LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
 TASKS = ("transcribe", "translate")
@@ -122,8 +123,13 @@ def new_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> Whi
 
 def teacher_key(params: Params, corpus_fingerprint: str) -> str:
     """The content key of a teacher trained here: its architecture, recipe and training data."""
-    recipe = replace(params.teacher.training, log_every=1, eval_every=0, save_every=0, keep_checkpoints=1)
-    return fingerprint("teacher-v3", params.teacher.architecture, recipe, corpus_fingerprint, params.data.sampling_rate)
+    return fingerprint(
+        "teacher-v3",
+        params.teacher.architecture,
+        recipe(params.teacher.training),
+        corpus_fingerprint,
+        params.data.sampling_rate,
+    )
 
 
 def _readable(weights: Path) -> bool:
@@ -145,11 +151,13 @@ def train_teacher(params: Params) -> Path:
     corpus = load_mixture(params.data.teacher_train, params, "train")
     root = RunLayout(params).trained_teacher(teacher_key(params, corpus.dataset._fingerprint))
     if _readable(root / "model" / "model.safetensors"):
+        if not (root / "model" / CARD).exists() and PartialState(cpu=cpu_only(params.device)).is_main_process:
+            write_card(root / "model", teacher_facts(params, len(corpus.dataset)))  # a teacher trained before cards
         return root / "model"
     if PartialState(cpu=cpu_only(params.device)).num_processes > 1:
         raise RuntimeError(
             f"the teacher of {params.source_file or params.profile} is not trained yet: train it first, in one "
-            f"process (`kdlib teacher {params.source_file or 'PARAMS'}`), then launch the stage again"
+            f"process (`kdlib teacher {shlex.join(params_arguments(params))}`), then launch the stage again"
         )
     architecture = params.teacher.architecture
     processor = build_processor(corpus.dataset["text"], architecture, params.data.sampling_rate)
@@ -170,4 +178,5 @@ def train_teacher(params: Params) -> Path:
         trained.generation_config = model.generation_config
         trained.save_pretrained(temporary, safe_serialization=True)
         processor.save_pretrained(temporary)
+        write_card(temporary, teacher_facts(params, len(corpus.dataset)))
     return root / "model"

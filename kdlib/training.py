@@ -18,9 +18,10 @@ import math
 import shutil
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import datasets
 import torch
@@ -177,6 +178,13 @@ class TeacherLogitCache:
         return padded
 
 
+def recipe(settings: TrainingParams) -> dict[str, Any]:
+    """The settings that shape a trained model (a content key's part): not the cadence of logs,
+    evaluations and checkpoints, nor the trackers the logs go to."""
+    cadence = {"log_every": 1, "eval_every": 0, "save_every": 0, "keep_checkpoints": 1}
+    return {key: value for key, value in {**asdict(settings), **cadence}.items() if key != "log_with"}
+
+
 def training_steps(settings: TrainingParams, size: int, world: int) -> int:
     """Optimiser steps of a run: `max_steps`, or `epochs` passes over `size` clips (drop-last epochs of
     `batch_size` clips per process, `gradient_accumulation_steps` micro-batches per step)."""
@@ -266,7 +274,7 @@ def _train(
         cpu=cpu_only(device),
         mixed_precision=mixed_precision(settings.mixed_precision),
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
-        log_with="tensorboard",
+        log_with=list(settings.log_with) or None,
         project_dir=str(output_dir),
     )
     torch.manual_seed(settings.seed)

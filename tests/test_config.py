@@ -13,8 +13,10 @@ from kdlib.config import (
     Params,
     ParamsError,
     StudentRun,
+    apply_overrides,
     describe_params,
     load_params,
+    params_arguments,
     params_from_dict,
     params_to_dict,
     parse_student,
@@ -297,3 +299,92 @@ def test_the_params_reference_in_docs_is_up_to_date() -> None:
 
     committed = (Path(__file__).resolve().parents[1] / "docs" / "params.md").read_text(encoding="utf-8")
     assert committed == params_markdown(), "run `kdlib params --markdown > docs/params.md`"
+
+
+def test_set_overrides_nested_keys_with_yaml_values(tmp_path: Path) -> None:
+    path = write_params(tmp_path, distill={"training": {"learning_rate": 0.01}})
+    settings = [
+        "distill.training.max_steps=50",
+        "filter.thresholds=[10, 80]",
+        "evaluate.language_codes.ctc=ara",
+        "device=cpu",
+    ]
+    params = load_params(path, settings=settings)
+    assert params.distill.training.max_steps == 50
+    assert params.distill.training.learning_rate == 0.01  # the file's sibling keys are kept
+    assert params.filter.thresholds == (10.0, 80.0)
+    assert params.evaluate.language_codes == {"ctc": "ara"}
+    assert params.device == "cpu"
+    assert params.overrides == tuple(settings)
+    assert params_to_dict(params)["overrides"] == settings  # what the runner injects into the notebooks
+    assert load_params(path).overrides == ()
+
+
+def test_set_applies_in_order_and_may_set_null(tmp_path: Path) -> None:
+    path = write_params(tmp_path)
+    settings = ["distill.training.max_steps=null", "distill.training.epochs=2", "distill.training.epochs=3"]
+    params = load_params(path, settings=settings)
+    assert params.distill.training.max_steps is None and params.distill.training.epochs == 3.0
+
+
+def test_apply_overrides_leaves_the_mapping_it_was_given() -> None:
+    raw = {"distill": {"training": {"max_steps": 5}}}
+    assert apply_overrides(raw, ["distill.training.max_steps=7"]) == {"distill": {"training": {"max_steps": 7}}}
+    assert raw == {"distill": {"training": {"max_steps": 5}}}
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        (
+            "distill.training.max_stepz=5",
+            "unknown key 'distill.training.max_stepz' (did you mean 'distill.training.max_steps'?)",
+        ),
+        ("distill.trainig.max_steps=5", "unknown key 'distill.trainig' (did you mean 'distill.training'?)"),
+        ("distill.training.max_steps=0", "'distill.training.max_steps' must be ≥ 1, got 0"),
+        ("distill.training.max_steps=many", "'distill.training.max_steps' must be an integer, got 'many'"),
+        ("filter.view=phonetic", "'filter.view' must be one of"),
+        ("filter.thresholds=[10, -1]", "'filter.thresholds' must be ≥ 0, got -1"),
+        ("distill.runs.student=DW-1-1", "'distill.runs' is not a section or a mapping; set it whole"),
+        ("distill.training.max_steps", "expected KEY=VALUE"),
+        ("=5", "expected KEY=VALUE"),
+        ("distill..max_steps=5", "expected KEY=VALUE"),
+        ("filter.thresholds=[10, 80", "the value is not valid YAML"),
+    ],
+)
+def test_bad_settings_are_one_line_naming_the_setting(tmp_path: Path, setting: str, message: str) -> None:
+    with pytest.raises(ParamsError) as caught:
+        load_params(write_params(tmp_path), settings=[setting])
+    assert str(caught.value).startswith(f"--set {setting}: ")
+    assert message in str(caught.value)
+
+
+def test_settings_are_checked_together_with_the_file(tmp_path: Path) -> None:
+    path = write_params(tmp_path, filter={"thresholds": [10, 80], "selected": 80})
+    with pytest.raises(ParamsError, match=r"params.yaml with --set: filter.selected must be one of filter.thresholds"):
+        load_params(path, settings=["filter.thresholds=[10, 20]"])
+    bad_section = write_params(tmp_path, distill=5)
+    with pytest.raises(ParamsError, match=r"--set distill.training.max_steps=1: 'distill' in the params file"):
+        load_params(bad_section, settings=["distill.training.max_steps=1"])
+
+
+def test_params_arguments_give_the_same_params_again(tmp_path: Path) -> None:
+    path = write_params(tmp_path)
+    params = load_params(path, settings=["distill.training.max_steps=50"])
+    file, *rest = params_arguments(params)
+    assert load_params(file, settings=[arg.removeprefix("--set=") for arg in rest]) == params
+
+
+def test_trackers_are_known_names_and_may_be_none(tmp_path: Path) -> None:
+    assert load_params(write_params(tmp_path)).distill.training.log_with == ("tensorboard",)
+    path = write_params(
+        tmp_path, teacher={"training": {"log_with": []}}, distill={"training": {"log_with": ["wandb", "mlflow"]}}
+    )
+    params = load_params(path)
+    assert params.teacher.training.log_with == () and params.distill.training.log_with == ("wandb", "mlflow")
+    with pytest.raises(
+        ParamsError, match=r"'distill.training.log_with\[0\]' must be one of \['tensorboard', .*got 'tensorbord'"
+    ):
+        load_params(write_params(tmp_path, distill={"training": {"log_with": ["tensorbord"]}}))
+    with pytest.raises(ParamsError, match=r"'distill.training.log_with' must be a list, got 'wandb'"):
+        load_params(write_params(tmp_path), settings=["distill.training.log_with=wandb"])

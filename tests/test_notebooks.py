@@ -15,6 +15,7 @@ from conftest import REPO, with_overrides
 
 from kdlib.cli import main
 from kdlib.config import load_params
+from kdlib.model_card import read_facts
 from kdlib.paths import RunLayout
 from kdlib.products import read_predictions, read_pseudo_labels, read_students
 from kdlib.run import plan, select_stages
@@ -85,6 +86,11 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
         == len(headline)
         == 1 + sum(r["model_dir"] is not None for r in read_students(params))
     )
+    for record in read_students(params):  # every trained model's card has its WER per test set (stage 04)
+        if record["model_dir"] is not None:
+            card = read_facts(record["model_dir"])
+            assert card.kind == "student" and set(card.test_wer) == {spec.name for spec in params.data.test}
+    assert set(read_facts(ci_teacher).test_wer) == {spec.name for spec in params.data.test}
 
     # a rerun: every stage is up to date, nothing is rebuilt
     manifests = {stage.name: RunLayout(params).manifest(stage.name).read_text() for stage in STAGES}

@@ -34,6 +34,7 @@ FIRST = (
     + """
 # %%
 print((cfg.run_path / "01_first" / "made.txt").read_text())
+print("notebook device", cfg.device)
 """
 )
 
@@ -178,6 +179,18 @@ def test_failing_notebook_exits_1_renders_and_records(repo: Path, capsys: pytest
     assert entry["status"] == "failed" and "boom" in entry["error"]
     assert not (reports / "02_second.ipynb").exists()
     assert "class='failed'" in (reports / "index.html").read_text()
+
+
+def test_settings_reach_the_stages_the_notebooks_and_the_records(repo: Path) -> None:
+    reports = repo / "reports" / "test"
+    log = run.run_pipeline(repo / "params" / "test.yaml", only=["01"], graph=GRAPH, settings=["device=cpu"])
+    assert (repo / "runs" / "test" / "01_first" / "made.txt").read_text() == "made on cpu"
+    manifest = json.loads((repo / "runs" / "test" / "01_first" / "manifest.json").read_text())
+    assert manifest["params"] == {"device": "cpu"} and manifest["overrides"] == ["device=cpu"]
+    assert log["overrides"] == ["device=cpu"]
+    assert "notebook device cpu" in (reports / "01_first.ipynb").read_text()
+    assert "--set device=cpu" in (reports / "index.html").read_text()
+    assert staleness(load_params(repo / "params" / "test.yaml"), GRAPH[0], GRAPH) == "params changed: device"
 
 
 @pytest.mark.parametrize(

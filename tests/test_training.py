@@ -24,6 +24,7 @@ from kdlib.training import (
     deterministic_kernels,
     kl_loss,
     micro_batch,
+    recipe,
     train,
     training_steps,
 )
@@ -204,3 +205,12 @@ def test_a_constant_schedule_after_warm_up_trains_for_the_epochs_given(setup, tm
     outcome = distil(teacher, data, settings, tmp_path)
     assert outcome.steps == 3 == len(outcome.history)  # 12 clips, batches of 4
     assert [record["lr"] for record in outcome.history] == [settings.learning_rate] * 3
+
+
+def test_the_recipe_leaves_out_cadence_and_trackers() -> None:
+    base = TrainingParams(max_steps=10)
+    assert recipe(base) == recipe(
+        replace(base, log_every=3, eval_every=7, save_every=5, keep_checkpoints=4, log_with=())
+    )
+    assert "log_with" not in recipe(base)
+    assert recipe(base) != recipe(replace(base, learning_rate=0.5))
