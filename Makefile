@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make reproduce   set up, then build every stage of params/tiny.yaml and render reports/tiny/
 #   make test        set up, then lint (ruff) and run the test suite
+#   make screenshots every page of reports/$(PROFILE)/ in headless Chromium → reports/$(PROFILE)/screenshots/
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,8 +11,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+CHROMIUM_FLAGS := --headless --disable-gpu --hide-scrollbars --window-size=1280,2000 $(shell [ "$$(id -u)" = 0 ] && echo --no-sandbox)
 
-.PHONY: setup reproduce test lab clean
+.PHONY: setup reproduce test lab screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -36,6 +38,14 @@ lab: setup  # JupyterLab with widgets; notebooks/*.py open as notebooks (jupyter
 	mkdir -p $(LAB_SETTINGS)
 	cp jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
 	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
+
+screenshots:  # what a reader sees; Chromium is installed from Debian if missing, as espeak-ng is
+	@command -v chromium >/dev/null || { $(APT) install -y -q chromium || { $(APT) update -q && $(APT) install -y -q chromium; }; }
+	mkdir -p reports/$(PROFILE)/screenshots
+	for page in reports/$(PROFILE)/*.html; do \
+		chromium $(CHROMIUM_FLAGS) --screenshot="$(CURDIR)/reports/$(PROFILE)/screenshots/$$(basename $$page .html).png" \
+			"file://$(CURDIR)/$$page" 2>/dev/null || exit 1; \
+	done
 
 clean:
 	rm -rf runs reports/*/ .cache

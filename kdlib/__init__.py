@@ -5,7 +5,8 @@ The public API, by concern (each name is imported on first use, so `import kdlib
 - parameters: `load_params`, `Params`, `ParamsError`, `describe_params`
 - the stage graph: `STAGES`, `build_stage`, `staleness`, `run_pipeline`
 - products (what notebooks read): `read_corpora`, `read_pseudo_labels`, `read_split`, `read_sweep_counts`,
-  `read_students`, `read_predictions`, `read_scores`, `read_efficiency`, `read_categories`
+  `read_students`, `read_predictions`, `read_scores`, `read_intervals`, `read_differences`, `read_efficiency`,
+  `read_categories`
 - models: `load_model` (Whisper, SeamlessM4T, CTC), `make_student`, `transcribe`
 - scoring: `normalize`, `score_pairs`, `corpus_scores`, `categorise`
 """
@@ -31,6 +32,8 @@ _API = {
     "read_students": "kdlib.products",
     "read_predictions": "kdlib.products",
     "read_scores": "kdlib.products",
+    "read_intervals": "kdlib.products",
+    "read_differences": "kdlib.products",
     "read_efficiency": "kdlib.products",
     "read_categories": "kdlib.products",
     "load_model": "kdlib.families",

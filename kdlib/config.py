@@ -244,6 +244,15 @@ class DistillParams:
 
 
 @dataclass(frozen=True)
+class BootstrapParams:
+    """Bootstrap intervals of average WER and of paired differences between models (`kdlib.bootstrap`)."""
+
+    resamples: int = param(1000, "resamples of the test clips (within each test set, with replacement)", at_least=10)
+    seed: int = param(0, "seed of the resamples")
+    confidence: float = param(0.95, "coverage of the percentile intervals", above=0, below=1)
+
+
+@dataclass(frozen=True)
 class EvaluateParams:
     """Stage 04: every model on every test set, and efficiency."""
 
@@ -256,6 +265,7 @@ class EvaluateParams:
     views: tuple[View, ...] = param(("orthographic", "normalized"), "the views every model is scored in, side by side")
     headline_view: View = param("normalized", "the view of the headline table and the λ plot")
     published_names: Mapping[str, str] = param({}, "this run's model and test-set names → the published table's")
+    bootstrap: BootstrapParams = param(BootstrapParams(), "intervals of every WER average and paired difference")
 
 
 # --------------------------------------------------------------------------------- scoring and errors

@@ -1,7 +1,10 @@
 """Stage 04: every model on every test set — WER and CER in both views, efficiency, predictions.
 
-Products (`kdlib.paths`): `predictions.parquet`, `scores.csv`, `efficiency.csv`. An empty test
-set (every clip skipped) is left out and named in the manifest; the others are scored.
+Products (`kdlib.paths`): `predictions.parquet`, `scores.csv`, `efficiency.csv`, and the
+bootstrap intervals (`kdlib.bootstrap`) of every WER average, `intervals.csv`, and of every
+student's paired difference against the teacher and against its no-filter twin (λ = none),
+`differences.csv`, in every view. An empty test set (every clip skipped) is left out and named
+in the manifest; the others are scored.
 
 Models: the teacher, every distilled student (one per student and threshold λ) and any
 baseline named in params (hub ids or local folders; Whisper, SeamlessM4T or CTC models such as
@@ -22,9 +25,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from kdlib import bootstrap
 from kdlib.audio import decode
 from kdlib.cache import atomic_write_text, fingerprint, model_digest, replacing_file
-from kdlib.config import GenerationParams, Params
+from kdlib.config import GenerationParams, Params, threshold_label
 from kdlib.families import SpeechModel, load_model
 from kdlib.metrics import corpus_scores, score_pairs
 from kdlib.model_card import add_scores
@@ -130,11 +134,14 @@ def build(params: Params) -> dict:
     scored = {name: corpus for name, corpus in test_sets.items() if len(corpus.dataset)}
     predictions = predict_all(params, entries, scored)
     scores = scores_table(predictions, params)
+    averages, differences = intervals(predictions, scores, params)
     speed = efficiency(params, entries, scored)
     layout = RunLayout(params)
     with replacing_file(layout.predictions) as temporary:
         predictions.to_parquet(temporary, index=False)
     atomic_write_text(layout.scores, scores.to_csv(index=False))
+    atomic_write_text(layout.intervals, averages.to_csv(index=False))
+    atomic_write_text(layout.differences, differences.to_csv(index=False))
     atomic_write_text(layout.efficiency, speed.to_csv(index=False))
     score_cards(entries, scores, params.evaluate.headline_view)
     return {
@@ -173,17 +180,54 @@ def scores_table(predictions: pd.DataFrame, params: Params) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def average_groups(scores: pd.DataFrame) -> dict[str, list[str]]:
+    """The test sets of each average: all, MSA, dialects (a set of several varieties counts as dialectal)."""
+    sets = scores.drop_duplicates("dataset")
+    return {
+        "avg all": sets["dataset"].tolist(),
+        "avg MSA": sets.loc[sets["variety"] == MSA, "dataset"].tolist(),
+        "avg dialects": sets.loc[sets["variety"] != MSA, "dataset"].tolist(),
+    }
+
+
 def main_table(scores: pd.DataFrame, metric: str = "wer", view: str = "normalized") -> pd.DataFrame:
     """The paper's main table: models × test sets, plus averages over all, MSA and dialect sets."""
     part = scores[scores["view"] == view]
     table = part.pivot(index="model", columns="dataset", values=metric)
     table = table[list(dict.fromkeys(part["dataset"]))]
-    msa_sets = part.loc[part["variety"] == MSA, "dataset"].unique()
-    dialect_sets = part.loc[part["variety"] != MSA, "dataset"].unique()
-    table["avg all"] = table.mean(axis=1)
-    table["avg MSA"] = table[list(msa_sets)].mean(axis=1) if len(msa_sets) else np.nan
-    table["avg dialects"] = table[list(dialect_sets)].mean(axis=1) if len(dialect_sets) else np.nan
+    for name, datasets in average_groups(part).items():
+        table[name] = table[datasets].mean(axis=1) if datasets else np.nan
     return table.reindex(list(dict.fromkeys(scores["model"])))
+
+
+def comparison_pairs(predictions: pd.DataFrame) -> list[tuple[str, str]]:
+    """(student, teacher) for every student, and (student, its no-filter twin) for every λ ≠ none that has one."""
+    models = predictions.drop_duplicates("model")
+    students = models[models["kind"] == "student"]
+    names = set(models["model"])
+    pairs = []
+    for row in students.itertuples():
+        twin = f"{row.student} λ={threshold_label(None)}"
+        pairs += [(row.model, "teacher")] if "teacher" in names else []
+        pairs += [(row.model, twin)] if row.model != twin and twin in names else []
+    return pairs
+
+
+def intervals(predictions: pd.DataFrame, scores: pd.DataFrame, params: Params) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Bootstrap intervals of every model's WER averages and of every pair's difference, per view."""
+    settings = params.evaluate.bootstrap
+    groups = {name: sets for name, sets in average_groups(scores).items() if sets}
+    pairs = comparison_pairs(predictions)
+    averages, differences = [], []
+    for view in params.evaluate.views:
+        counts = score_pairs(predictions["reference"], predictions["hypothesis"], view, params.normalization)
+        clips = predictions[["model", "dataset", "id"]].assign(
+            errors=(counts["sub"] + counts["del"] + counts["ins"]).to_numpy(), words=counts["ref_words"].to_numpy()
+        )
+        same = (settings.resamples, settings.seed, settings.confidence)
+        averages.append(bootstrap.average_intervals(clips, groups, *same).assign(view=view))
+        differences.append(bootstrap.difference_intervals(clips, groups, pairs, *same).assign(view=view))
+    return pd.concat(averages, ignore_index=True), pd.concat(differences, ignore_index=True)
 
 
 def threshold_table(scores: pd.DataFrame, view: str = "normalized") -> pd.DataFrame:

@@ -118,6 +118,16 @@ class RunLayout:
     def efficiency(self) -> Path:
         return self.stage_dir("04_evaluate") / "efficiency.csv"
 
+    @property
+    def intervals(self) -> Path:
+        """Bootstrap intervals of every model's WER averages, per view."""
+        return self.stage_dir("04_evaluate") / "intervals.csv"
+
+    @property
+    def differences(self) -> Path:
+        """Bootstrap intervals of the paired WER differences between models, per view."""
+        return self.stage_dir("04_evaluate") / "differences.csv"
+
     def model_predictions(self, key: str) -> Path:
         """One model's predictions on every test set (content-keyed)."""
         return self.root / "evaluation" / "models" / f"{key}.parquet"

@@ -129,6 +129,18 @@ def read_scores(params: Params) -> pd.DataFrame:
     return pd.read_csv(RunLayout(params).scores, keep_default_na=False, na_values=[""])
 
 
+def read_intervals(params: Params) -> pd.DataFrame:
+    """Per model, average and view: the mean WER and its bootstrap interval (`low`, `high`)."""
+    require(params, "04_evaluate")
+    return pd.read_csv(RunLayout(params).intervals, keep_default_na=False, na_values=[""])
+
+
+def read_differences(params: Params) -> pd.DataFrame:
+    """Per pair (`model` − `against`), average and view: the WER difference, its interval, `excludes_zero`."""
+    require(params, "04_evaluate")
+    return pd.read_csv(RunLayout(params).differences, keep_default_na=False, na_values=[""])
+
+
 def read_efficiency(params: Params) -> pd.DataFrame:
     require(params, "04_evaluate")
     return pd.read_csv(RunLayout(params).efficiency)

@@ -6,6 +6,7 @@ Everything lands under a profile's reports directory, `tables/` and `figures/`, 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,15 @@ from pandas.io.formats.style import Styler
 
 from kdlib.cache import atomic_write_json, atomic_write_text, replacing_file
 
-__all__ = ["atomic_write_json", "atomic_write_text", "percent", "save_figure", "style_table", "write_table"]
+__all__ = [
+    "atomic_write_json",
+    "atomic_write_text",
+    "percent",
+    "save_figure",
+    "stable_style",
+    "style_table",
+    "write_table",
+]
 
 
 def write_table(frame: pd.DataFrame, reports_dir: Path, name: str, floatfmt: str = ".2f") -> tuple[Path, Path]:
@@ -44,10 +53,18 @@ def percent(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return frame.assign(**{column: frame[column] * 100 for column in columns})
 
 
-def style_table(frame: pd.DataFrame, lower_is_better_columns: Sequence[str], precision: int = 2) -> Styler:
-    """A Styler for notebooks: green for the best (lowest) values of `lower_is_better_columns`;
-    every string (cells, index and column labels and names) HTML-escaped: dataset names come from params."""
-    styler = frame.style.format(precision=precision, escape="html")
+def stable_style(frame: pd.DataFrame, precision: int = 2) -> Styler:
+    """A Styler whose HTML is the same on every run of the same table: its element ids derive from the
+    table's content (pandas draws them at random), every string (cells, index and column labels and
+    names) HTML-escaped (dataset names come from params), numbers with `precision` decimals."""
+    digest = hashlib.sha256(frame.to_csv().encode("utf-8")).hexdigest()[:8]
+    styler = Styler(frame, uuid=digest, cell_ids=False).format(precision=precision, escape="html")
     for axis in (0, 1):
         styler = styler.format_index(escape="html", axis=axis).format_index_names(escape="html", axis=axis)
+    return styler
+
+
+def style_table(frame: pd.DataFrame, lower_is_better_columns: Sequence[str], precision: int = 2) -> Styler:
+    """`stable_style` with green for the best (lowest) values of `lower_is_better_columns`."""
+    styler = stable_style(frame, precision)
     return styler.background_gradient(cmap="RdYlGn_r", subset=list(lower_is_better_columns))

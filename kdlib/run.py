@@ -18,6 +18,7 @@ import html
 import json
 import os
 import platform
+import re
 import time
 import traceback
 import warnings
@@ -176,7 +177,6 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
     """Execute one percent-format notebook into `output` and render its HTML; the error, if any."""
     import jupytext
     import papermill
-    from nbconvert import HTMLExporter
 
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": kernel_name, "language": "python", "display_name": kernel_name}
@@ -187,9 +187,35 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
         )
     except papermill.PapermillExecutionError as failure:
         error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
-    body, _ = HTMLExporter().from_filename(str(output))
-    atomic_write_text(output.with_suffix(".html"), body)
+    export_html(output)
     return error
+
+
+def export_html(executed: Path) -> Path:
+    """Make an executed notebook the same on every run of the same results (`stable_notebook`),
+    rewrite it, and render it to HTML beside it."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    notebook = stable_notebook(
+        nbformat.read(executed, as_version=4), re.sub(r"[^A-Za-z0-9_-]", "-", executed.stem)[:48]
+    )
+    atomic_write_text(executed, nbformat.writes(notebook))
+    body, _ = HTMLExporter().from_notebook_node(notebook, resources={"metadata": {"name": executed.stem}})
+    path = executed.with_suffix(".html")
+    atomic_write_text(path, body)
+    return path
+
+
+def stable_notebook(notebook: Any, name: str) -> Any:
+    """`notebook` without what changes from run to run but its results: cell ids (random) become
+    `<name>-<index>`, papermill's and Jupyter's records of times, durations and paths are dropped."""
+    notebook.metadata.pop("papermill", None)
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"{name}-{index}"
+        cell.metadata.pop("papermill", None)
+        cell.metadata.pop("execution", None)
+    return notebook
 
 
 def run_pipeline(
@@ -298,7 +324,8 @@ table.kd td:first-child, table.kd th:first-child { text-align: left; }
 
 
 def write_index(params: Params) -> Path:
-    """Write `<reports_dir>/index.html`: the run's notebooks, headline table and figures."""
+    """Write `<reports_dir>/index.html`: the run's notebooks, headline table and figures (no times of day:
+    a rerun changes only re-measured numbers; they are in the run log)."""
     import pandas as pd
 
     reports = params.reports_path
@@ -309,7 +336,7 @@ def write_index(params: Params) -> Path:
     rows = "".join(
         f"<tr><td><a href='{esc(name)}.html'>{esc(name)}</a></td>"
         f"<td class='{esc(entry['status'])}'>{esc(entry['status'])}</td>"
-        f"<td>{entry['wall_s']:.1f}</td><td>{esc(entry['finished'])}</td>"
+        f"<td>{entry['wall_s']:.1f}</td>"
         f"<td>{esc(entry.get('error') or '')}</td></tr>"
         for name, entry in sorted(log["notebooks"].items())
     )
@@ -333,11 +360,11 @@ def write_index(params: Params) -> Path:
 <body>
 <h1>To Distill or Not to Distill? On the Robustness of Robust Knowledge Distillation</h1>
 <p><b>Profile:</b> {esc(params.profile)} &nbsp; <b>Params:</b> <code>{esc(str(params_file))}</code>{overrides}
-&nbsp; <b>Generated:</b> {esc(_now())}</p>
+&nbsp; (times of day: <a href='{RUN_LOG}'>{RUN_LOG}</a>)</p>
 <p><b>Machine:</b> {esc(machine_line)}</p>
 <h2>Notebooks</h2>
 <table class="kd">
-<thead><tr><th>notebook</th><th>status</th><th>wall (s)</th><th>finished</th><th>error</th></tr></thead>
+<thead><tr><th>notebook</th><th>status</th><th>wall (s)</th><th>error</th></tr></thead>
 <tbody>{rows}</tbody></table>
 <h2>Headline</h2>
 {table}

@@ -12,7 +12,8 @@ missing or stale products with "run stage NN first" instead of recomputing them.
     01_pseudo_label    01_pseudo_label.py            params (data, teacher)         corpora, teacher, pseudo_labels
     02_filter_sweep    02_filter_sweep.py            pseudo_labels                  split, lambda-<λ>, sweep_counts
     03_distill         03_distill.py                 teacher, pseudo_labels, 02     students (+ model folders)
-    04_evaluate        04_evaluate.py                corpora, teacher, students     predictions, scores, efficiency
+    04_evaluate        04_evaluate.py                corpora, teacher, students     predictions, scores, intervals,
+                                                                                   differences, efficiency
     05_error_analysis  05_error_analysis.py          predictions                    categories
 """
 
@@ -91,8 +92,8 @@ STAGES: tuple[Stage, ...] = (
         "kdlib.evaluate:build",
         ("01_pseudo_label", "03_distill"),
         ("device", "evaluate", "normalization"),
-        ("predictions", "scores", "efficiency"),
-        "every model on every test set; efficiency side by side",
+        ("predictions", "scores", "intervals", "differences", "efficiency"),
+        "every model on every test set, bootstrap intervals; efficiency side by side",
     ),
     Stage(
         "05_error_analysis",

@@ -33,15 +33,24 @@ from kdlib.run import notebook_params
 cfg = notebook_params(params_file, params)
 
 # %%
+import html
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from IPython.display import display
+from IPython.display import Markdown, display
 
-from kdlib import data, report
+from kdlib import bootstrap, data, report
 from kdlib.config import threshold_label
 from kdlib.evaluate import main_table, threshold_table
-from kdlib.products import read_efficiency, read_predictions, read_scores, read_test_sets
+from kdlib.products import (
+    read_differences,
+    read_efficiency,
+    read_intervals,
+    read_predictions,
+    read_scores,
+    read_test_sets,
+)
 from kdlib.published import compare_with_published, parity_plot
 
 sns.set_theme(style="whitegrid")
@@ -98,7 +107,9 @@ for view in cfg.evaluate.views:
 # %%
 speed = read_efficiency(cfg)
 report.write_table(speed, cfg.reports_path, "efficiency", floatfmt=".3f")
-speed
+report.stable_style(speed).format(
+    {"parameters_M": "{:.2f}", "latency_ms": "{:.1f}", "rtf": "{:.3f}", "speedup": "{:.2f}"}
+)
 
 # %% [markdown]
 # ## Headline
@@ -107,7 +118,51 @@ speed
 averages = tables["wer", headline_view][["avg all", "avg MSA", "avg dialects"]].add_prefix("WER ")
 headline = averages.join(speed.set_index("model")[["parameters_M", "latency_ms", "speedup"]])
 report.write_table(headline.reset_index(), cfg.reports_path, "headline")
-headline
+report.style_table(headline, list(averages.columns)).format(
+    {**{column: "{:.2f}" for column in averages.columns}, "parameters_M": "{:.2f}", "latency_ms": "{:.1f}"}
+).format("{:.2f}×", subset=["speedup"])
+
+# %% [markdown]
+# ## How sure: bootstrap intervals
+# Test clips are resampled with replacement within each test set, every model on the same resamples
+# (a paired bootstrap), and each average's corpus-level WER recomputed (`kdlib.bootstrap`;
+# `evaluate.bootstrap` sets the resamples, seed and confidence). First every average with its
+# interval, in %, in the headline view:
+
+# %%
+settings = cfg.evaluate.bootstrap
+intervals = read_intervals(cfg)
+differences = read_differences(cfg)
+report.write_table(report.percent(intervals, ["estimate", "low", "high"]), cfg.reports_path, "wer_intervals")
+report.write_table(
+    report.percent(differences, ["difference", "low", "high"]), cfg.reports_path, "wer_difference_intervals"
+)
+shown = intervals[intervals["view"] == headline_view].assign(
+    WER=lambda frame: [
+        f"{100 * e:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
+        for e, lo, hi in zip(frame["estimate"], frame["low"], frame["high"])
+    ]
+)
+print(f"{settings.confidence:.0%} intervals, {settings.resamples} resamples, seed {settings.seed}")
+shown.pivot(index="model", columns="average", values="WER").reindex(
+    index=headline.index, columns=list(dict.fromkeys(shown["average"]))
+)
+
+# %% [markdown]
+# Then every student against the teacher and against its no-filter twin (the same student, λ = none):
+# the difference is the student's WER minus the other's, in percentage points (negative: the student
+# is better), with its interval; only an interval that excludes 0 supports a claim.
+
+# %%
+paired = differences[differences["view"] == headline_view].drop(columns="view")
+if len(paired):
+    display(
+        report.stable_style(report.percent(paired, ["difference", "low", "high"]))
+        .map(lambda value: "font-weight: bold" if value is True else "", subset=["excludes_zero"])
+        .hide(axis="index")
+    )
+else:
+    print("no student to compare")
 
 # %% [markdown]
 # ## Student WER vs λ (the paper's threshold plot; dashed lines: the teacher)
@@ -170,3 +225,25 @@ if len(comparison):
     display(comparison)
 else:
     print(f"the {cfg.profile} profile has no published counterpart: its models and test sets are not the paper's")
+
+# %% [markdown]
+# ## Findings
+# Generated from this run's numbers (headline view): what the intervals support, and what they do not.
+
+# %%
+supported, unsupported = bootstrap.claims(paired)
+best = intervals[(intervals["view"] == headline_view) & (intervals["average"] == "avg all")].nsmallest(1, "estimate")
+lines = [
+    f"- Lowest average WER: **{best['model'].iloc[0]}**, {100 * best['estimate'].iloc[0]:.2f} % "
+    f"[{100 * best['low'].iloc[0]:.2f}, {100 * best['high'].iloc[0]:.2f}] "
+    f"({settings.confidence:.0%} interval, {predictions['dataset'].nunique()} test sets)."
+]
+if supported:
+    lines.append(f"- **Supported** by the intervals ({len(supported)} of {len(paired)} differences):")
+    lines += [f"  - {claim}" for claim in supported]
+else:
+    lines.append(f"- **No difference is supported**: each of the {len(paired)} intervals includes 0.")
+if unsupported:
+    lines.append(f"- **Not supported** (the interval includes 0; {len(unsupported)} of {len(paired)}):")
+    lines += [f"  - {claim}" for claim in unsupported]
+display(Markdown(html.escape("\n".join(lines), quote=False)))

@@ -35,6 +35,8 @@ EXPECTED_TABLES = [
     "cer_orthographic",
     "efficiency",
     "headline",
+    "wer_intervals",
+    "wer_difference_intervals",
     "threshold_wer",
     "error_categories_by_model",
     "error_categories_by_variety",

@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 import pytest
+from test_reports import broken_targets
 
 from kdlib import cli, report, run
 from kdlib.config import load_params
@@ -138,6 +139,9 @@ def test_run_builds_stale_stages_renders_and_records(repo: Path, capsys: pytest.
     assert "href='01_first.html'" in index and "DW-8-8" in index and "31.25" in index
     assert "<img src='figures/wer.png'" in index
     assert str(repo) not in index and str(repo) not in (reports / "01_first.html").read_text()
+    assert {page.name: broken_targets(page) for page in reports.glob("*.html")} == dict.fromkeys(
+        ("01_first.html", "02_second.html", "index.html"), []
+    )
 
     # nothing changed: nothing is rebuilt, both notebooks are rendered again
     run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH)
@@ -259,12 +263,40 @@ def test_notebook_params_resolve_paths_against_the_repository(repo: Path) -> Non
     assert injected.reports_path == repo.resolve() / "s"
 
 
+STYLED = """# %% tags=["parameters"]
+share = 0.5
+
+# %%
+import pandas as pd
+from kdlib.report import style_table
+
+style_table(pd.DataFrame({"wer": [0.25, share]}), ["wer"])
+"""
+
+
+def test_a_rerun_renders_the_same_html(repo: Path) -> None:
+    source = repo / "notebooks" / "styled.py"
+    source.write_text(STYLED, encoding="utf-8")
+    pages = []
+    for folder in ("first", "second"):  # another output path each time: papermill records both
+        output = repo / folder / "styled.ipynb"
+        output.parent.mkdir()
+        assert run._execute(source, output, repo, {"share": 0.75}, "python3") is None
+        pages.append(output.with_suffix(".html").read_text(encoding="utf-8"))
+        executed = json.loads(output.read_text(encoding="utf-8"))
+        assert [cell["id"] for cell in executed["cells"]] == [f"styled-{i}" for i in range(len(executed["cells"]))]
+        assert "papermill" not in json.dumps(executed["metadata"]) and "start_time" not in json.dumps(executed)
+    assert "0.75" in pages[0] and pages[0] == pages[1]
+    assert str(repo) not in pages[0]
+
+
 def test_report_helpers(tmp_path: Path) -> None:
     frame = pd.DataFrame({"wer": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="model"))
     csv, md = report.write_table(report.percent(frame, ["wer"]), tmp_path, "t")
     assert pd.read_csv(csv, index_col="model")["wer"].tolist() == [25.0, 50.0]
     assert "| a       | 25.00 |" in md.read_text()
     assert report.style_table(frame, ["wer"]).to_html().count("background-color") == 2
+    assert report.style_table(frame, ["wer"]).to_html() == report.style_table(frame.copy(), ["wer"]).to_html()
 
     fig, axis = plt.subplots()
     axis.plot([0, 1])
