@@ -300,6 +300,23 @@ class ErrorRules:
     )
 
 
+# ------------------------------------------------------------------------------------------ launching
+
+
+@dataclass(frozen=True)
+class LaunchParams:
+    """How `kdlib run` starts the heavy stages (01, 03, 04): in its own process or under `accelerate launch`."""
+
+    num_processes: int | None = param(
+        None,
+        "processes of stages 01, 03 and 04 (null: one per visible GPU); more than 1: accelerate launch",
+        at_least=1,
+    )
+    config_file: str | None = param(
+        None, "an `accelerate config` file for those stages (multi-GPU, mixed precision, multi-node: one per node)"
+    )
+
+
 # ------------------------------------------------------------------------------------------ the whole
 
 
@@ -320,6 +337,7 @@ class Params:
     distill: DistillParams = param(DistillParams(), "stage 03")
     evaluate: EvaluateParams = param(EvaluateParams(), "stage 04")
     error_rules: ErrorRules = param(ErrorRules(), "stage 05")
+    launch: LaunchParams = param(LaunchParams(), "how the runner starts stages 01, 03 and 04")
     source_file: str | None = param(None, "the params file (set when it is read)")
     overrides: tuple[str, ...] = param(
         (), "the --set KEY=VALUE overrides applied to the params file (set when it is read)"
@@ -357,7 +375,15 @@ def repository_of(start: Path) -> Path | None:
 
 
 STUDENT_NAME = re.compile(r"^DW-(\d+)-(\d+)$")
-NOT_INPUTS = ("profile", "run_dir", "reports_dir", "cache_dir", "source_file", "overrides")  # no result changes
+NOT_INPUTS = (
+    "profile",
+    "run_dir",
+    "reports_dir",
+    "cache_dir",
+    "launch",
+    "source_file",
+    "overrides",
+)  # no result changes
 
 
 def parse_student(name: str) -> tuple[int, int]:

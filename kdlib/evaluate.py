@@ -6,6 +6,8 @@ student's paired difference against the teacher and against its no-filter twin (
 `differences.csv`, in every view. An empty test set (every clip skipped) is left out and named
 in the manifest; the others are scored.
 
+Under `accelerate launch` the models are shared out among the processes (one GPU each).
+
 Models: the teacher, every distilled student (one per student and threshold λ) and any
 baseline named in params (hub ids or local folders; Whisper, SeamlessM4T or CTC models such as
 MMS, see `kdlib.families`). Per-utterance predictions are cached per model (keyed by
@@ -24,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from accelerate import Accelerator
 
 from kdlib import bootstrap
 from kdlib.audio import decode
@@ -32,7 +35,7 @@ from kdlib.config import GenerationParams, Params, threshold_label
 from kdlib.families import SpeechModel, load_model
 from kdlib.metrics import corpus_scores, score_pairs
 from kdlib.model_card import add_scores
-from kdlib.models import resolve_device
+from kdlib.models import cpu_only, resolve_device
 from kdlib.paths import RunLayout
 from kdlib.products import PreparedSet, read_students, read_teacher, read_test_sets
 from kdlib.transcribe import generate, transcribe
@@ -93,33 +96,42 @@ def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Para
     return pd.concat(frames, ignore_index=True)
 
 
-def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
-    """Predictions of every model on every test set (cached per model's content)."""
-    device = resolve_device(params.device)
-    sets_key = fingerprint([corpus.dataset._fingerprint for corpus in test_sets.values()])
-    frames = []
+def predictions_path(params: Params, entry: ModelEntry, test_sets: dict[str, PreparedSet]) -> Path:
+    """Where one model's predictions are cached: keyed by the model's files, not its name, so that
+    identical models (two λ that keep the same pairs train bit-identical students) share one transcription."""
+    key = fingerprint(
+        "predictions-v3",
+        model_digest(entry.source),
+        fingerprint([corpus.dataset._fingerprint for corpus in test_sets.values()]),
+        params.evaluate.generation,
+        params.evaluate.language_codes,
+        params.normalization,
+        params.evaluate.views,
+    )
+    return RunLayout(params).model_predictions(key)
+
+
+def predict_missing(
+    params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet], device: torch.device
+) -> None:
+    """Transcribe the test sets with each model whose predictions are not cached yet."""
     for entry in entries:
-        # keyed by the model's files, not its name: identical models (two λ that keep the same
-        # pairs train bit-identical students) share one transcription, labelled per entry below
-        key = fingerprint(
-            "predictions-v3",
-            model_digest(entry.source),
-            sets_key,
-            params.evaluate.generation,
-            params.evaluate.language_codes,
-            params.normalization,
-            params.evaluate.views,
-        )
-        path = RunLayout(params).model_predictions(key)
+        path = predictions_path(params, entry, test_sets)
         if not path.exists():
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params).to_parquet(temporary, index=False)
-        frames.append(
-            pd.read_parquet(path).assign(
-                model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold
-            )
+
+
+def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
+    """Predictions of every model on every test set (cached per model's content), labelled per entry."""
+    predict_missing(params, entries, test_sets, resolve_device(params.device))
+    frames = [
+        pd.read_parquet(predictions_path(params, entry, test_sets)).assign(
+            model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold
         )
+        for entry in entries
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -127,11 +139,21 @@ def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams,
     return load_model(entry.source, device, generation, name=entry.name, language_codes=params.evaluate.language_codes)
 
 
-def build(params: Params) -> dict:
-    """Stage 04: predictions of every model on every non-empty test set, their scores, and efficiency."""
+def build(params: Params) -> dict | None:
+    """Stage 04: predictions of every model on every non-empty test set, their scores, and efficiency.
+
+    Under `accelerate launch` on N processes, process i transcribes models i, i + N, …; the main process
+    then reads every model's predictions, scores them and measures efficiency (one device, side by side).
+    Returns the counts for the manifest (None on processes other than the main one)."""
+    accelerator = Accelerator(cpu=cpu_only(params.device))
     entries = model_entries(params)
     test_sets = read_test_sets(params)
     scored = {name: corpus for name, corpus in test_sets.items() if len(corpus.dataset)}
+    rank, world = accelerator.process_index, accelerator.num_processes
+    predict_missing(params, entries[rank::world], scored, accelerator.device)
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return None
     predictions = predict_all(params, entries, scored)
     scores = scores_table(predictions, params)
     averages, differences = intervals(predictions, scores, params)

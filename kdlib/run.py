@@ -19,6 +19,8 @@ import json
 import os
 import platform
 import re
+import subprocess
+import sys
 import time
 import traceback
 import warnings
@@ -29,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from kdlib.cache import atomic_write_json, atomic_write_text, entry_lock
-from kdlib.config import Params, load_params, params_from_dict, params_to_dict
+from kdlib.config import Params, load_params, params_arguments, params_from_dict, params_to_dict
 from kdlib.paths import repo_root
-from kdlib.stages import STAGES, Stage, build, stage_named, staleness
+from kdlib.stages import STAGES, Stage, build, read_manifest, stage_named, staleness
 
 RUN_LOG = "run_log.json"
 HEADLINE = Path("tables") / "headline.csv"
@@ -273,7 +275,7 @@ def run_pipeline(
         started = time.perf_counter()
         if step.build and (step.reason == "forced" or staleness(params, step.stage, tuple(graph)) is not None):
             try:
-                manifest = build(params, step.stage, tuple(graph))
+                manifest = build_stage(params, step.stage, tuple(graph))
             except KeyboardInterrupt:  # recorded; what the stage finished (chunks, checkpoints) is kept
                 _record_failure(params, log_path, name, started, "interrupted", "interrupted (Ctrl-C)")
                 raise
@@ -295,6 +297,38 @@ def run_pipeline(
     index = write_index(params)
     print(f"report: {os.path.relpath(index)}", flush=True)
     return log
+
+
+def launch_command(params: Params, stage: Stage, gpus: int | None = None) -> list[str] | None:
+    """`accelerate launch … -m kdlib <stage> PARAMS [--set …]` when the stage is a heavy one and params
+    (`launch.num_processes`, `launch.config_file`) or the visible GPUs (`gpus`, default: torch's count) ask for
+    more than one process; None when it runs in the runner's own process."""
+    import torch  # here: the runner's other paths need no torch
+
+    settings = params.launch
+    processes = settings.num_processes or (torch.cuda.device_count() if gpus is None else gpus)
+    if not stage.launched or (settings.config_file is None and processes <= 1):
+        return None
+    command = [sys.executable, "-m", "accelerate.commands.launch"]
+    if settings.config_file is not None:
+        command += ["--config_file", str(params.base_path / settings.config_file)]
+        command += ["--num_processes", str(settings.num_processes)] if settings.num_processes else []
+    else:  # one machine, every process on its GPU (or on the CPU, gloo); precision is kdlib's choice
+        command += ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
+        command += ["--mixed_precision", "no", "--dynamo_backend", "no"]
+    return [*command, "-m", "kdlib", stage.command, *params_arguments(params)]
+
+
+def build_stage(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -> dict:
+    """Build a stage here, or under `accelerate launch` (`launch_command`); its manifest."""
+    command = launch_command(params, stage)
+    if command is None:
+        return build(params, stage, graph)
+    print(f"    {' '.join(command[2:])}", flush=True)
+    finished = subprocess.run(command, check=False)
+    if finished.returncode != 0:
+        raise RuntimeError(f"accelerate launch of stage {stage.name} exited with status {finished.returncode}")
+    return read_manifest(params, stage)
 
 
 def _record_failure(params: Params, log_path: Path, name: str, started: float, status: str, error: str) -> None:

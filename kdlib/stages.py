@@ -45,6 +45,7 @@ class Stage:
     params: tuple[str, ...]  # dotted params it is made from (a change makes it stale)
     products: tuple[str, ...]  # `RunLayout` attributes it writes
     summary: str  # one line for plans and `--help`
+    launched: bool = False  # heavy: the runner starts it under `accelerate launch` on several processes
 
     @property
     def number(self) -> str:
@@ -60,6 +61,7 @@ STAGES: tuple[Stage, ...] = (
         ("device", "data", "teacher", "pseudo_label", "normalization", "filter.view"),
         ("corpora", "teacher", "pseudo_labels"),
         "prepare the corpora, find or train the teacher, pseudo-label the pool",
+        launched=True,
     ),
     Stage(
         "02_filter_sweep",
@@ -85,6 +87,7 @@ STAGES: tuple[Stage, ...] = (
         ),
         ("students",),
         "distil every student on the pairs of each of its λ",
+        launched=True,
     ),
     Stage(
         "04_evaluate",
@@ -94,6 +97,7 @@ STAGES: tuple[Stage, ...] = (
         ("device", "evaluate", "normalization"),
         ("predictions", "scores", "intervals", "differences", "efficiency"),
         "every model on every test set, bootstrap intervals; efficiency side by side",
+        launched=True,
     ),
     Stage(
         "05_error_analysis",

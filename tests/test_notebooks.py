@@ -16,7 +16,7 @@ from conftest import REPO, with_overrides
 from kdlib.cli import main
 from kdlib.config import load_params
 from kdlib.model_card import read_facts
-from kdlib.paths import RunLayout
+from kdlib.paths import RunLayout, from_run
 from kdlib.products import read_predictions, read_pseudo_labels, read_students
 from kdlib.run import plan, select_stages
 from kdlib.stages import STAGES, build, staleness
@@ -121,7 +121,29 @@ def test_a_copied_run_folder_is_current_and_reads_its_own_products(
     copied = load_params(with_overrides(ci_yaml, tmp_path / "copied.yaml", run_dir=str(copy)))
     assert [staleness(copied, stage) for stage in STAGES[:3]] == [None, None, None]
     assert all(Path(r["model_dir"]).is_relative_to(copy) for r in read_students(copied) if r["model_dir"])
-    assert read_pseudo_labels(copied).cache_files[0]["filename"].startswith(str(copy))
+    record = json.loads(RunLayout(copied).pseudo_labels.read_text(encoding="utf-8"))
+    assert from_run(copied, record["path"]).is_relative_to(copy)
+    assert read_pseudo_labels(copied)["pseudo_label"] == read_pseudo_labels(params)["pseudo_label"]
+
+
+@pytest.mark.slow
+def test_the_runner_launches_stage_04_on_two_processes_with_the_same_scores(
+    ci_yaml: Path, ci_teacher: str, tmp_path: Path, capfd
+) -> None:
+    params = load_params(ci_yaml)
+    for stage in STAGES[:4]:
+        if staleness(params, stage) is not None:
+            build(params, stage)
+    copy = tmp_path / "launched-run"
+    shutil.copytree(params.run_path, copy)
+    shutil.rmtree(copy / "evaluation" / "models")  # no cached transcription: both processes transcribe
+    launched = with_overrides(ci_yaml, tmp_path / "launched.yaml", run_dir=str(copy), reports_dir=str(tmp_path / "r"))
+    assert main(["run", str(launched), "--only", "04", "--force", "--set", "launch.num_processes=2"]) == 0
+    output = capfd.readouterr()
+    assert "accelerate.commands.launch" in output.out and "--num_processes 2" in output.out
+    assert len(list((copy / "evaluation" / "models").glob("*.parquet"))) >= 2  # the models were transcribed again
+    single = pd.read_csv(RunLayout(params).scores)
+    pd.testing.assert_frame_equal(pd.read_csv(RunLayout(load_params(launched)).scores), single)
 
 
 @pytest.mark.slow

@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 import pytest
+from conftest import REPO
 from test_reports import broken_targets
 
 from kdlib import cli, report, run
@@ -353,3 +354,24 @@ def test_two_processes_updating_the_run_log_lose_no_entry(tmp_path: Path) -> Non
     assert [process.wait(timeout=120) for process in processes] == [0, 0]
     entries = json.loads(log.read_text())["notebooks"]
     assert len(entries) == 600  # every update of both writers survived
+
+
+def test_heavy_stages_are_launched_with_accelerate_when_params_or_gpus_ask() -> None:
+    params = load_params(REPO / "params" / "ci.yaml", settings=["distill.training.max_steps=7"])
+    pseudo_label, filtering = STAGES[0], STAGES[1]
+    assert run.launch_command(params, pseudo_label, gpus=1) is None  # one GPU: in the runner's process
+    command = run.launch_command(params, pseudo_label, gpus=4)  # every visible GPU by default
+    assert command[1:3] == ["-m", "accelerate.commands.launch"] and "--num_processes" in command
+    assert command[command.index("--num_processes") + 1] == "4"
+    assert command[command.index("kdlib") + 1 :] == [
+        "pseudo-label",
+        params.source_file,
+        "--set=distill.training.max_steps=7",
+    ]
+    assert run.launch_command(params, filtering, gpus=4) is None  # a light stage never is
+    two = load_params(REPO / "params" / "ci.yaml", settings=["launch.num_processes=2"])
+    assert "2" in run.launch_command(two, pseudo_label, gpus=0)
+    configured = load_params(REPO / "params" / "ci.yaml", settings=["launch.config_file=cluster.yaml"])
+    command = run.launch_command(configured, STAGES[2], gpus=0)
+    assert command[command.index("--config_file") + 1] == str(configured.base_path / "cluster.yaml")
+    assert "--multi_gpu" not in command  # the config file says how
