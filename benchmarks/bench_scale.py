@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -240,6 +241,8 @@ def main() -> None:
     rows = []
     for clips in args.clips:
         build_pool(args.work, clips, entries)
+        for stale in [args.work / f"run-{clips}", *(args.work / "cache" / "prepared").glob(f"pool-{clips}-*")]:
+            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # every stage measured from scratch
         for stage in STAGES:
             rows.append(measure(stage, args.work, clips, teacher))
             print(json.dumps(rows[-1]), flush=True)

@@ -6,9 +6,11 @@ worker processes then reads, decodes and pads batch i ahead of time, in order. A
 function of its index, so the order and the results are those of a loop without workers, and a
 resumed run starts at the batch it stopped at.
 
-Prepared sets are memory-mapped; a pass over a large set would leave every page it touched mapped
-into the reading process (its RSS grows with the set). `MappedRows` re-opens its dataset every
-`REOPEN_EVERY` reads, which unmaps what was read: the memory of a pass does not grow with the set.
+Prepared sets are memory-mapped; a pass over a large set would leave every page it touched (and the
+pages the kernel read around them) mapped into the reading process: its RSS would grow with the set.
+`MappedRows` maps its dataset afresh in each process that reads it, and again whenever the file pages
+mapped by its reads exceed `REMAP_ABOVE_MIB`, which unmaps them: the memory of a pass does not grow
+with the set (1K or 1M clips).
 """
 
 from __future__ import annotations
@@ -22,24 +24,42 @@ from typing import Any
 import datasets
 import torch
 
-REOPEN_EVERY = 32  # batches read between two re-openings of a memory-mapped dataset
+REMAP_ABOVE_MIB = 256  # file pages a reader may map before its dataset is mapped afresh
 
 
 class MappedRows:
-    """Rows of a dataset, read by index lists; the dataset is re-opened every `REOPEN_EVERY` reads."""
+    """Rows of a dataset, read by index lists through this process' own mapping of its Arrow files."""
 
     def __init__(self, dataset: datasets.Dataset) -> None:
         self.dataset = dataset
-        self.reads = 0
+        self._mapped_in: int | None = None  # the process whose mapping `self._own` is
+        self._own: datasets.Dataset | None = None
+        self._baseline = 0.0
 
     def __len__(self) -> int:
         return len(self.dataset)
 
     def rows(self, indices: Sequence[int], columns: Sequence[str]) -> dict[str, list]:
-        self.reads += 1
-        if self.reads % REOPEN_EVERY == 0:  # a pickle round trip maps the Arrow files afresh
-            self.dataset = pickle.loads(pickle.dumps(self.dataset))
-        return self.dataset.select_columns(list(columns)).select(indices).to_dict()
+        if self._mapped_in != os.getpid() or mapped_file_mib() > self._baseline + REMAP_ABOVE_MIB:
+            self._own = None  # unmapped once nothing refers to it
+            self._own = pickle.loads(pickle.dumps(self.dataset))  # a pickle round trip maps the files afresh
+            self._mapped_in, self._baseline = os.getpid(), mapped_file_mib()
+        return self._own.select_columns(list(columns)).select(indices).to_dict()
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_own": None, "_mapped_in": None}
+
+
+def mapped_file_mib() -> float:
+    """File-backed resident memory of this process (Linux `RssFile`, MiB); 0 where the system does not say."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("RssFile:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
 
 
 class PlannedBatches(torch.utils.data.Dataset):
