@@ -242,7 +242,10 @@ def main() -> None:
     for clips in args.clips:
         build_pool(args.work, clips, entries)
         for stale in [args.work / f"run-{clips}", *(args.work / "cache" / "prepared").glob(f"pool-{clips}-*")]:
-            shutil.rmtree(stale) if stale.is_dir() else stale.unlink()  # every stage measured from scratch
+            if stale.is_dir():  # every stage measured from scratch
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
         for stage in STAGES:
             rows.append(measure(stage, args.work, clips, teacher))
             print(json.dumps(rows[-1]), flush=True)
