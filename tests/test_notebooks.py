@@ -118,7 +118,7 @@ def test_a_copied_run_folder_is_current_and_reads_its_own_products(
             build(params, stage)
     copy = tmp_path / "copied-run"
     shutil.copytree(params.run_path, copy)
-    copied = load_params(with_overrides(ci_yaml, tmp_path / "copied.yaml", run_dir=str(copy)))
+    copied = load_params(with_overrides(ci_yaml, ci_yaml.parent / "copied.yaml", run_dir=str(copy)))
     assert [staleness(copied, stage) for stage in STAGES[:3]] == [None, None, None]
     assert all(Path(r["model_dir"]).is_relative_to(copy) for r in read_students(copied) if r["model_dir"])
     record = json.loads(RunLayout(copied).pseudo_labels.read_text(encoding="utf-8"))
@@ -137,7 +137,9 @@ def test_the_runner_launches_stage_04_on_two_processes_with_the_same_scores(
     copy = tmp_path / "launched-run"
     shutil.copytree(params.run_path, copy)
     shutil.rmtree(copy / "evaluation" / "models")  # no cached transcription: both processes transcribe
-    launched = with_overrides(ci_yaml, tmp_path / "launched.yaml", run_dir=str(copy), reports_dir=str(tmp_path / "r"))
+    launched = with_overrides(
+        ci_yaml, ci_yaml.parent / "launched.yaml", run_dir=str(copy), reports_dir=str(tmp_path / "r")
+    )
     assert main(["run", str(launched), "--only", "04", "--force", "--set", "launch.num_processes=2"]) == 0
     output = capfd.readouterr()
     assert "accelerate.commands.launch" in output.out and "--num_processes 2" in output.out

@@ -13,6 +13,7 @@ import datasets
 import numpy as np
 import pandas as pd
 import pytest
+from pandas.io.formats.style import Styler
 
 from kdlib import cache, data, report
 from kdlib.audio import AudioError, decode, encode_wav
@@ -253,7 +254,8 @@ def test_style_table_escapes_every_string() -> None:
 
 def test_style_table_renders_plain_tables_as_before() -> None:
     frame = pd.DataFrame({"wer": [0.25, 0.5], "cer": [0.1, 0.2]}, index=pd.Index(["MSA", "ALG"], name="variety"))
-    before = frame.style.format(precision=2).background_gradient(cmap="RdYlGn_r", subset=["wer", "cer"])
+    plain = Styler(frame, cell_ids=False)  # stable pages: no per-cell ids (see report.stable_style)
+    before = plain.format(precision=2).background_gradient(cmap="RdYlGn_r", subset=["wer", "cer"])
     after = report.style_table(frame, ["wer", "cer"])
     assert after.set_uuid("t").to_html() == before.set_uuid("t").to_html()
 
