@@ -112,27 +112,32 @@ def predictions_path(params: Params, entry: ModelEntry, test_sets: dict[str, Pre
 
 
 def predict_missing(
-    params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet], device: torch.device
+    params: Params, jobs: list[tuple[ModelEntry, Path]], test_sets: dict[str, PreparedSet], device: torch.device
 ) -> None:
-    """Transcribe the test sets with each model whose predictions are not cached yet."""
-    for entry in entries:
-        path = predictions_path(params, entry, test_sets)
+    """Transcribe the test sets with each model whose predictions (at its `predictions_path`) are not cached yet."""
+    for entry, path in jobs:
         if not path.exists():
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params).to_parquet(temporary, index=False)
 
 
-def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
-    """Predictions of every model on every test set (cached per model's content), labelled per entry."""
-    predict_missing(params, entries, test_sets, resolve_device(params.device))
+def labelled_predictions(jobs: list[tuple[ModelEntry, Path]]) -> pd.DataFrame:
+    """The cached predictions of every model, labelled per entry (identical models share one file)."""
     frames = [
-        pd.read_parquet(predictions_path(params, entry, test_sets)).assign(
+        pd.read_parquet(path).assign(
             model=entry.name, kind=entry.kind, student=entry.student, threshold=entry.threshold
         )
-        for entry in entries
+        for entry, path in jobs
     ]
     return pd.concat(frames, ignore_index=True)
+
+
+def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
+    """Predictions of every model on every test set (cached per model's content), labelled per entry."""
+    jobs = [(entry, predictions_path(params, entry, test_sets)) for entry in entries]
+    predict_missing(params, jobs, test_sets, resolve_device(params.device))
+    return labelled_predictions(jobs)
 
 
 def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> SpeechModel:
@@ -149,12 +154,12 @@ def build(params: Params) -> dict | None:
     entries = model_entries(params)
     test_sets = read_test_sets(params)
     scored = {name: corpus for name, corpus in test_sets.items() if len(corpus.dataset)}
-    rank, world = accelerator.process_index, accelerator.num_processes
-    predict_missing(params, entries[rank::world], scored, accelerator.device)
+    jobs = [(entry, predictions_path(params, entry, scored)) for entry in entries]  # each model's files hashed once
+    predict_missing(params, jobs[accelerator.process_index :: accelerator.num_processes], scored, accelerator.device)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return None
-    predictions = predict_all(params, entries, scored)
+    predictions = labelled_predictions(jobs)
     scores = scores_table(predictions, params)
     averages, differences = intervals(predictions, scores, params)
     speed = efficiency(params, entries, scored)

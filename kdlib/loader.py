@@ -36,9 +36,6 @@ class MappedRows:
         self._own: datasets.Dataset | None = None
         self._baseline = 0.0
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
     def rows(self, indices: Sequence[int], columns: Sequence[str]) -> dict[str, list]:
         if self._mapped_in != os.getpid() or mapped_file_mib() > self._baseline + REMAP_ABOVE_MIB:
             self._own = None  # unmapped once nothing refers to it
@@ -112,6 +109,11 @@ class WaitClock:
                 return
             self.waiting += time.perf_counter() - start
             yield batch
+
+    def postfix(self, audio_s: float) -> dict[str, str]:
+        """A progress bar's rates: audio seconds per wall second, and the share spent waiting for data."""
+        elapsed = max(time.perf_counter() - self.started, 1e-9)
+        return {"audio_s_per_s": f"{audio_s / elapsed:.1f}", "data_wait": f"{self.share:.0%}"}
 
     @property
     def share(self) -> float:

@@ -17,7 +17,6 @@ pseudo-label's WER and CER against the reference. Products (`kdlib.paths`): `cor
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,8 +144,7 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
                     write_chunk(scored_chunk(done.pop(index), references, params), run.chunk_file(index))
                 audio_s += batch.audio_s
                 bar.update(len(batch.rows))
-                elapsed = max(time.perf_counter() - clock.started, 1e-9)
-                bar.set_postfix(audio_s_per_s=f"{audio_s / elapsed:.1f}", data_wait=f"{clock.share:.0%}")
+                bar.set_postfix(clock.postfix(audio_s))
         print(f"pseudo-labelling [{accelerator.process_index}]: waited for data {clock.share:.1%} of the time")
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not run.is_complete():

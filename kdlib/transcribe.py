@@ -111,6 +111,5 @@ def transcribe(
                 results[index] = transcript
             done_seconds += batch.audio_s
             bar.update(len(batch.rows))
-            elapsed = max(time.perf_counter() - clock.started, 1e-9)
-            bar.set_postfix(audio_s_per_s=f"{done_seconds / elapsed:.1f}", data_wait=f"{clock.share:.0%}")
+            bar.set_postfix(clock.postfix(done_seconds))
     return [results[index] for index in range(len(dataset))]
