@@ -65,17 +65,15 @@ def build_source(work: Path) -> list[tuple[str, str]]:
     import datasets
 
     from kdlib.config import load_params
-    from kdlib.synth import build_corpus
+    from kdlib.synth import POOL_SPLIT, build_split
 
     source = work / "source"
     listing = source / "listing.json"
     if listing.exists():
         return json.loads(listing.read_text(encoding="utf-8"))
     params = load_params(REPO / "params" / "tiny.yaml")
-    corpus = datasets.load_from_disk(
-        str(build_corpus(params.data.synthetic, params.cache_path, params.data.sampling_rate))
-    )
-    pool = corpus["distill_pool"].cast_column("audio", datasets.Audio(decode=False))
+    split = build_split(params.data.synthetic, POOL_SPLIT, params.cache_path, params.data.sampling_rate)
+    pool = datasets.load_from_disk(str(split)).cast_column("audio", datasets.Audio(decode=False))
     source.mkdir(parents=True, exist_ok=True)
     entries = []
     for i, row in enumerate(pool.select(range(min(DISTINCT_CLIPS, len(pool))))):

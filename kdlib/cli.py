@@ -6,7 +6,7 @@
     kdlib distill PARAMS [--student DW-e-d --threshold λ] [--no-resume]   (stage 03, also under accelerate)
     kdlib evaluate PARAMS              (stage 04)
     kdlib error-analysis PARAMS        (stage 05)
-    kdlib teacher PARAMS               (find or train the teacher, print where it is)
+    kdlib teacher PARAMS [--retrain]   (find or train the teacher, print where it is; also python -m kdlib.teacher)
     kdlib params [PARAMS]              (every param with its default and help, or a file's values)
 
 Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set distill.training.max_steps=50`,
@@ -58,6 +58,9 @@ def _parser() -> argparse.ArgumentParser:
 
     teacher = commands.add_parser("teacher", help="find or train the teacher; print where it is")
     teacher.add_argument("params", type=Path, help="params YAML file")
+    teacher.add_argument(
+        "--retrain", action="store_true", help="train it by teacher.architecture/training; write it to teacher.model"
+    )
     _add_set(teacher)
 
     reference = commands.add_parser("params", help="every param with its default and help (or a file's values)")
@@ -107,8 +110,10 @@ def _run(args: argparse.Namespace) -> None:
                 print(f"{key:<52} {default:<22} {text}" if default else f"\n{key}: {text}")
     elif args.command == "teacher":
         from kdlib.pseudo_label import find_teacher
+        from kdlib.teacher import retrain
 
-        print(find_teacher(load_params(args.params, settings=args.settings)))
+        params = load_params(args.params, settings=args.settings)
+        print(retrain(params) if args.retrain else find_teacher(params))
     elif args.command == "distill" and args.student:
         from kdlib.distill import distill_one
 

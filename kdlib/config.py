@@ -75,23 +75,51 @@ class DatasetSpec:
 
 @dataclass(frozen=True)
 class SyntheticCorpusParams:
-    """How the embedded corpus is spoken from the shipped sentences with espeak-ng."""
+    """How the embedded corpus is spoken with espeak-ng, and the shares of each simulated phenomenon.
 
-    teacher_renditions: int = param(3, "renditions of each teacher-training sentence", at_least=0)
-    pool_renditions: int = param(2, "renditions of each distillation-pool sentence", at_least=0)
+    Sentences (the shipped hand-written ones and templated ones, `kdlib.grammar`) are dealt
+    out so that no test sentence is in the teacher's training or the distillation pool."""
+
+    test_sentences: int = param(40, "sentences in each variety's test set", at_least=1)
+    pool_sentences: int = param(150, "sentences of each variety in the distillation pool", at_least=1)
+    teacher_sentences: int = param(2000, "MSA sentences the teacher learns from", at_least=0)
+    teacher_dialect_sentences: int = param(200, "sentences of each dialect the teacher learns from", at_least=0)
+    teacher_renditions: int = param(2, "renditions of each teacher-training sentence", at_least=0)
+    pool_renditions: int = param(1, "renditions of each distillation-pool sentence", at_least=0)
     test_renditions: int = param(1, "renditions of each test sentence", at_least=1)
-    test_fraction: float = param(0.2, "share of each variety's sentences in its test set", above=0, below=1)
-    teacher_msa_fraction: float = param(0.6, "share of MSA sentences the teacher learns from", at_least=0, at_most=1)
-    teacher_dialect_fraction: float = param(
-        0.25, "share of each dialect's sentences the teacher learns from", at_least=0, at_most=1
+    msa_subtitle_fraction: float = param(
+        0.5, "share of the teacher's dialect clips captioned with their MSA rendering", at_least=0, at_most=1
     )
-    max_sentences_per_variety: int | None = param(None, "use at most this many sentences per variety", at_least=1)
+    nonspeech_fraction: float = param(
+        0.04,
+        "non-speech clips added to each split, as a share of its clips: noise captioned empty for the "
+        "teacher, noise or tones with an empty reference in the tests, with a stray caption in the pool",
+        at_least=0,
+        below=1,
+    )
+    long_fraction: float = param(
+        0.08,
+        "share of pool and test clips that join two sentences: longer than any the teacher heard",
+        at_least=0,
+        at_most=1,
+    )
+    cut_fraction: float = param(
+        0.08, "share of pool and test clips cut short while their reference stays whole", at_least=0, at_most=1
+    )
+    cut_keep: tuple[float, float] = param((0.35, 0.7), "range of the share of a cut clip's audio kept", above=0)
+    fast_fraction: float = param(0.08, "share of pool and test clips spoken fast", at_least=0, at_most=1)
+    fast_speed_wpm: tuple[int, int] = param((240, 320), "range of fast speaking rates, words per minute", at_least=80)
     speed_wpm: tuple[int, int] = param((125, 175), "range of speaking rates, words per minute", at_least=80)
     pitch: tuple[int, int] = param((25, 75), "range of espeak-ng pitches", at_least=0, at_most=99)
     voices: tuple[str, ...] = param(("ar", "ar+m1", "ar+m3", "ar+f2", "ar+f4"), "espeak-ng voice variants")
     noise_fraction: float = param(0.3, "share of clips with white noise added", at_least=0, at_most=1)
-    snr_db: tuple[float, float] = param((8.0, 25.0), "range of signal-to-noise ratios of noisy clips (dB)")
-    seed: int = param(0, "seed of the sentence split and the voice draws")
+    snr_db: tuple[float, float] = param(
+        (0.0, 25.0), "range of signal-to-noise ratios of noisy pool and test clips (dB)"
+    )
+    teacher_snr_db: tuple[float, float] = param(
+        (10.0, 30.0), "the same for the teacher's clips: cleaner, as curated data is"
+    )
+    seed: int = param(0, "seed of the sentences, their split and the voice draws")
 
 
 @dataclass(frozen=True)
@@ -178,8 +206,16 @@ class TeacherArchitecture:
 class TeacherParams:
     """The teacher: a hub checkpoint, or one trained here on data.teacher_train."""
 
-    source: Literal["hub", "train"] = param("hub", "hub: load `model`; train: train a small Whisper here")
-    model: str = param("openai/whisper-large-v2", "hub id or local folder (source: hub)")
+    source: Literal["hub", "local", "train"] = param(
+        "hub",
+        "hub: load `model` from the hub; local: load the checkpoint folder `model` (relative to the "
+        "repository); train: train a small Whisper here",
+    )
+    model: str = param(
+        "openai/whisper-large-v2",
+        "hub id (source: hub) or checkpoint folder (source: local; `python -m kdlib.teacher PARAMS --retrain` "
+        "trains it by `architecture` and `training` and writes it there)",
+    )
     architecture: TeacherArchitecture = param(TeacherArchitecture(), "the model trained here (source: train)")
     training: TrainingParams = param(TrainingParams(), "its training loop (source: train)")
 
@@ -351,21 +387,22 @@ class Params:
         start = Path(self.source_file).resolve().parent
         return repository_of(start) or start
 
-    def _resolve(self, value: str) -> Path:
+    def resolve(self, value: str) -> Path:
+        """`value` as a path: an absolute one as it is, a relative one against `base_path`."""
         path = Path(value)
         return path if path.is_absolute() else self.base_path / path
 
     @property
     def run_path(self) -> Path:
-        return self._resolve(self.run_dir)
+        return self.resolve(self.run_dir)
 
     @property
     def reports_path(self) -> Path:
-        return self._resolve(self.reports_dir)
+        return self.resolve(self.reports_dir)
 
     @property
     def cache_path(self) -> Path:
-        return self._resolve(self.cache_dir)
+        return self.resolve(self.cache_dir)
 
 
 def repository_of(start: Path) -> Path | None:

@@ -4,7 +4,7 @@ Columns: `id`, `audio` (16 kHz, 16-bit FLAC or WAV bytes, an `Audio` feature), `
 `variety`, `duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
 `metadata.csv`) and hub datasets by name (downloaded, or streamed). Each clip is decoded once while
 preparing: a clip that is missing, corrupt, empty or too long is skipped with its reason, an empty
-reference is kept out of training, and every skip is returned in a table that the reports count. A
+reference is kept out of distillation (a teacher trained here learns to write nothing for it), and every skip is returned in a table that the reports count. A
 set left with no clip is still prepared (and cached) empty, with its skips; a training pool may not be empty.
 
 Preparation streams: clips are decoded on `data.prepare_workers` processes, a few batches at a
@@ -33,9 +33,9 @@ from kdlib.audio import dataset_with_audio, screen_batch
 from kdlib.cache import build_once, fingerprint, safe_component
 from kdlib.config import DataParams, DatasetSpec, Params
 from kdlib.paths import RunLayout
-from kdlib.synth import build_corpus
+from kdlib.synth import build_split
 
-Purpose = Literal["train", "test"]
+Purpose = Literal["teacher", "train", "test"]  # teacher: training a teacher here, non-speech captioned empty kept
 SKIP_COLUMNS = ["id", "dataset", "reason", "detail"]
 PREPARE_BATCH = 64  # clips decoded per task and written per Arrow record batch
 
@@ -66,11 +66,11 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.I
     """Read a set as its source stores it, with its audio column left undecoded (a streamed hub set
     stays an iterable: it is read once, as it is prepared)."""
     if spec.source == "synthetic":
-        path = build_corpus(params.data.synthetic, params.cache_path, params.data.sampling_rate)
-        corpus = datasets.load_from_disk(str(path))
-        if spec.split not in corpus:
-            raise ValueError(f"dataset {spec.name!r}: the synthetic corpus has no split {spec.split!r}: {list(corpus)}")
-        raw = corpus[spec.split]
+        try:
+            path = build_split(params.data.synthetic, spec.split, params.cache_path, params.data.sampling_rate)
+        except ValueError as error:
+            raise ValueError(f"dataset {spec.name!r}: {error}") from None
+        raw = datasets.load_from_disk(str(path))
     elif spec.source == "local":
         raw = read_audiofolder(spec)
     else:
@@ -260,13 +260,17 @@ def _screen_to_disk(
             continue
         encoded, duration_s = screened
         too_long = duration_s > data.max_duration_s
-        if too_long and (purpose == "train" or data.long_clips == "skip"):
+        if too_long and (purpose != "test" or data.long_clips == "skip"):
             detail = f"{duration_s:.1f} s > {data.max_duration_s:g} s"
             skipped.append({"id": clip_id, "dataset": spec.name, "reason": "too_long", "detail": detail})
             continue
         if not text:
-            kept = purpose == "test"
-            detail = "kept: scored as all insertions" if kept else "left out of training"
+            kept = purpose != "train"
+            detail = {
+                "test": "kept: scored as all insertions",
+                "teacher": "kept: the teacher learns to write nothing",
+                "train": "left out of training",
+            }[purpose]
             skipped.append({"id": clip_id, "dataset": spec.name, "reason": "empty_reference", "detail": detail})
             if not kept:
                 continue

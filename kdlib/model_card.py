@@ -44,6 +44,9 @@ class CardFacts:
     eval_wer: float | None = None  # on the held-out pairs, normalized view (fraction)
     test_wer: dict[str, float] = field(default_factory=dict)  # per test set (fraction), in `view`
     view: str | None = None
+    data_key: str | None = None  # a teacher trained here: the content key of its training set
+    training_seconds: float | None = None  # ... and how long its training took
+    machine: str | None = None  # ... on which machine
 
 
 def render_card(facts: CardFacts) -> str:
@@ -170,6 +173,12 @@ def _summary(facts: CardFacts) -> list[str]:
         return [
             f"A Whisper-architecture model trained from scratch by kdlib (profile `{facts.profile}`) on "
             f"{datasets}: {facts.train_clips} clips. It is the teacher its students are distilled from.",
+            *(["", f"- **Training set (content key):** `{facts.data_key}`"] if facts.data_key else []),
+            *(
+                [f"- **Training time:** {facts.training_seconds / 60:.1f} min on {facts.machine}"]
+                if facts.training_seconds
+                else []
+            ),
         ]
     sides = ", ".join(f"{side} layers {indices}" for side, indices in facts.layers.items())
     return [

@@ -35,7 +35,7 @@ from kdlib.loader import WaitClock
 from kdlib.metrics import score_pairs
 from kdlib.models import cpu_only
 from kdlib.paths import RunLayout, in_run, relative
-from kdlib.teacher import train_teacher
+from kdlib.teacher import local_teacher, train_teacher
 from kdlib.transcribe import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 
 LABEL_COLUMNS = ["pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_seconds", "teacher_wer", "teacher_cer"]
@@ -157,7 +157,9 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
 
 def find_teacher(params: Params) -> str:
     """The teacher's hub id or folder; a teacher of `teacher.source: train` is trained first (once)."""
-    return params.teacher.model if params.teacher.source == "hub" else str(train_teacher(params))
+    if params.teacher.source == "hub":
+        return params.teacher.model
+    return str(local_teacher(params) if params.teacher.source == "local" else train_teacher(params))
 
 
 def build(params: Params) -> dict | None:
@@ -190,7 +192,7 @@ def build(params: Params) -> dict | None:
     atomic_write_json(layout.corpora, corpora)
     atomic_write_json(
         layout.teacher,
-        {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest},
+        {"kind": kind, "source": teacher if kind == "hub" else relative(params, teacher), "digest": digest},
     )
     atomic_write_json(
         layout.pseudo_labels, {"path": in_run(params, run.labels), "key": run.root.name, "clips": len(pool)}

@@ -1,19 +1,29 @@
-"""The teacher: a hub Whisper (openai/whisper-large-v2 in the paper), or a small one trained here.
+"""The teacher: a hub Whisper (openai/whisper-large-v2 in the paper), a checkpoint folder, or one trained here.
 
 With no network and no pretrained multilingual Whisper in a registry package in
-transformers' format, the embedded default trains a small Whisper-architecture model on the
+transformers' format, kdlib trains a small Whisper-architecture model on the
 teacher-training split of the synthetic corpus: a byte-level BPE tokenizer with Whisper's
 special tokens, Whisper's log-mel front end with a shorter window, and
 `WhisperForConditionalGeneration` itself. It is saved like a hub checkpoint (safetensors,
 processor, generation config) and loaded through the same code as whisper-large-v2.
+
+The tiny profile ships such a teacher (`teacher.source: local`), made by
+
+    python -m kdlib.teacher params/tiny.yaml --retrain
+
+which trains it (cached), scores it on the profile's held-out test sets and writes it in float16,
+with its card, to `teacher.model`. The ci profile trains its own (`teacher.source: train`).
 """
 
 from __future__ import annotations
 
 import json
+import platform
 import shlex
 import shutil
 import sys
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -30,13 +40,16 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from kdlib.cache import atomic_directory, fingerprint
+from kdlib.cache import atomic_directory, atomic_write_json, fingerprint
 from kdlib.config import Params, TeacherArchitecture, params_arguments
-from kdlib.data import load_mixture
+from kdlib.data import load_mixture, load_test_sets
+from kdlib.families import WhisperModel, load_model
+from kdlib.metrics import corpus_scores
 from kdlib.model_card import CARD, teacher_facts, write_card
-from kdlib.models import cpu_only
+from kdlib.models import cpu_only, resolve_device
 from kdlib.paths import RunLayout
 from kdlib.training import Seq2SeqData, recipe, train
+from kdlib.transcribe import transcribe
 
 LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
 TASKS = ("transcribe", "translate")
@@ -148,7 +161,7 @@ def _readable(weights: Path) -> bool:
 def train_teacher(params: Params) -> Path:
     """Train the small teacher on `data.teacher_train`, once (cached by every input that shapes it);
     return its model folder."""
-    corpus = load_mixture(params.data.teacher_train, params, "train")
+    corpus = load_mixture(params.data.teacher_train, params, "teacher")
     root = RunLayout(params).trained_teacher(teacher_key(params, corpus.dataset._fingerprint))
     if _readable(root / "model" / "model.safetensors"):
         if not (root / "model" / CARD).exists() and PartialState(cpu=cpu_only(params.device)).is_main_process:
@@ -163,6 +176,23 @@ def train_teacher(params: Params) -> Path:
     processor = build_processor(corpus.dataset["text"], architecture, params.data.sampling_rate)
     model = new_model(processor, architecture)
     data = Seq2SeqData(corpus.dataset, "text", processor, "ar", "transcribe")
+    tests = load_test_sets(params) if params.teacher.training.eval_every else {}
+    held_out = {name: corpus.dataset for name, corpus in tests.items() if len(corpus.dataset)}
+
+    def evaluate(current: WhisperForConditionalGeneration) -> dict[str, float]:
+        """WER (normalized) on each held-out test set: the teacher never hears their sentences."""
+        loaded = WhisperModel("teacher", str(root), current, processor)
+        return {
+            f"wer_{name}": corpus_scores(
+                data["text"],
+                [t.text for t in transcribe(loaded, data, params.evaluate.generation, f"held out: {name}")],
+                "normalized",
+                params.normalization,
+            )["wer"]
+            for name, data in held_out.items()
+        }
+
+    started = time.perf_counter()
     outcome = train(
         model,
         processor,
@@ -171,6 +201,7 @@ def train_teacher(params: Params) -> Path:
         root / "training",
         device=params.device,
         description="training the teacher",
+        evaluate=evaluate if held_out else None,
         workers=params.data.loader_workers,
     )
     with atomic_directory(root / "model") as temporary:
@@ -179,4 +210,76 @@ def train_teacher(params: Params) -> Path:
         trained.save_pretrained(temporary, safe_serialization=True)
         processor.save_pretrained(temporary)
         write_card(temporary, teacher_facts(params, len(corpus.dataset)))
+    atomic_write_json(root / TIMING, {"seconds": round(time.perf_counter() - started, 1), "machine": machine()})
     return root / "model"
+
+
+TIMING = "training_time.json"  # beside the trained model: how long this run of the training took, and where
+
+
+def machine() -> str:
+    """This machine, in words: processor, cores and the torch device kind (no host name or path)."""
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    cores = f"{torch.get_num_threads()} torch threads"
+    return ", ".join(part for part in (platform.processor() or platform.machine(), cores, gpu) if part)
+
+
+def local_teacher(params: Params) -> Path:
+    """The checkpoint folder `teacher.model` (source: local), or FileNotFoundError saying how to make it."""
+    folder = params.resolve(params.teacher.model)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(
+            f"teacher.model: no checkpoint in {params.teacher.model!r} (relative to the repository); make it with "
+            f"`python -m kdlib.teacher {shlex.join(params_arguments(params))} --retrain`"
+        )
+    return folder
+
+
+def held_out_wer(params: Params, model_dir: Path) -> dict[str, float]:
+    """The model's corpus WER on each non-empty test set of the profile, in the normalized view."""
+    loaded = load_model(model_dir, resolve_device(params.device), params.evaluate.generation, name="teacher")
+    scores = {}
+    for name, corpus in load_test_sets(params).items():
+        if len(corpus.dataset):
+            texts = [
+                t.text for t in transcribe(loaded, corpus.dataset, params.evaluate.generation, f"teacher on {name}")
+            ]
+            scores[name] = corpus_scores(corpus.dataset["text"], texts, "normalized", params.normalization)["wer"]
+    return scores
+
+
+def retrain(params: Params) -> Path:
+    """Train the teacher by `teacher.architecture` and `teacher.training` (cached), then write it to
+    `teacher.model` in float16 with its processor, generation config and a card holding its recipe,
+    data key, training time and held-out WERs; return that folder."""
+    trained = train_teacher(replace(params, teacher=replace(params.teacher, source="train")))
+    timing = json.loads((trained.parent / TIMING).read_text()) if (trained.parent / TIMING).exists() else {}
+    target = params.resolve(params.teacher.model)
+    with atomic_directory(target) as temporary:
+        model = WhisperForConditionalGeneration.from_pretrained(trained, use_safetensors=True, dtype=torch.float16)
+        model.save_pretrained(temporary, safe_serialization=True)
+        WhisperProcessor.from_pretrained(trained).save_pretrained(temporary)
+        scores = held_out_wer(params, temporary)
+        corpus = load_mixture(params.data.teacher_train, params, "teacher")
+        facts = teacher_facts(params, len(corpus.dataset))
+        facts = replace(
+            facts,
+            data_key=corpus.dataset._fingerprint,
+            training_seconds=timing.get("seconds"),
+            machine=timing.get("machine"),
+            test_wer=scores,
+            view="normalized",
+        )
+        write_card(temporary, facts)
+    return target
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m kdlib.teacher PARAMS [--retrain] [--set KEY=VALUE ...]`: `kdlib teacher` by its module name."""
+    from kdlib.cli import main as cli
+
+    cli(["teacher", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    main()

@@ -346,8 +346,11 @@ def _train(
         # evaluation: every `eval_every` steps and at the last one, on the held-out pairs
         if evaluate is not None and ((settings.eval_every and step % settings.eval_every == 0) or last):
             model.eval()
-            record.update({f"eval_{k}": v for k, v in evaluate(accelerator.unwrap_model(model)).items()})
+            scores = evaluate(accelerator.unwrap_model(model))
+            record.update({f"eval_{k}": v for k, v in scores.items()})
             model.train()
+            if scores and accelerator.is_local_main_process:
+                bar.write(f"{description} at step {step}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         if step % settings.log_every == 0 or last or len(record) > len(terms) + 2:
             history.append(record)
             accelerator.log({k: v for k, v in record.items() if k != "step"}, step=step)

@@ -144,27 +144,3 @@ def test_hub_source_maps_its_columns(ci_params: Params, tmp_path: Path, monkeypa
     assert list(corpus.dataset["text"]) == ["السلام عليكم", "مع السلامة"] and set(corpus.dataset["variety"]) == {"MSA"}
     assert list(corpus.dataset["id"]) == ["CV/same", "CV/same#2"]  # ids are unique within and across sets
     assert decode(corpus.dataset[0]["audio"]).original_rate == 16_000
-
-
-def test_synthetic_plan_splits_sentences_and_voices(ci_params: Params) -> None:
-    plan = synth.plan_utterances(ci_params.data.synthetic)
-    teacher = {u.text for u in plan if u.split == synth.TEACHER_SPLIT}
-    pool = {u.text for u in plan if u.split == synth.POOL_SPLIT}
-    tests = [u for u in plan if u.split.startswith("test_")]
-    assert teacher < pool  # the teacher saw a share of the pool's sentences (in other renditions)
-    assert {u.text for u in tests} - teacher, "some test sentences must be unknown to the teacher"
-    assert len({u.id for u in plan}) == len(plan)
-    assert {u.variety for u in plan} == {"MSA", "ALG", "JOR", "PAL", "UAE", "YEM"}
-    assert all(u.split == synth.test_split(u.variety) for u in tests)
-    msa = [u for u in plan if u.variety == "MSA"]
-    share = {split: len({u.text for u in msa if u.split == split}) for split in (synth.TEACHER_SPLIT, synth.POOL_SPLIT)}
-    assert share[synth.TEACHER_SPLIT] == round(share[synth.POOL_SPLIT] * ci_params.data.synthetic.teacher_msa_fraction)
-
-
-def test_synthetic_corpus_is_built_once_and_cached(ci_params: Params) -> None:
-    first = synth.build_corpus(ci_params.data.synthetic, ci_params.cache_path)
-    assert synth.build_corpus(ci_params.data.synthetic, ci_params.cache_path) == first
-    corpus = datasets.load_from_disk(str(first))
-    assert {"teacher_train", "distill_pool", "test_MSA", "test_YEM"} <= set(corpus)
-    clip = decode(corpus["test_MSA"][0]["audio"])
-    assert clip.sampling_rate == 16_000 and 0.5 < clip.duration_s < 8
