@@ -173,3 +173,47 @@ def test_only_the_teacher_learns_from_empty_captions(ci_params: Params) -> None:
     assert len(empty) > 0 and len(pool.dataset) == len(teacher.dataset) - len(empty)
     reasons = pool.skipped.groupby("reason").size().to_dict()
     assert reasons.get("empty_reference") == len(empty)
+
+
+# ------------------------------------------------------------- what the committed tiny profile shows
+
+TEACHER = REPO / "models" / "tiny-teacher"
+TABLES = REPO / "reports" / "tiny" / "tables"
+
+
+def test_the_shipped_teacher_is_a_small_safe_hub_style_checkpoint() -> None:
+    from kdlib.model_card import read_facts
+    from kdlib.teacher import local_teacher
+
+    params = load_params(REPO / "params" / "tiny.yaml")
+    assert params.teacher.source == "local" and local_teacher(params) == TEACHER
+    files = {path.name for path in TEACHER.iterdir()}
+    assert {"config.json", "generation_config.json", "model.safetensors", "tokenizer.json", "README.md"} <= files
+    assert not {name for name in files if name.endswith((".bin", ".pt", ".pkl", ".pth"))}  # nothing to unpickle
+    assert sum(path.stat().st_size for path in TEACHER.iterdir()) <= 25 * 2**20
+    facts = read_facts(TEACHER)
+    assert facts is not None and facts.kind == "teacher" and facts.data_key and facts.training_seconds
+    assert set(facts.test_wer) == {spec.name for spec in params.data.test}
+    dialects = [wer for name, wer in facts.test_wer.items() if name != "MSA"]
+    assert facts.test_wer["MSA"] <= 0.40 < min(dialects)  # generalises to held-out MSA; dialects clearly worse
+
+
+def test_a_missing_local_teacher_says_how_to_make_it(ci_params: Params, tmp_path: Path) -> None:
+    from kdlib.teacher import local_teacher
+
+    params = replace(ci_params, teacher=replace(ci_params.teacher, source="local", model=str(tmp_path / "absent")))
+    with pytest.raises(FileNotFoundError, match="--retrain"):
+        local_teacher(params)
+
+
+def test_the_committed_tiny_reports_show_every_phenomenon() -> None:
+    import pandas as pd
+
+    categories = pd.read_csv(TABLES / "error_categories_by_model.csv")
+    teacher = categories[categories["model"] == "teacher"].set_index("category")["count"]
+    for category in ("empty", "hallucination", "incomplete", "dialectal", "substitution"):
+        assert teacher[category] > 0, category
+    sweep = pd.read_csv(TABLES / "filter_sweep_counts.csv")
+    kept = sweep[sweep["variety"] == "all"].set_index("threshold")["kept"]
+    ordered = [kept[str(t)] if str(t) in kept.index else kept[t] for t in ("10", "20", "40", "80", "none")]
+    assert all(a < b for a, b in zip(ordered, ordered[1:])), ordered
