@@ -4,9 +4,9 @@ The public API, by concern (each name is imported on first use, so `import kdlib
 
 - parameters: `load_params`, `Params`, `ParamsError`, `describe_params`
 - the stage graph: `STAGES`, `build_stage`, `staleness`, `run_pipeline`
-- products (what notebooks read): `read_corpora`, `read_pseudo_labels`, `read_split`, `read_sweep_counts`,
-  `read_students`, `read_predictions`, `read_scores`, `read_intervals`, `read_differences`, `read_efficiency`,
-  `read_categories`
+- products (what notebooks read): `read_corpora`, `labelled_pools`, `read_pseudo_labels`, `read_split`,
+  `read_sweep_counts`, `read_students`, `read_predictions`, `read_scores`, `read_intervals`, `read_differences`,
+  `read_efficiency`, `read_categories`
 - models: `load_model` (Whisper, SeamlessM4T, CTC), `make_student`, `transcribe`
 - scoring: `normalize`, `score_pairs`, `corpus_scores`, `categorise`
 """
@@ -26,6 +26,7 @@ _API = {
     "staleness": "kdlib.stages",
     "run_pipeline": "kdlib.run",
     "read_corpora": "kdlib.products",
+    "labelled_pools": "kdlib.products",
     "read_pseudo_labels": "kdlib.products",
     "read_split": "kdlib.products",
     "read_sweep_counts": "kdlib.products",

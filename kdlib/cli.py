@@ -3,7 +3,7 @@
     kdlib run PARAMS [--only NN ...] [--from NN] [--force] [--plan]
     kdlib pseudo-label PARAMS          (stage 01; `accelerate launch -m kdlib pseudo-label PARAMS` on N GPUs)
     kdlib filter PARAMS                (stage 02)
-    kdlib distill PARAMS [--student DW-e-d --threshold λ] [--no-resume]   (stage 03, also under accelerate)
+    kdlib distill PARAMS [--student DW-e-d --threshold λ --pool NAME] [--no-resume]   (stage 03, also under accelerate)
     kdlib evaluate PARAMS              (stage 04)
     kdlib error-analysis PARAMS        (stage 05)
     kdlib teacher PARAMS [--retrain]   (find or train the teacher, print where it is; also python -m kdlib.teacher)
@@ -54,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
         if stage.command == "distill":
             sub.add_argument("--student", help="one student, e.g. DW-2-2 (default: every run in params)")
             sub.add_argument("--threshold", help="with --student: its λ in percent, or 'none'")
+            sub.add_argument("--pool", help="with --student: its pool (default: data.default_pool)")
             sub.add_argument("--no-resume", action="store_true", help="with --student: start from scratch")
 
     teacher = commands.add_parser("teacher", help="find or train the teacher; print where it is")
@@ -123,12 +124,17 @@ def _run(args: argparse.Namespace) -> None:
         from kdlib.models import cpu_only
 
         params = load_params(args.params, settings=args.settings)
-        result = distill_one(params, args.student, parse_threshold(args.threshold or "none"), resume=not args.no_resume)
+        try:
+            params.data.pool(args.pool)
+        except ParamsError as error:
+            raise ParamsError(f"--pool {args.pool}: {error}") from None
+        threshold = parse_threshold(args.threshold or "none")
+        result = distill_one(params, args.student, threshold, args.pool, resume=not args.no_resume)
         if PartialState(cpu=cpu_only(params.device)).is_main_process:
             print(json.dumps(asdict(result), ensure_ascii=False))
     else:
-        if getattr(args, "threshold", None) or getattr(args, "no_resume", False):
-            raise ParamsError("--threshold and --no-resume need --student")
+        if getattr(args, "threshold", None) or getattr(args, "pool", None) or getattr(args, "no_resume", False):
+            raise ParamsError("--threshold, --pool and --no-resume need --student")
         manifest = build(load_params(args.params, settings=args.settings), stage_named(args.command))
         if manifest:
             print(json.dumps(manifest["counts"], ensure_ascii=False))

@@ -64,6 +64,10 @@ class DatasetSpec:
     split: str = param("test", "split of the source (a synthetic split, a local sub-folder or a hub split)")
     path: str | None = param(None, "hub id, or local folder (audiofolder with a metadata.csv)")
     config: str | None = param(None, "hub dataset configuration")
+    revision: str | None = param(
+        None, "hub revision: branch, tag or commit (refs/convert/parquet: the hub's parquet export of a scripted set)"
+    )
+    data_dir: str | None = param(None, "folder of the hub repository to read (in a parquet export: the configuration)")
     variety: str | None = param(None, "the variety of the whole set (else read from variety_column)")
     variety_column: str | None = param(None, "column naming each clip's variety")
     text_column: str = param("text", "column of the reference transcript")
@@ -141,8 +145,20 @@ class DataParams:
     )
     synthetic: SyntheticCorpusParams = param(SyntheticCorpusParams(), "the embedded corpus")
     teacher_train: tuple[DatasetSpec, ...] = param((), "sets the teacher learns from (teacher.source: train)")
-    train: tuple[DatasetSpec, ...] = param((), "the distillation pool: a mixture of sets")
+    train: tuple[DatasetSpec, ...] = param((), "the default distillation pool: a mixture of sets")
+    default_pool: str = param("default", "the name of the pool data.train holds (run names show any other pool)")
+    pools: Mapping[str, tuple[DatasetSpec, ...]] = param(
+        {}, "further pools by name, each a list of sets as data.train: a run picks one (only those in use are labelled)"
+    )
     test: tuple[DatasetSpec, ...] = param((), "test sets, scored separately")
+
+    def pool(self, name: str | None = None) -> tuple[DatasetSpec, ...]:
+        """The sets of the pool named `name` (None: the default pool); a ParamsError for an unknown name."""
+        if name is None or name == self.default_pool:
+            return self.train
+        if name not in self.pools:
+            raise ParamsError(f"no pool {name!r}: the pools are {[self.default_pool, *self.pools]}")
+        return self.pools[name]
 
 
 # ------------------------------------------------------------------------------------------- training
@@ -231,6 +247,9 @@ class GenerationParams:
     task: str = param("transcribe", "Whisper's task token")
     num_beams: int = param(1, "1: greedy", at_least=1)
     max_new_tokens: int = param(128, "longest generated transcript, in tokens", at_least=1)
+    return_timestamps: bool = param(
+        False, "Whisper predicts timestamp tokens; the text scored has none (pseudo-labels keep both; others ignore it)"
+    )
     batch_size: int = param(16, "clips per generation batch", at_least=1)
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = param("auto", "auto: bf16 on a GPU, fp32 on the CPU")
     attn_implementation: Literal["auto", "sdpa", "eager"] = param("auto", "auto: SDPA")
@@ -264,6 +283,7 @@ class StudentRun:
 
     student: str = param(None, "DW-<encoder layers>-<decoder layers>, e.g. DW-16-16")
     thresholds: tuple[float | None, ...] = param((80.0,), "λ values of filter.thresholds to train on", at_least=0)
+    pool: str | None = param(None, "the pool it is distilled from: data.default_pool (null) or a key of data.pools")
 
 
 @dataclass(frozen=True)
@@ -274,9 +294,15 @@ class DistillParams:
     loss: LossParams = param(LossParams(), "the loss terms")
     training: TrainingParams = param(TrainingParams(), "the training loop")
     eval_fraction: float = param(
-        0.05, "held-out share of the pool, the same for every student and λ", at_least=0, below=1
+        0.05, "held-out share of each pool, the same for every student and λ on it", at_least=0, below=1
     )
     cache_teacher_logits: bool = param(False, "compute the teacher's logits once and keep them on disk")
+    timestamp_probability: float = param(
+        0.2,
+        "with timestamped pseudo-labels: share of pairs trained on them (distil-whisper's), the rest on the plain text",
+        at_least=0,
+        at_most=1,
+    )
 
 
 @dataclass(frozen=True)
@@ -436,6 +462,17 @@ def threshold_label(threshold: float | None) -> str:
     return "none" if threshold is None else f"{threshold:g}"
 
 
+def pools_in_use(params: Params) -> list[str]:
+    """The pools stage 01 labels: the default pool, then every other pool a run names, in order."""
+    names = [params.data.default_pool, *(run.pool for run in params.distill.runs if run.pool is not None)]
+    return list(dict.fromkeys(names))
+
+
+def run_name(student: str, pool: str | None, default_pool: str) -> str:
+    """How tables, logs and folders name a student: `"DW-16-16"` on the default pool, `"DW-16-16@500K"` on another."""
+    return student if pool is None or pool == default_pool else f"{student}@{pool}"
+
+
 def parse_threshold(text: str) -> float | None:
     """`"80"` → `80.0`, `"none"` → `None` (the inverse of `threshold_label`)."""
     if text == "none":
@@ -580,15 +617,19 @@ def params_to_dict(params: Any) -> Any:
 
 
 def params_subset(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
-    """The plain values of dotted `keys` (e.g. `"distill.eval_fraction"`): what a stage is made from."""
+    """The plain values of dotted `keys` (e.g. `"distill.eval_fraction"`; `"distill.runs[].pool"`: the pool of
+    every run): what a stage is made from."""
     plain = params_to_dict(params)
-    subset = {}
-    for key in keys:
-        value = plain
-        for part in key.split("."):
-            value = value[part]
-        subset[key] = value
-    return subset
+    return {key: _lookup(plain, key.split(".")) for key in keys}
+
+
+def _lookup(value: Any, parts: list[str]) -> Any:
+    """The value at dotted `parts`; a part `name[]` maps the rest over the items of the list `name`."""
+    for index, part in enumerate(parts):
+        if part.endswith("[]"):
+            return [_lookup(item, parts[index + 1 :]) for item in value[part[:-2]]]
+        value = value[part]
+    return value
 
 
 def describe_params(cls: type = Params, prefix: str = "") -> Iterator[tuple[str, str, str]]:
@@ -745,16 +786,34 @@ def _join(where: str, key: str) -> str:
 
 def _check_semantics(params: Params, source: str) -> None:
     """Cross-field checks that a type and a range alone cannot express."""
-    for role in ("teacher_train", "train", "test"):
-        names = [spec.name for spec in getattr(params.data, role)]
-        for index, name in enumerate(names):
+    data = params.data
+    roles = {"teacher_train": data.teacher_train, "train": data.train, "test": data.test}
+    roles.update({f"pools.{name}": specs for name, specs in data.pools.items()})
+    for role, specs in roles.items():
+        names = [spec.name for spec in specs]
+        for index, spec in enumerate(specs):
             try:
-                safe_component(name)
+                safe_component(spec.name)
             except ValueError as error:
                 raise ParamsError(f"{source}: 'data.{role}[{index}].name': {error}") from None
+            if spec.revision == "refs/convert/parquet" and spec.config is not None:
+                raise ParamsError(
+                    f"{source}: 'data.{role}[{index}].config': a parquet export has no configurations; "
+                    f"name its folder instead (data_dir: {spec.config})"
+                )
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ParamsError(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")
+    for key, name in [("default_pool", data.default_pool), *((f"pools.{name}", name) for name in data.pools)]:
+        try:
+            safe_component(name, "pool")
+        except ValueError as error:
+            raise ParamsError(f"{source}: 'data.{key}': {error}") from None
+    if data.default_pool in data.pools:
+        raise ParamsError(f"{source}: 'data.pools.{data.default_pool}' has the name of the default pool (data.train)")
+    empty = [name for name, specs in data.pools.items() if not specs]
+    if empty:
+        raise ParamsError(f"{source}: 'data.pools.{empty[0]}' lists no set")
     architecture = params.teacher.architecture
     for index, run in enumerate(params.distill.runs):
         try:
@@ -768,6 +827,11 @@ def _check_semantics(params: Params, source: str) -> None:
                 f"{source}: 'distill.runs[{index}].student' {run.student} has more layers than the teacher "
                 f"({architecture.encoder_layers} encoder, {architecture.decoder_layers} decoder)"
             )
+        if run.pool is not None:
+            try:
+                data.pool(run.pool)
+            except ParamsError as error:
+                raise ParamsError(f"{source}: 'distill.runs[{index}].pool': {error}") from None
         unknown = [t for t in run.thresholds if t not in params.filter.thresholds]
         if unknown:
             raise ParamsError(

@@ -2,7 +2,9 @@
 
 Columns: `id`, `audio` (16 kHz, 16-bit FLAC or WAV bytes, an `Audio` feature), `text`, `dataset`,
 `variety`, `duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
-`metadata.csv`) and hub datasets by name (downloaded, or streamed). Each clip is decoded once while
+`metadata.csv`) and hub datasets by name (downloaded, or streamed; at a `revision`, e.g. the hub's parquet
+export `refs/convert/parquet` of a set published with a loading script, which `datasets` 4 and later refuse,
+and from a `data_dir`, the export's folder of one configuration). Each clip is decoded once while
 preparing: a clip that is missing, corrupt, empty or too long is skipped with its reason, an empty
 reference is kept out of distillation (a teacher trained here learns to write nothing for it), and every skip is returned in a table that the reports count. A
 set left with no clip is still prepared (and cached) empty, with its skips; a training pool may not be empty.
@@ -76,7 +78,14 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.I
     else:
         if spec.path is None:
             raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
-        raw = datasets.load_dataset(spec.path, spec.config, split=spec.split, streaming=spec.streaming)
+        raw = datasets.load_dataset(
+            spec.path,
+            spec.config,
+            split=spec.split,
+            streaming=spec.streaming,
+            revision=spec.revision,
+            data_dir=spec.data_dir,
+        )
     columns = list(raw.features) if raw.features is not None else []
     if spec.audio_column not in columns or spec.text_column not in columns:
         raise ValueError(

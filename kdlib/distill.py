@@ -1,4 +1,5 @@
-"""Stage 03: distil DW-e-d students from the teacher on the pseudo-labels kept by each threshold λ.
+"""Stage 03: distil DW-e-d students from the teacher on the pseudo-labels kept by each threshold λ,
+each from the pool its run names (`distill.runs[].pool`; the default pool when none).
 
 Loss = kl_weight · KL(teacher ‖ student) at temperature T (teacher logits on the pseudo-label as
 decoder input, computed on the fly or, with `cache_teacher_logits`, once and kept on disk)
@@ -8,6 +9,11 @@ WER against the references. Runs under `accelerate launch` (`kdlib distill PARAM
 DW-2-2 --threshold 80]`); every run is resumable from its last checkpoint and cached by its
 inputs once finished (the logging and checkpoint cadence and the list of runs are not inputs:
 adding a student retrains no other). Product (`kdlib.paths`): `students.json`.
+
+With timestamped pseudo-labels (`pseudo_label.generation.return_timestamps`), a share
+`distill.timestamp_probability` of the pairs (drawn per clip id and seed, so a clip gets the same target
+at every λ) is trained on the timestamped token sequence, its prompt without `<|notimestamps|>`, and the
+rest on the plain text, as distil-whisper does; the KL term follows the same target tokens.
 """
 
 from __future__ import annotations
@@ -21,13 +27,14 @@ import datasets
 from accelerate import PartialState
 
 from kdlib.cache import atomic_write_json, fingerprint
-from kdlib.config import Params, threshold_label
+from kdlib.config import Params, run_name, threshold_label
 from kdlib.families import WhisperModel, load_model
 from kdlib.metrics import corpus_scores
 from kdlib.model_card import student_facts, write_card
 from kdlib.models import cpu_only, parameter_count, resolve_device
 from kdlib.paths import RunLayout, in_run
 from kdlib.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
+from kdlib.pseudo_label import TIMESTAMPED
 from kdlib.students import make_student
 from kdlib.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.transcribe import transcribe
@@ -36,6 +43,7 @@ from kdlib.transcribe import transcribe
 @dataclass(frozen=True)
 class DistillResult:
     student: str
+    pool: str
     threshold: str
     status: str  # "trained" or why not
     model_dir: str | None
@@ -53,19 +61,37 @@ def rows_of(dataset: datasets.Dataset, ids: list[str]) -> datasets.Dataset:
     return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted])
 
 
+def keeps_timestamps(clip_id: str, probability: float, seed: int) -> bool:
+    """Whether a pair is trained on its timestamped pseudo-label: a draw fixed by the clip's id and the seed."""
+    return int(fingerprint("timestamps", seed, clip_id), 16) / 16**16 < probability
+
+
+def target_texts(pairs: datasets.Dataset, probability: float, seed: int) -> list[str]:
+    """Each pair's training target: the timestamped pseudo-label for the pairs `keeps_timestamps` picks
+    (when the pseudo-labels have timestamps), else the plain pseudo-label."""
+    if TIMESTAMPED not in pairs.column_names:
+        return pairs["pseudo_label"]
+    return [
+        stamped if keeps_timestamps(clip_id, probability, seed) else plain
+        for clip_id, plain, stamped in zip(pairs["id"], pairs["pseudo_label"], pairs[TIMESTAMPED])
+    ]
+
+
 def run_key(
     params: Params,
     teacher_digest: str,
     student: str,
+    pool: str,
     threshold: float | None,
     train_ids: list[str],
     eval_ids: list[str],
 ) -> str:
-    """What a finished student depends on: teacher, pseudo-labels, its pairs and its recipe (not the cadence)."""
+    """What a finished student depends on: teacher, its pool's pseudo-labels, its pairs and its recipe (not the
+    cadence)."""
     return fingerprint(
-        "distill-v3",
+        "distill-v4",
         teacher_digest,
-        pseudo_label_key(params),
+        pseudo_label_key(params, pool),
         student,
         threshold,
         fingerprint(train_ids),
@@ -73,18 +99,22 @@ def run_key(
         recipe(params.distill.training),
         params.distill.loss,
         params.distill.cache_teacher_logits,
+        params.distill.timestamp_probability,
         params.normalization,
         params.evaluate.generation,
     )
 
 
-def distill_one(params: Params, student: str, threshold: float | None, resume: bool = True) -> DistillResult:
-    """Distil one student on the pairs kept by one threshold (or reuse the finished run)."""
+def distill_one(
+    params: Params, student: str, threshold: float | None, pool: str | None = None, resume: bool = True
+) -> DistillResult:
+    """Distil one student on the pairs one threshold keeps of a pool (None: the default), or reuse the finished run."""
+    pool = pool or params.data.default_pool
+    name = run_name(student, pool, params.data.default_pool)
     teacher_record = read_teacher(params)
-    train_ids, eval_ids = read_training_ids(params, threshold), read_split(params)["eval"]
-    directory = RunLayout(params).student_work(
-        student, threshold, run_key(params, teacher_record["digest"], student, threshold, train_ids, eval_ids)
-    )
+    train_ids, eval_ids = read_training_ids(params, threshold, pool), read_split(params, pool)["eval"]
+    key = run_key(params, teacher_record["digest"], student, pool, threshold, train_ids, eval_ids)
+    directory = RunLayout(params).student_work(name, threshold, key)
     result_file = directory / "result.json"
     state = PartialState(cpu=cpu_only(params.device))
     if not resume and state.is_main_process:  # start from scratch: forget the finished result and checkpoints
@@ -95,14 +125,17 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         return DistillResult(**json.loads(result_file.read_text()))
     label = threshold_label(threshold)
     if not train_ids:
-        return DistillResult(student, label, f"skipped: λ={label} keeps no pairs", None, 0, 0, 0, None, None, None)
-    labels = read_pseudo_labels(params)
+        skipped = f"skipped: λ={label} keeps no pairs"
+        return DistillResult(student, pool, label, skipped, None, 0, 0, 0, None, None, None)
+    labels = read_pseudo_labels(params, pool)
     train_pairs, eval_pairs = rows_of(labels, train_ids), rows_of(labels, eval_ids)
+    targets = target_texts(train_pairs, params.distill.timestamp_probability, params.distill.training.seed)
+    train_pairs = train_pairs.add_column("target", targets)
     device = resolve_device(params.device)
     teacher = load_model(teacher_record["source"], device, params.pseudo_label.generation, name="teacher")
     model = make_student(teacher.model, student)
     generation = params.pseudo_label.generation
-    data = Seq2SeqData(train_pairs, "pseudo_label", teacher.processor, generation.language, generation.task)
+    data = Seq2SeqData(train_pairs, "target", teacher.processor, generation.language, generation.task)
     if params.distill.cache_teacher_logits:
         with state.main_process_first():
             data.teacher_logits = TeacherLogitCache(directory / "teacher_logits").build(teacher.model, data)
@@ -125,12 +158,13 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         evaluate=evaluate,
         device=params.device,
         resume=resume,
-        description=f"{student} λ={label}",
+        description=f"{name} λ={label}",
         workers=params.data.loader_workers,
     )
     eval_wer = next((row["eval_wer"] for row in reversed(outcome.history) if "eval_wer" in row), None)
     result = DistillResult(
         student,
+        pool,
         label,
         "trained",
         in_run(params, outcome.model_dir),
@@ -145,6 +179,7 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
         facts = student_facts(
             params,
             student,
+            pool,
             label,
             teacher_record["source"],
             (teacher.model.config.encoder_layers, teacher.model.config.decoder_layers),
@@ -157,16 +192,19 @@ def distill_one(params: Params, student: str, threshold: float | None, resume: b
 
 
 def build(params: Params) -> dict | None:
-    """Stage 03: every (student, λ) run that params list, in order; their records (main process)."""
+    """Stage 03: every (student, pool, λ) run that params list, in order; their records (main process)."""
     results = [
-        distill_one(params, run.student, threshold) for run in params.distill.runs for threshold in run.thresholds
+        distill_one(params, run.student, threshold, run.pool)
+        for run in params.distill.runs
+        for threshold in run.thresholds
     ]
     if not PartialState(cpu=cpu_only(params.device)).is_main_process:
         return None
     atomic_write_json(RunLayout(params).students, [asdict(result) for result in results])
+    default = params.data.default_pool
     return {
         "runs": len(results),
         "trained": sum(r.status == "trained" for r in results),
-        "students": [f"{r.student}-lambda{r.threshold}:{r.status}" for r in results],
+        "students": [f"{run_name(r.student, r.pool, default)}-lambda{r.threshold}:{r.status}" for r in results],
         "models": [Path(r.model_dir).parent.name for r in results if r.model_dir],
     }

@@ -8,9 +8,9 @@ in the manifest; the others are scored.
 
 Under `accelerate launch` the models are shared out among the processes (one GPU each).
 
-Models: the teacher, every distilled student (one per student and threshold λ) and any
-baseline named in params (hub ids or local folders; Whisper, SeamlessM4T or CTC models such as
-MMS, see `kdlib.families`). Per-utterance predictions are cached per model (keyed by
+Models: the teacher, every distilled student (one per student, pool and threshold λ: `DW-16-16 λ=80`,
+or `DW-16-16@500K λ=80` on a pool other than the default) and any baseline named in params (hub ids
+or local folders; Whisper, SeamlessM4T or CTC models such as MMS, see `kdlib.families`). Per-utterance predictions are cached per model (keyed by
 the model's files, the test sets and the generation settings) and saved for the error
 analysis. Scores are corpus-level per test set; the averages (all, MSA, dialects) are the
 unweighted means over test sets, as in the paper's tables.
@@ -31,7 +31,7 @@ from accelerate import Accelerator
 from kdlib import bootstrap
 from kdlib.audio import decode
 from kdlib.cache import atomic_write_text, fingerprint, model_digest, replacing_file
-from kdlib.config import GenerationParams, Params, threshold_label
+from kdlib.config import GenerationParams, Params, run_name, threshold_label
 from kdlib.families import SpeechModel, load_model
 from kdlib.metrics import corpus_scores, score_pairs
 from kdlib.model_card import add_scores
@@ -49,7 +49,7 @@ class ModelEntry:
     name: str
     kind: str  # teacher, student or baseline
     source: str
-    student: str | None = None
+    student: str | None = None  # as `kdlib.config.run_name` names it: with its pool when not the default
     threshold: str | None = None
 
 
@@ -58,8 +58,9 @@ def model_entries(params: Params) -> list[ModelEntry]:
     entries = [ModelEntry("teacher", "teacher", read_teacher(params)["source"])]
     for record in read_students(params):
         if record["model_dir"] is not None:
-            name = f"{record['student']} λ={record['threshold']}"
-            entries.append(ModelEntry(name, "student", record["model_dir"], record["student"], record["threshold"]))
+            student = run_name(record["student"], record["pool"], params.data.default_pool)
+            name = f"{student} λ={record['threshold']}"
+            entries.append(ModelEntry(name, "student", record["model_dir"], student, record["threshold"]))
     entries += [ModelEntry(baseline_name(source), "baseline", source) for source in params.evaluate.baselines]
     return entries
 
@@ -228,7 +229,8 @@ def main_table(scores: pd.DataFrame, metric: str = "wer", view: str = "normalize
 
 
 def comparison_pairs(predictions: pd.DataFrame) -> list[tuple[str, str]]:
-    """(student, teacher) for every student, and (student, its no-filter twin) for every λ ≠ none that has one."""
+    """(student, teacher) for every student, and (student, its no-filter twin: the same student on the same pool)
+    for every λ ≠ none that has one."""
     models = predictions.drop_duplicates("model")
     students = models[models["kind"] == "student"]
     names = set(models["model"])

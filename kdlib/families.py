@@ -99,8 +99,9 @@ class SpeechModel(ABC):
             )
         return code
 
-    def decode(self, token_ids: Sequence[int]) -> str:
-        """The text of a transcript's tokens."""
+    def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
+        """The text of a transcript's tokens (`timestamps`: with Whisper's timestamp tokens as `<|1.08|>`;
+        families without them ignore it)."""
         return self.processor.tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()
 
 
@@ -153,10 +154,15 @@ class WhisperModel(SpeechModel):
             task=generation.task,
             num_beams=generation.num_beams,
             max_new_tokens=generation.max_new_tokens,
-            return_timestamps=False,
+            return_timestamps=generation.return_timestamps,
         )
         sequences = output.sequences if hasattr(output, "sequences") else output
         return [text_token_ids(self.processor, row) for row in sequences.tolist()]
+
+    def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
+        """The text of a transcript's tokens; timestamp tokens dropped, or written `<|1.08|>` with `timestamps`."""
+        tokenizer = self.processor.tokenizer
+        return tokenizer.decode(list(token_ids), skip_special_tokens=True, decode_with_timestamps=timestamps).strip()
 
 
 class SeamlessModel(SpeechModel):
@@ -245,7 +251,7 @@ class CtcModel(SpeechModel):
             tokens.append([index for index in merged if index != blank])
         return tokens
 
-    def decode(self, token_ids: Sequence[int]) -> str:
+    def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
         """The tokens come merged and without blanks from `generate`, so they are not grouped again
         (transformers' `skip_special_tokens=True` path, which drops the blank before merging repeats
         and so fuses doubled letters, is not relied on)."""

@@ -5,9 +5,10 @@ A pair is dropped when the teacher's WER against the reference exceeds λ. Bound
 keeps WER < λ only (the authors' code). λ is given in percent; `None` keeps every pair. WER is computed on the view named in the params (the paper's
 normalized + no-diacritics view by default) when pseudo-labelling.
 
-One seeded share of the pool (`distill.eval_fraction`) is held out once, before filtering:
-every student and λ is evaluated during training on the same pairs, so their curves compare.
-Products (`kdlib.paths`): `split.json`, `lambda-<λ>.json` (the kept training ids), `sweep_counts.csv`.
+Each pool stage 01 labelled is filtered on its own. One seeded share of a pool (`distill.eval_fraction`)
+is held out once, before filtering: every student and λ on that pool is evaluated during training on the
+same pairs, so their curves compare. Products (`kdlib.paths`): per pool `<pool>/split.json` and
+`<pool>/lambda-<λ>.json` (the kept training ids); `sweep_counts.csv` (every pool).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import torch
 from kdlib.cache import atomic_write_json, atomic_write_text
 from kdlib.config import Params, threshold_label
 from kdlib.paths import RunLayout
-from kdlib.products import read_pseudo_labels
+from kdlib.products import labelled_pools, read_pseudo_labels
 
 WER_TOLERANCE = 1e-9  # so that a WER of exactly λ is on the intended side despite float round-off
 Keep = Literal["at_most", "below"]
@@ -69,20 +70,24 @@ def split_heldout(ids: list[str], fraction: float, seed: int) -> tuple[list[int]
 
 
 def build(params: Params) -> dict:
-    """Stage 02: the held-out split, one kept-id list per λ, and the sweep's counts."""
-    labels = read_pseudo_labels(params).remove_columns("audio").to_pandas()
-    train_rows, eval_rows = split_heldout(
-        labels["id"].tolist(), params.distill.eval_fraction, params.distill.training.seed
-    )
+    """Stage 02, per pool labelled: the held-out split, one kept-id list per λ, and the sweep's counts."""
     layout = RunLayout(params)
-    eval_ids = labels["id"].iloc[eval_rows].tolist()
-    atomic_write_json(layout.split, {"eval": eval_ids})
-    training = labels.iloc[train_rows]
-    kept = {}
-    for threshold in params.filter.thresholds:
-        ids = training.loc[keep_mask(training["teacher_wer"], threshold, params.filter.keep), "id"].tolist()
-        atomic_write_json(layout.training_set(threshold), {"threshold": threshold, "ids": ids})
-        kept[threshold_label(threshold)] = len(ids)
-    counts = sweep_counts(labels, params.filter.thresholds, keep_rule=params.filter.keep)
-    atomic_write_text(layout.sweep_counts, counts.to_csv(index=False))
-    return {"pool": len(labels), "held_out": len(eval_ids), "kept_for_training": kept}
+    counts, summary = [], {}
+    for pool in labelled_pools(params):
+        labels = read_pseudo_labels(params, pool).remove_columns("audio").to_pandas()
+        train_rows, eval_rows = split_heldout(
+            labels["id"].tolist(), params.distill.eval_fraction, params.distill.training.seed
+        )
+        eval_ids = labels["id"].iloc[eval_rows].tolist()
+        atomic_write_json(layout.split(pool), {"eval": eval_ids})
+        training = labels.iloc[train_rows]
+        kept = {}
+        for threshold in params.filter.thresholds:
+            ids = training.loc[keep_mask(training["teacher_wer"], threshold, params.filter.keep), "id"].tolist()
+            atomic_write_json(layout.training_set(threshold, pool), {"threshold": threshold, "ids": ids})
+            kept[threshold_label(threshold)] = len(ids)
+        pool_counts = sweep_counts(labels, params.filter.thresholds, keep_rule=params.filter.keep)
+        counts.append(pool_counts.assign(pool=pool)[["pool", *pool_counts.columns]])
+        summary[pool] = {"pool": len(labels), "held_out": len(eval_ids), "kept_for_training": kept}
+    atomic_write_text(layout.sweep_counts, pd.concat(counts, ignore_index=True).to_csv(index=False))
+    return summary

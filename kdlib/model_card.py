@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from kdlib.cache import atomic_write_text
-from kdlib.config import Params, params_to_dict, parse_student
+from kdlib.config import Params, params_to_dict, parse_student, run_name
 from kdlib.students import layer_indices
 
 CARD = "README.md"
@@ -89,13 +89,14 @@ def render_card(facts: CardFacts) -> str:
 def student_facts(
     params: Params,
     student: str,
+    pool: str,
     threshold: str,
     teacher: str,
     teacher_layers: tuple[int, int],
     pairs: tuple[int, int, int],
     eval_wer: float | None,
 ) -> CardFacts:
-    """A distilled student's facts: its teacher (hub id or folder) and its layer counts, `pairs` =
+    """A distilled student's facts: its teacher (hub id or folder) and its layer counts, its pool, `pairs` =
     (pool clips, training pairs, held-out pairs), the held-out WER."""
     encoder, decoder = parse_student(student)
     local = Path(teacher).is_dir()
@@ -104,10 +105,10 @@ def student_facts(
         (trained if params.teacher.source == "train" else f"the local model {Path(teacher).name}") if local else teacher
     )
     return CardFacts(
-        name=f"{student} λ={threshold}",
+        name=f"{run_name(student, pool, params.data.default_pool)} λ={threshold}",
         kind="student",
         profile=params.profile,
-        datasets=[spec.name for spec in params.data.train],
+        datasets=[spec.name for spec in params.data.pool(pool)],
         train_clips=pairs[1],
         training=params_to_dict(params.distill.training),
         teacher=described,

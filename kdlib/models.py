@@ -45,9 +45,14 @@ def prompt_ids(processor: WhisperProcessor, language: str, task: str) -> list[in
 
 
 def target_ids(processor: WhisperProcessor, text: str, prompt: list[int]) -> list[int]:
-    """The full decoder sequence of a transcript: prompt, text tokens, end-of-text."""
+    """The full decoder sequence of a transcript: prompt, text tokens, end-of-text. A transcript with
+    timestamp tokens (`<|0.00|> text<|1.20|>`) is one to predict timestamps for: its prompt loses `<|notimestamps|>`."""
     tokenizer = processor.tokenizer
-    return [*prompt, *tokenizer.encode(text, add_special_tokens=False), tokenizer.eos_token_id]
+    tokens = tokenizer.encode(text, add_special_tokens=False)
+    no_timestamps = tokenizer.convert_tokens_to_ids("<|notimestamps|>")
+    if any(token > no_timestamps for token in tokens):  # Whisper's timestamp tokens follow <|notimestamps|>
+        prompt = [token for token in prompt if token != no_timestamps]
+    return [*prompt, *tokens, tokenizer.eos_token_id]
 
 
 def text_token_ids(processor: ProcessorMixin, sequence: list[int]) -> list[int]:

@@ -74,7 +74,7 @@ class RunLayout:
 
     @property
     def pseudo_labels(self) -> Path:
-        """Where the pseudo-labelled pool is (a `datasets` folder) and its content key."""
+        """Per pool labelled: where its pseudo-labels are (`labels.parquet`), their content key and clips."""
         return self.stage_dir("01_pseudo_label") / "pseudo_labels.json"
 
     def pseudo_label_work(self, key: str) -> Path:
@@ -82,17 +82,17 @@ class RunLayout:
         return self.root / "pseudo_labels" / key
 
     # 02_filter_sweep
-    @property
-    def split(self) -> Path:
-        """The pool's held-out ids, the same for every student and λ."""
-        return self.stage_dir("02_filter_sweep") / "split.json"
+    def split(self, pool: str) -> Path:
+        """A pool's held-out ids, the same for every student and λ."""
+        return self.stage_dir("02_filter_sweep") / pool / "split.json"
 
-    def training_set(self, threshold: float | None) -> Path:
-        """The ids of the training pairs λ keeps (held-out ids excluded)."""
-        return self.stage_dir("02_filter_sweep") / f"lambda-{threshold_label(threshold)}.json"
+    def training_set(self, threshold: float | None, pool: str) -> Path:
+        """The ids of a pool's training pairs λ keeps (held-out ids excluded)."""
+        return self.stage_dir("02_filter_sweep") / pool / f"lambda-{threshold_label(threshold)}.json"
 
     @property
     def sweep_counts(self) -> Path:
+        """Kept and dropped pairs per pool, λ and variety."""
         return self.stage_dir("02_filter_sweep") / "sweep_counts.csv"
 
     # 03_distill
@@ -101,9 +101,10 @@ class RunLayout:
         """One record per student and λ: status, model folder, pairs, steps, losses."""
         return self.stage_dir("03_distill") / "students.json"
 
-    def student_work(self, student: str, threshold: float | None, key: str) -> Path:
-        """Checkpoints, logs and final model of one distillation run (content-keyed, resumable)."""
-        return self.root / "students" / f"{student}-lambda{threshold_label(threshold)}-{key}"
+    def student_work(self, name: str, threshold: float | None, key: str) -> Path:
+        """Checkpoints, logs and final model of one distillation run (`name`: `kdlib.config.run_name`;
+        content-keyed, resumable)."""
+        return self.root / "students" / f"{name}-lambda{threshold_label(threshold)}-{key}"
 
     # 04_evaluate
     @property

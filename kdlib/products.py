@@ -28,6 +28,7 @@ class PreparedSet:
     role: str  # train or test
     dataset: datasets.Dataset
     skipped: pd.DataFrame
+    pool: str | None = None  # the pool a training set belongs to
 
 
 def _json(path) -> Any:
@@ -35,12 +36,12 @@ def _json(path) -> Any:
 
 
 def read_corpora(params: Params) -> list[PreparedSet]:
-    """The prepared pool sets and test sets of stage 01, in params order."""
+    """The prepared sets of every pool labelled and the test sets of stage 01, in params order."""
     require(params, "01_pseudo_label")
     corpora = []
     for entry in _json(RunLayout(params).corpora):
         prepared = read_prepared(absolute(params, entry["path"]))
-        corpora.append(PreparedSet(entry["name"], entry["role"], prepared.dataset, prepared.skipped))
+        corpora.append(PreparedSet(entry["name"], entry["role"], prepared.dataset, prepared.skipped, entry["pool"]))
     return corpora
 
 
@@ -59,47 +60,67 @@ def read_teacher(params: Params) -> dict[str, str]:
     }
 
 
-def read_pseudo_labels(params: Params) -> datasets.Dataset:
-    """The pseudo-labelled pool: the pool's columns (memory-mapped) plus the pseudo-label columns."""
+def pseudo_label_record(params: Params, pool: str | None = None) -> dict[str, Any]:
+    """Stage 01's record of one pool's pseudo-labels (None: the default pool): where they are, their key, clips."""
     require(params, "01_pseudo_label")
-    record = _json(RunLayout(params).pseudo_labels)
-    pool = datasets.concatenate_datasets([c.dataset for c in read_corpora(params) if c.role == "train"])
+    name = pool or params.data.default_pool
+    records = _json(RunLayout(params).pseudo_labels)
+    if name not in records:
+        raise StaleProduct(f"stage 01 in {params.run_dir} labelled no pool {name!r} ({sorted(records)}): run it again")
+    return records[name]
+
+
+def read_pseudo_labels(params: Params, pool: str | None = None) -> datasets.Dataset:
+    """One pseudo-labelled pool (None: the default): its sets' columns (memory-mapped) plus the pseudo-label columns."""
+    name = pool or params.data.default_pool
+    record = pseudo_label_record(params, name)
+    sets = [c.dataset for c in read_corpora(params) if c.role == "train" and c.pool == name]
+    pool_set = datasets.concatenate_datasets(sets)
     labels = pd.read_parquet(from_run(params, record["path"]))
-    if labels["id"].tolist() != pool["id"]:
+    if labels["id"].tolist() != pool_set["id"]:
         raise StaleProduct(
-            f"the pseudo-labels in {params.run_dir} are not those of the prepared pool: run stage 01 again"
+            f"the pseudo-labels of pool {name!r} in {params.run_dir} are not those of the prepared pool: "
+            "run stage 01 again"
         )
     for column in labels.columns.drop("id"):
-        pool = pool.add_column(column, labels[column].tolist())
-    return pool
+        pool_set = pool_set.add_column(column, labels[column].tolist())
+    return pool_set
 
 
-def pseudo_label_key(params: Params) -> str:
-    """The content key of the current pseudo-labels (what students are keyed by)."""
+def pseudo_label_key(params: Params, pool: str | None = None) -> str:
+    """The content key of a pool's current pseudo-labels (what students are keyed by)."""
+    return pseudo_label_record(params, pool)["key"]
+
+
+def labelled_pools(params: Params) -> list[str]:
+    """The pools stage 01 labelled, the default first."""
     require(params, "01_pseudo_label")
-    return _json(RunLayout(params).pseudo_labels)["key"]
+    return list(_json(RunLayout(params).pseudo_labels))
 
 
-def read_split(params: Params) -> dict[str, list[str]]:
-    """`{"eval": ids}`: the pool's held-out pairs of stage 02."""
+def read_split(params: Params, pool: str | None = None) -> dict[str, list[str]]:
+    """`{"eval": ids}`: a pool's held-out pairs of stage 02 (None: the default pool)."""
     require(params, "02_filter_sweep")
-    return _json(RunLayout(params).split)
+    return _json(RunLayout(params).split(pool or params.data.default_pool))
 
 
-def read_training_ids(params: Params, threshold: float | None) -> list[str]:
-    """The ids of the pairs λ keeps for training (held-out pairs excluded)."""
+def read_training_ids(params: Params, threshold: float | None, pool: str | None = None) -> list[str]:
+    """The ids of a pool's pairs λ keeps for training (held-out pairs excluded; None: the default pool)."""
     require(params, "02_filter_sweep")
-    path = RunLayout(params).training_set(threshold)
+    name = pool or params.data.default_pool
+    path = RunLayout(params).training_set(threshold, name)
     if not path.is_file():
         raise FileNotFoundError(
-            f"stage 02 made no training set for λ={threshold_label(threshold)}: is it in filter.thresholds?"
+            f"stage 02 made no training set for λ={threshold_label(threshold)} of pool {name!r}: "
+            "is it in filter.thresholds, and does a run name the pool?"
         )
     return _json(path)["ids"]
 
 
 def read_sweep_counts(params: Params) -> pd.DataFrame:
+    """Kept and dropped pairs per pool, λ and variety (stage 02)."""
     require(params, "02_filter_sweep")
-    return pd.read_csv(RunLayout(params).sweep_counts, dtype={"threshold": str})
+    return pd.read_csv(RunLayout(params).sweep_counts, dtype={"threshold": str, "pool": str})
 
 
 def read_students(params: Params) -> list[dict[str, Any]]:

@@ -1,17 +1,20 @@
-"""Stage 01: prepare the corpora, find or train the teacher, and pseudo-label the distillation pool.
+"""Stage 01: prepare the corpora, find or train the teacher, and pseudo-label the distillation pools.
 
-The pool is sorted by duration and cut into fixed chunks; chunk i goes to process
-i mod N, so `accelerate launch -m kdlib pseudo-label PARAMS` on N processes (GPUs, nodes,
-or CPU processes) shares the work, and every chunk is written atomically to its own
-file. A killed run, started again, skips the chunks already on disk. When all chunks
+The pools labelled are the default one and every other pool a distillation run names
+(`kdlib.config.pools_in_use`), each on its own. A pool is sorted by duration and cut into fixed
+chunks; chunk i goes to process i mod N, so `accelerate launch -m kdlib pseudo-label PARAMS` on N
+processes (GPUs, nodes, or CPU processes) shares the work, and every chunk is written atomically
+to its own file. A killed run, started again, skips the chunks already on disk. When all chunks
 exist, the main process merges them into one table in pool order (`labels.parquet`, no audio:
 readers join it onto the prepared pool), checking that every clip appears exactly once. The
-result is cached under a key of (teacher, pool, generation settings, WER view). Clips are read
+result is cached under a key of (teacher, pool content, generation settings, WER view). Clips are read
 and decoded by `DataLoader` workers while the teacher generates.
 
 Per clip: the pseudo-label text, its token ids and length, the teacher's time, and the
-pseudo-label's WER and CER against the reference. Products (`kdlib.paths`): `corpora.json`,
-`teacher.json`, `pseudo_labels.json`.
+pseudo-label's WER and CER against the reference. With `generation.return_timestamps` the teacher
+predicts timestamps, as the authors' did: `pseudo_label_timestamped` keeps them (`<|0.00|> text<|2.40|>`),
+while `pseudo_label`, the text that is scored and filtered, has none. Products (`kdlib.paths`):
+`corpora.json`, `teacher.json`, `pseudo_labels.json` (one record per pool).
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from accelerate import Accelerator
 from tqdm import tqdm
 
 from kdlib.cache import atomic_write_json, fingerprint, model_digest, replacing_file
-from kdlib.config import Params
+from kdlib.config import Params, pools_in_use
 from kdlib.data import mixture, prepare
 from kdlib.families import load_model
 from kdlib.loader import WaitClock
@@ -38,7 +41,7 @@ from kdlib.paths import RunLayout, in_run, relative
 from kdlib.teacher import local_teacher, train_teacher
 from kdlib.transcribe import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 
-LABEL_COLUMNS = ["pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_seconds", "teacher_wer", "teacher_cer"]
+TIMESTAMPED = "pseudo_label_timestamped"  # the column of timestamped pseudo-labels, when there are any
 
 
 @dataclass(frozen=True)
@@ -76,7 +79,7 @@ def scored_chunk(transcripts: list[Transcript], references: list[str], params: P
     """One chunk's pseudo-labels, each scored against its reference."""
     hypotheses = [t.text for t in transcripts]
     scores = score_pairs(references, hypotheses, params.filter.view, params.normalization)
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         {
             "id": [t.id for t in transcripts],
             "pseudo_label": hypotheses,
@@ -87,6 +90,9 @@ def scored_chunk(transcripts: list[Transcript], references: list[str], params: P
             "teacher_cer": scores["cer"].to_numpy(),
         }
     )
+    if params.pseudo_label.generation.return_timestamps:
+        frame.insert(2, TIMESTAMPED, [t.timestamped for t in transcripts])
+    return frame
 
 
 def readable_chunk(path: Path) -> bool:
@@ -163,29 +169,34 @@ def find_teacher(params: Params) -> str:
 
 
 def build(params: Params) -> dict | None:
-    """Stage 01: prepare every set, find or train the teacher, pseudo-label the pool; record the products.
+    """Stage 01: prepare every set, find or train the teacher, pseudo-label each pool in use; record the products.
 
     Returns the counts for the manifest (None on processes other than the main one)."""
     accelerator = Accelerator(cpu=cpu_only(params.device))
+    pools = pools_in_use(params)
     with accelerator.main_process_first():
-        pool_sets = [prepare(spec, params, "train") for spec in params.data.train]
+        pool_sets = {name: [prepare(spec, params, "train") for spec in params.data.pool(name)] for name in pools}
         test_sets = [prepare(spec, params, "test") for spec in params.data.test]
         teacher = find_teacher(params)
-    pool = mixture(params.data.train, pool_sets, "train").dataset
-    run = pseudo_label(params, pool, teacher, accelerator)
+    labelled = {}
+    for name in pools:
+        pool = mixture(params.data.pool(name), pool_sets[name], "train").dataset
+        labelled[name] = (pseudo_label(params, pool, teacher, accelerator), len(pool))
     if not accelerator.is_main_process:
         return None
     layout = RunLayout(params)
+    parts = [("train", name, params.data.pool(name), pool_sets[name]) for name in pools]
     corpora = [
         {
             "name": spec.name,
             "role": role,
+            "pool": pool,
             "path": relative(params, corpus.folder),
             "clips": len(corpus.dataset),
             "skipped": len(corpus.skipped),
         }
-        for role, specs, corpora in (("train", params.data.train, pool_sets), ("test", params.data.test, test_sets))
-        for spec, corpus in zip(specs, corpora)
+        for role, pool, specs, prepared in [*parts, ("test", None, params.data.test, test_sets)]
+        for spec, corpus in zip(specs, prepared)
     ]
     digest = model_digest(teacher)
     kind = params.teacher.source
@@ -195,12 +206,16 @@ def build(params: Params) -> dict | None:
         {"kind": kind, "source": teacher if kind == "hub" else relative(params, teacher), "digest": digest},
     )
     atomic_write_json(
-        layout.pseudo_labels, {"path": in_run(params, run.labels), "key": run.root.name, "clips": len(pool)}
+        layout.pseudo_labels,
+        {
+            name: {"path": in_run(params, run.labels), "key": run.root.name, "clips": clips}
+            for name, (run, clips) in labelled.items()
+        },
     )
     return {
-        "pool_clips": len(pool),
+        "pool_clips": {name: clips for name, (_, clips) in labelled.items()},
         "test_clips": {c["name"]: c["clips"] for c in corpora if c["role"] == "test"},
         "skipped": sum(c["skipped"] for c in corpora),
         "teacher": digest,
-        "pseudo_labels": run.root.name,
+        "pseudo_labels": {name: run.root.name for name, (run, _) in labelled.items()},
     }

@@ -9,8 +9,9 @@ rebuilds exactly the stale stages it is asked to run, and readers (`kdlib.produc
 missing or stale products with "run stage NN first" instead of recomputing them.
 
     stage              notebook                      reads                          writes
-    01_pseudo_label    01_pseudo_label.py            params (data, teacher)         corpora, teacher, pseudo_labels
-    02_filter_sweep    02_filter_sweep.py            pseudo_labels                  split, lambda-<λ>, sweep_counts
+    01_pseudo_label    01_pseudo_label.py            params (data, teacher, pools)  corpora, teacher, pseudo_labels
+    02_filter_sweep    02_filter_sweep.py            pseudo_labels                  per pool: split, lambda-<λ>;
+                                                                                   sweep_counts
     03_distill         03_distill.py                 teacher, pseudo_labels, 02     students (+ model folders)
     04_evaluate        04_evaluate.py                corpora, teacher, students     predictions, scores, intervals,
                                                                                    differences, efficiency
@@ -42,7 +43,7 @@ class Stage:
     command: str  # its `kdlib` subcommand
     builder: str  # "module:function" computing its products: `function(params) -> counts`
     inputs: tuple[str, ...]  # upstream stages whose products it reads
-    params: tuple[str, ...]  # dotted params it is made from (a change makes it stale)
+    params: tuple[str, ...]  # dotted params it is made from (a change makes it stale; `a.b[].c`: c of each item)
     products: tuple[str, ...]  # `RunLayout` attributes it writes
     summary: str  # one line for plans and `--help`
     launched: bool = False  # heavy: the runner starts it under `accelerate launch` on several processes
@@ -58,9 +59,9 @@ STAGES: tuple[Stage, ...] = (
         "pseudo-label",
         "kdlib.pseudo_label:build",
         (),
-        ("device", "data", "teacher", "pseudo_label", "normalization", "filter.view"),
+        ("device", "data", "teacher", "pseudo_label", "normalization", "filter.view", "distill.runs[].pool"),
         ("corpora", "teacher", "pseudo_labels"),
-        "prepare the corpora, find or train the teacher, pseudo-label the pool",
+        "prepare the corpora, find or train the teacher, pseudo-label each pool in use",
         launched=True,
     ),
     Stage(
@@ -68,9 +69,9 @@ STAGES: tuple[Stage, ...] = (
         "filter",
         "kdlib.filtering:build",
         ("01_pseudo_label",),
-        ("filter.thresholds", "distill.eval_fraction", "distill.training.seed"),
+        ("filter.thresholds", "filter.keep", "distill.eval_fraction", "distill.training.seed"),
         ("split", "training_set", "sweep_counts"),
-        "hold out a share of the pool; keep the pairs each λ keeps",
+        "hold out a share of each pool; keep the pairs each λ keeps",
     ),
     Stage(
         "03_distill",

@@ -30,6 +30,7 @@ class Transcript:
     text: str
     token_ids: tuple[int, ...]
     seconds: float  # this clip's share of its batch's wall time
+    timestamped: str | None = None  # the text with Whisper's timestamp tokens, when generated with them
 
 
 def length_sorted(dataset: datasets.Dataset) -> list[int]:
@@ -90,7 +91,13 @@ def transcribe_batch(loaded: SpeechModel, batch: AudioBatch, generation: Generat
     token_ids: list[list[int]] = [[] for _ in batch.rows]
     for owner, ids in zip(batch.owners, generated):
         token_ids[owner].extend(ids)
-    return [Transcript(clip_id, loaded.decode(ids), tuple(ids), seconds) for clip_id, ids in zip(batch.ids, token_ids)]
+    stamps = generation.return_timestamps
+    return [
+        Transcript(
+            clip_id, loaded.decode(ids), tuple(ids), seconds, loaded.decode(ids, timestamps=True) if stamps else None
+        )
+        for clip_id, ids in zip(batch.ids, token_ids)
+    ]
 
 
 def transcribe(

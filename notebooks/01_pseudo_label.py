@@ -9,11 +9,13 @@
 # ---
 
 # %% [markdown]
-# # 01 · Pseudo-labelling the distillation pool
+# # 01 · Pseudo-labelling the distillation pools
 #
-# The teacher transcribes every clip of the distillation pool with Arabic forced
+# The teacher transcribes every clip of each distillation pool in use (the default pool and any other
+# pool a distillation run names) with Arabic forced
 # (`language="ar", task="transcribe"`). Each pseudo-label is scored against the reference
-# transcript: this WER is what stage 02 filters on. The work is done by the stage's builder
+# transcript: this WER is what stage 02 filters on. With `return_timestamps` the teacher also predicts
+# timestamps; they are kept apart (`pseudo_label_timestamped`) and the WER is that of the plain text. The work is done by the stage's builder
 # (`kdlib pseudo-label PARAMS`, or `accelerate launch -m kdlib pseudo-label PARAMS` on several
 # GPUs; chunked and resumable), which `kdlib run` calls when the stage is stale; this notebook
 # only reads its products: `corpora.json`, `teacher.json` and `pseudo_labels.json` under
@@ -36,7 +38,8 @@ import seaborn as sns
 
 from kdlib import data, report
 from kdlib.metrics import corpus_scores
-from kdlib.products import read_corpora, read_pseudo_labels, read_teacher
+from kdlib.products import labelled_pools, read_corpora, read_pseudo_labels, read_teacher
+from kdlib.pseudo_label import TIMESTAMPED
 
 sns.set_theme(style="whitegrid")
 teacher = read_teacher(cfg)
@@ -46,14 +49,18 @@ print(
 
 # %% [markdown]
 # ## The corpora
-# The distillation pool is a mixture of training sets; the test sets are evaluated in 04.
-# Clips that could not be used are counted here, with the reason.
+# A distillation pool is a mixture of training sets (the default pool is "pool", any other "pool <name>");
+# the test sets are evaluated in 04. Clips that could not be used are counted here, with the reason.
 
 # %%
 corpora = read_corpora(cfg)
-pool_sets = [corpus for corpus in corpora if corpus.role == "train"]
-pool = datasets.concatenate_datasets([corpus.dataset for corpus in pool_sets])
-sets = [("train", "pool", pool, pd.concat([c.skipped for c in pool_sets]))]
+pools = labelled_pools(cfg)
+pool_names = {name: "pool" if name == cfg.data.default_pool else f"pool {name}" for name in pools}
+sets = []
+for name in pools:
+    pool_sets = [corpus for corpus in corpora if corpus.role == "train" and corpus.pool == name]
+    pool = datasets.concatenate_datasets([corpus.dataset for corpus in pool_sets])
+    sets.append(("train", pool_names[name], pool, pd.concat([c.skipped for c in pool_sets])))
 sets += [("test", corpus.name, corpus.dataset, corpus.skipped) for corpus in corpora if corpus.role == "test"]
 overview = pd.DataFrame(
     [
@@ -81,18 +88,24 @@ skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
 # ## The teacher and its pseudo-labels
 
 # %%
-labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
-print(f"teacher: {teacher['kind']} ({teacher['digest']})\npseudo-labels: {len(labels)} clips")
+labels = pd.concat(
+    [read_pseudo_labels(cfg, name).remove_columns("audio").to_pandas().assign(pool=pool_names[name]) for name in pools],
+    ignore_index=True,
+)
+print(f"teacher: {teacher['kind']} ({teacher['digest']})")
+print("pseudo-labels: " + ", ".join(f"{name} {len(part)} clips" for name, part in labels.groupby("pool", sort=False)))
 
 # %%
 per_variety = pd.DataFrame(
     [
         {
+            "pool": pool,
             "variety": variety,
             "clips": len(part),
             **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization),
         }
-        for variety, part in [*labels.groupby("variety"), ("all", labels)]
+        for pool, in_pool in labels.groupby("pool", sort=False)
+        for variety, part in [*in_pool.groupby("variety"), ("all", in_pool)]
     ]
 ).drop(columns="n")
 per_variety = report.percent(per_variety, ["wer", "cer"])
@@ -101,7 +114,13 @@ report.style_table(per_variety, ["wer", "cer"])
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
-sns.boxplot(data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100), x="variety", y="wer", ax=ax)
+sns.boxplot(
+    data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100),
+    x="variety",
+    y="wer",
+    hue="pool" if len(pools) > 1 else None,
+    ax=ax,
+)
 ax.set(ylabel=f"teacher WER (%, {cfg.filter.view}, capped at 150)", title="Pseudo-label quality per variety")
 report.save_figure(fig, cfg.reports_path, "teacher_wer_by_variety")
 plt.show()
@@ -112,4 +131,5 @@ plt.show()
 # %%
 ranked = labels.sort_values("teacher_wer")
 examples = pd.concat([ranked.head(3), ranked.iloc[len(ranked) // 2 : len(ranked) // 2 + 3], ranked.tail(3)])
-examples[["id", "variety", "text", "pseudo_label", "teacher_wer"]]
+stamped = [TIMESTAMPED] if TIMESTAMPED in examples else []
+examples[["id", "pool", "variety", "text", "pseudo_label", *stamped, "teacher_wer"]]

@@ -15,6 +15,7 @@
 # exceeds λ; a WER of exactly λ is kept. The paper keeps λ = 80 % and sweeps
 # 10 / 20 / 40 / 80 / none. Before filtering, one seeded share of the pool is held out
 # (`distill.eval_fraction`): every student and λ is evaluated on the same held-out pairs in 03.
+# Each pool stage 01 labelled is filtered on its own.
 # The stage's builder (`kdlib filter PARAMS`) writes the split, one training set per λ (the
 # kept ids) and the sweep's counts under `<run_dir>/02_filter_sweep/`; this notebook reads them.
 
@@ -34,32 +35,42 @@ import seaborn as sns
 
 from kdlib import report
 from kdlib.config import threshold_label
-from kdlib.products import read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
+from kdlib.products import labelled_pools, read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
 
 sns.set_theme(style="whitegrid")
-labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
+pools = labelled_pools(cfg)
+labels = pd.concat(
+    [read_pseudo_labels(cfg, pool).remove_columns("audio").to_pandas().assign(pool=pool) for pool in pools],
+    ignore_index=True,
+)
 
 # %% [markdown]
 # ## How good are the pseudo-labels?
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 3.5))
-sns.histplot(
-    data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100),
-    x="wer",
-    hue="variety",
-    multiple="stack",
-    bins=30,
-    ax=ax,
-)
-for threshold in cfg.filter.thresholds:
-    if threshold is not None:
-        selected = threshold == cfg.filter.selected
-        ax.axvline(threshold, color="crimson" if selected else "black", linestyle="-" if selected else ":", linewidth=1)
-ax.set(
-    xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)",
-    title=f"Pseudo-label WER: the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red",
-)
+fig, axes = plt.subplots(1, len(pools), figsize=(7 * len(pools), 3.5), squeeze=False)
+for ax, pool in zip(axes[0], pools):
+    part = labels[labels["pool"] == pool]
+    sns.histplot(
+        data=part.assign(wer=part["teacher_wer"].clip(upper=1.5) * 100),
+        x="wer",
+        hue="variety",
+        multiple="stack",
+        bins=30,
+        ax=ax,
+    )
+    for threshold in cfg.filter.thresholds:
+        if threshold is not None:
+            selected = threshold == cfg.filter.selected
+            ax.axvline(
+                threshold, color="crimson" if selected else "black", linestyle="-" if selected else ":", linewidth=1
+            )
+    ax.set(
+        xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)",
+        title=(f"pool {pool}: " if len(pools) > 1 else "")
+        + f"the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red",
+    )
+fig.suptitle("Pseudo-label WER")
 report.save_figure(fig, cfg.reports_path, "teacher_wer_histogram")
 plt.show()
 
@@ -69,15 +80,19 @@ plt.show()
 # %%
 counts = read_sweep_counts(cfg)
 report.write_table(counts, cfg.reports_path, "filter_sweep_counts", floatfmt=".3f")
-counts.pivot(index="threshold", columns="variety", values="kept").reindex(
+counts.pivot(index="threshold", columns=["pool", "variety"], values="kept").reindex(
     [threshold_label(t) for t in cfg.filter.thresholds]
 )
 
 # %%
 order = [threshold_label(t) for t in cfg.filter.thresholds]
-fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.pointplot(data=counts, x="threshold", y="kept_fraction", hue="variety", order=order, ax=ax)
-ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="share of pairs kept", title="Kept fraction vs λ")
+fig, axes = plt.subplots(1, len(pools), figsize=(6 * len(pools), 3.5), squeeze=False)
+for ax, pool in zip(axes[0], pools):
+    sns.pointplot(
+        data=counts[counts["pool"] == pool], x="threshold", y="kept_fraction", hue="variety", order=order, ax=ax
+    )
+    title = f"Kept fraction vs λ (pool {pool})" if len(pools) > 1 else "Kept fraction vs λ"
+    ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="share of pairs kept", title=title)
 report.save_figure(fig, cfg.reports_path, "kept_fraction_vs_threshold")
 plt.show()
 
@@ -86,10 +101,15 @@ plt.show()
 # The held-out pairs are left out of every training set, whatever their WER.
 
 # %%
-held_out = read_split(cfg)["eval"]
 training_sets = pd.DataFrame(
     [
-        {"λ": threshold_label(t), "training pairs": len(read_training_ids(cfg, t)), "held-out pairs": len(held_out)}
+        {
+            "pool": pool,
+            "λ": threshold_label(t),
+            "training pairs": len(read_training_ids(cfg, t, pool)),
+            "held-out pairs": len(read_split(cfg, pool)["eval"]),
+        }
+        for pool in pools
         for t in cfg.filter.thresholds
     ]
 )

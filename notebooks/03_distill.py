@@ -13,7 +13,8 @@
 #
 # A DW-e-d student keeps e encoder and d decoder layers of the teacher, maximally spaced
 # (first and last kept), and everything else (front end, embeddings, layer norms) as is.
-# It is trained on the pairs each λ keeps with
+# It is trained on the pairs each λ keeps of its pool (the default pool, or the one its run names:
+# `DW-16-16@500K` is DW-16-16 distilled from pool 500K) with
 # `kl_weight · KL(teacher ‖ student) + ce_weight · CE(pseudo-label)` (+ optional hidden-state MSE).
 # The stage's builder (`kdlib distill PARAMS`, or `accelerate launch -m kdlib distill PARAMS` on
 # GPUs) trains each student, checkpoints every `save_every` steps and resumes; finished runs are
@@ -34,14 +35,18 @@ import pandas as pd
 import seaborn as sns
 
 from kdlib import report
-from kdlib.config import parse_student, threshold_label
+from kdlib.config import parse_student, run_name, threshold_label
 from kdlib.products import read_history, read_students, read_teacher
 from kdlib.students import layer_indices
 
 sns.set_theme(style="whitegrid")
 pd.DataFrame(
     [
-        {"student": run.student, "thresholds": ", ".join(threshold_label(t) for t in run.thresholds)}
+        {
+            "student": run.student,
+            "pool": run.pool or cfg.data.default_pool,
+            "thresholds": ", ".join(threshold_label(t) for t in run.thresholds),
+        }
         for run in cfg.distill.runs
     ]
 )
@@ -94,7 +99,8 @@ shown
 histories = []
 for record in records:
     if record["model_dir"] is not None:  # a λ that keeps no pair trains no student
-        histories.append(read_history(record).assign(run=f"{record['student']} λ={record['threshold']}"))
+        name = run_name(record["student"], record["pool"], cfg.data.default_pool)
+        histories.append(read_history(record).assign(run=f"{name} λ={record['threshold']}"))
 history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["step", "run"])
 terms = [column for column in ("loss", "kl", "ce", "hidden") if column in history]
 if terms:
@@ -120,6 +126,9 @@ if "eval_wer" in history:
         marker="o",
         ax=ax,
     )
-    ax.set(ylabel="held-out WER (%)", title="Periodic evaluation on the pool's held-out pairs (the same for every run)")
+    ax.set(
+        ylabel="held-out WER (%)",
+        title="Periodic evaluation on the pool's held-out pairs (the same for every run on a pool)",
+    )
     report.save_figure(fig, cfg.reports_path, "distillation_eval_wer")
     plt.show()

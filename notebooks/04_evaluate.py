@@ -149,7 +149,7 @@ shown.pivot(index="model", columns="average", values="WER").reindex(
 )
 
 # %% [markdown]
-# Then every student against the teacher and against its no-filter twin (the same student, λ = none):
+# Then every student against the teacher and against its no-filter twin (the same student and pool, λ = none):
 # the difference is the student's WER minus the other's, in percentage points (negative: the student
 # is better), with its interval; only an interval that excludes 0 supports a claim.
 

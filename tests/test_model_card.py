@@ -20,7 +20,7 @@ def front_matter(text: str) -> dict:
 
 
 def fake_student(ci_params: Params, teacher: str = "openai/whisper-large-v2"):
-    return student_facts(ci_params, "DW-8-8", "80", teacher, (32, 32), (1000, 600, 50), 0.25)
+    return student_facts(ci_params, "DW-8-8", "default", "80", teacher, (32, 32), (1000, 600, 50), 0.25)
 
 
 def test_a_student_card_names_its_teacher_layers_pool_lambda_and_recipe(ci_params: Params) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kdlib.config import load_params
+from kdlib.config import load_params, pools_in_use, run_name
+from kdlib.published import read_published
 
 PAPER = Path(__file__).resolve().parents[1] / "params" / "paper.yaml"
 
@@ -25,14 +26,34 @@ def test_the_paper_profile_uses_the_authors_recipe() -> None:
         1,
         225,
     )
+    assert generation.return_timestamps and params.distill.timestamp_probability == 0.2  # distil-whisper's default
 
 
 def test_the_paper_profile_filters_and_scores_as_the_authors() -> None:
     params = load_params(PAPER)
     assert params.filter.keep == "below" and params.filter.selected == 80 and params.filter.thresholds[-1] is None
     assert params.evaluate.headline_view == "authors" and "authors" in params.evaluate.views
-    runs = {(run.student, threshold) for run in params.distill.runs for threshold in run.thresholds}
-    assert {("DW-16-16", t) for t in (10, 20, 40, 80, None)} <= runs
-    assert {("DW-32-16", 80), ("DW-8-8", 80), ("DW-16-32", 80)} <= runs
     names = params.evaluate.published_names
     assert names["teacher"] == "whisper-large-v2" and names["DW-32-16 λ=80"] == "DW-32-16"
+
+
+def test_the_paper_profile_distils_on_the_released_pools() -> None:
+    params = load_params(PAPER)
+    runs = {
+        (run_name(run.student, run.pool, params.data.default_pool), threshold)
+        for run in params.distill.runs
+        for threshold in run.thresholds
+    }
+    sweep = (10, 20, 40, 80, None)
+    expected = {(student, t) for student in ("DW-16-16", "DW-32-16") for t in sweep}
+    expected |= {("DW-16-16@500K", 80), ("DW-32-16@500K", 80), ("DW-8-8", 80), ("DW-16-32", 80)}
+    assert runs == expected
+    assert pools_in_use(params) == ["100K", "500K"]  # 1M is listed, not labelled
+    pools = {name: params.data.pool(name) for name in ("100K", "500K", "1M")}
+    assert {name: [spec.path for spec in specs] for name, specs in pools.items()} == {
+        name: [f"UBC-NLP/masc_cv15_asc_fleurs_mgb5_mgb2_qasr_{name}"] for name in pools
+    }
+    published = set(read_published()["model"])
+    names = params.evaluate.published_names
+    assert names["DW-16-16@500K λ=80"] == "DW-16-16++" and names["DW-32-16@500K λ=80"] == "DW-32-16++"
+    assert {name for name in names.values() if name.startswith("DW-")} <= published

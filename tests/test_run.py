@@ -205,7 +205,11 @@ def test_settings_reach_the_stages_the_notebooks_and_the_records(repo: Path) -> 
         (["run", "../params/test.yaml", "--only", "07"], 2, "unknown stage '07'"),
         (["run", "../params/test.yaml", "--only", "01", "--from", "03"], 2, "select no stage"),
         (["run", "../params/missing.yaml"], 2, "no such params file"),
-        (["distill", "../params/test.yaml", "--threshold", "80"], 2, "--threshold and --no-resume need --student"),
+        (
+            ["distill", "../params/test.yaml", "--threshold", "80"],
+            2,
+            "--threshold, --pool and --no-resume need --student",
+        ),
         (["distill", "../params/test.yaml", "--student", "DW-8", "--threshold", "80"], 2, "not of the form"),
         (["filter", "../params/test.yaml"], 1, "no products of stage 01_pseudo_label in runs/test: run stage 01 first"),
         (["evaluate", "../params/test.yaml"], 1, "run stage 01 first"),

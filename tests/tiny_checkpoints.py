@@ -1,6 +1,6 @@
-"""Tiny, randomly initialised non-Whisper checkpoints saved the way the hub ships them
-(SeamlessM4T-v2 speech-to-text; a CTC model with MMS-style language adapters), so that the
-baseline code paths run offline."""
+"""Tiny, randomly initialised checkpoints saved the way the hub ships them (a Whisper whose tokenizer
+has timestamp tokens; SeamlessM4T-v2 speech-to-text; a CTC model with MMS-style language adapters),
+so that those code paths run offline."""
 
 from __future__ import annotations
 
@@ -12,6 +12,31 @@ from safetensors.torch import save_file
 
 ARABIC = list("ابتثجحخدذرسشصضطظعغفقكلمنهوية")
 SEAMLESS_LANGUAGES = ("__arb__", "__eng__")
+
+
+def timestamp_whisper_checkpoint(directory: Path, window_s: int = 6) -> Path:
+    """A one-layer Whisper with kdlib's small-teacher tokenizer plus Whisper's timestamp tokens
+    (`<|0.00|>` … every 0.02 s of the window, right after `<|notimestamps|>`, as in OpenAI's vocabulary)."""
+    from kdlib.config import TeacherArchitecture
+    from kdlib.teacher import build_processor, new_model
+
+    settings = TeacherArchitecture(
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        attention_heads=2,
+        ffn_dim=64,
+        vocab_size=120,
+        chunk_length_s=window_s,
+        hop_length=320,
+        max_target_positions=64,
+    )
+    processor = build_processor(["السلام عليكم ورحمة الله", "مع السلامة يا صديقي", "كيف حالك"] * 20, settings, 16_000)
+    processor.tokenizer.add_tokens([f"<|{step * 0.02:.2f}|>" for step in range(window_s * 50 + 1)])
+    model = new_model(processor, settings)
+    model.save_pretrained(directory)
+    processor.save_pretrained(directory)
+    return directory
 
 
 def seamless_checkpoint(directory: Path) -> Path:
