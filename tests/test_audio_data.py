@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from kdlib import data, synth
+from kdlib import data
 from kdlib.audio import AudioError, dataset_with_audio, decode, encode_wav
 from kdlib.config import DatasetSpec, Params
 
