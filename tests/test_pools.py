@@ -12,6 +12,7 @@ from conftest import with_overrides
 
 from kdlib import evaluate
 from kdlib.cli import main
+from kdlib.data import prepare
 from kdlib.config import ParamsError, load_params, pools_in_use, run_name
 from kdlib.products import (
     labelled_pools,
@@ -90,7 +91,9 @@ def test_each_pool_in_use_is_labelled_and_filtered_on_its_own(filtered) -> None:
     default, small = (
         read_pseudo_labels(params, pool).remove_columns("audio").to_pandas() for pool in ("default", "small")
     )
-    assert len(small) == 16 and small["id"].str.startswith("synth-pool-small/").all()
+    spec = params.data.pools["small"][0]
+    assert len(small) == len(prepare(spec, params, "train").dataset) > 0  # max_samples 16, less what was skipped
+    assert spec.max_samples == 16 and len(small) <= 16 and small["id"].str.startswith("synth-pool-small/").all()
     assert default["id"].str.startswith("synth-pool/").all() and len(default) > len(small)
     for pool, labels in (("default", default), ("small", small)):
         held = read_split(params, pool)["eval"]
