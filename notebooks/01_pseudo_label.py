@@ -21,12 +21,12 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
 import datasets
@@ -34,11 +34,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import data, report
+from kdlib import data, findings, palette, report
 from kdlib.metrics import corpus_scores
 from kdlib.products import read_corpora, read_pseudo_labels, read_teacher
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 teacher = read_teacher(cfg)
 print(
     f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}"
@@ -85,6 +85,7 @@ labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
 print(f"teacher: {teacher['kind']} ({teacher['digest']})\npseudo-labels: {len(labels)} clips")
 
 # %%
+varieties = palette.variety_order(labels["variety"])
 per_variety = pd.DataFrame(
     [
         {
@@ -92,7 +93,7 @@ per_variety = pd.DataFrame(
             "clips": len(part),
             **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization),
         }
-        for variety, part in [*labels.groupby("variety"), ("all", labels)]
+        for variety, part in [*((v, labels[labels["variety"] == v]) for v in varieties), ("all", labels)]
     ]
 ).drop(columns="n")
 per_variety = report.percent(per_variety, ["wer", "cer"])
@@ -101,10 +102,26 @@ report.style_table(per_variety, ["wer", "cer"])
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
-sns.boxplot(data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100), x="variety", y="wer", ax=ax)
-ax.set(ylabel=f"teacher WER (%, {cfg.filter.view}, capped at 150)", title="Pseudo-label quality per variety")
-report.save_figure(fig, cfg.reports_path, "teacher_wer_by_variety")
-plt.show()
+sns.boxplot(
+    data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100),
+    x="variety",
+    y="wer",
+    hue="variety",
+    order=varieties,
+    palette=palette.variety_colours(varieties),
+    showmeans=True,
+    meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
+    ax=ax,
+)
+ax.set(xlabel="", ylabel=f"teacher WER (%, {cfg.filter.view})")
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "teacher_wer_by_variety",
+    title="Pseudo-label quality per variety",
+    caption=f"The WER of the teacher's pseudo-label of each pool clip against its reference ({cfg.filter.view} "
+    "view, capped at 150 %), per variety: boxes span the middle half, white diamonds mark the means.",
+)
 
 # %% [markdown]
 # A few pseudo-labels next to their references (best, median and worst by WER):
@@ -113,3 +130,12 @@ plt.show()
 ranked = labels.sort_values("teacher_wer")
 examples = pd.concat([ranked.head(3), ranked.iloc[len(ranked) // 2 : len(ranked) // 2 + 3], ranked.tail(3)])
 examples[["id", "variety", "text", "pseudo_label", "teacher_wer"]]
+
+# %% [markdown]
+# ## Findings
+# Written from this run's numbers (the tables above).
+
+# %%
+report.show_findings(
+    cfg.reports_path, "01_pseudo_label", findings.pseudo_labels(cfg, overview, skip_counts, per_variety)
+)

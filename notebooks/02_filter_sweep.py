@@ -20,24 +20,26 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import report
+from kdlib import findings, palette, report
 from kdlib.config import threshold_label
 from kdlib.products import read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 labels = read_pseudo_labels(cfg).remove_columns("audio").to_pandas()
+varieties = palette.variety_order(labels["variety"])
+selected = threshold_label(cfg.filter.selected)
 
 # %% [markdown]
 # ## How good are the pseudo-labels?
@@ -48,20 +50,26 @@ sns.histplot(
     data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100),
     x="wer",
     hue="variety",
+    hue_order=varieties,
+    palette=palette.variety_colours(varieties),
     multiple="stack",
     bins=30,
     ax=ax,
 )
 for threshold in cfg.filter.thresholds:
     if threshold is not None:
-        selected = threshold == cfg.filter.selected
-        ax.axvline(threshold, color="crimson" if selected else "black", linestyle="-" if selected else ":", linewidth=1)
-ax.set(
-    xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)",
-    title=f"Pseudo-label WER: the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red",
+        chosen = threshold == cfg.filter.selected
+        ax.axvline(threshold, color="crimson" if chosen else "black", linestyle="-" if chosen else ":", linewidth=1)
+ax.set(xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)", ylabel="pool pairs")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "teacher_wer_histogram",
+    title="Pseudo-label WER and the sweep's thresholds",
+    caption=f"Pool pairs by the WER of their pseudo-label ({cfg.filter.view} view, capped at 150 %), stacked by "
+    f"variety; dotted lines mark the sweep's λ, the red line the paper's λ = {selected}.",
 )
-report.save_figure(fig, cfg.reports_path, "teacher_wer_histogram")
-plt.show()
 
 # %% [markdown]
 # ## What each threshold keeps (over the whole pool)
@@ -69,17 +77,33 @@ plt.show()
 # %%
 counts = read_sweep_counts(cfg)
 report.write_table(counts, cfg.reports_path, "filter_sweep_counts", floatfmt=".3f")
+order = [threshold_label(t) for t in cfg.filter.thresholds]
 counts.pivot(index="threshold", columns="variety", values="kept").reindex(
-    [threshold_label(t) for t in cfg.filter.thresholds]
+    index=order, columns=palette.variety_order(counts["variety"])
 )
 
 # %%
-order = [threshold_label(t) for t in cfg.filter.thresholds]
+groups = palette.variety_order(counts["variety"])
 fig, ax = plt.subplots(figsize=(6, 3.5))
-sns.pointplot(data=counts, x="threshold", y="kept_fraction", hue="variety", order=order, ax=ax)
-ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="share of pairs kept", title="Kept fraction vs λ")
-report.save_figure(fig, cfg.reports_path, "kept_fraction_vs_threshold")
-plt.show()
+sns.pointplot(
+    data=counts.assign(kept=counts["kept_fraction"] * 100),
+    x="threshold",
+    y="kept",
+    hue="variety",
+    order=order,
+    hue_order=groups,
+    palette=palette.variety_colours(groups),
+    ax=ax,
+)
+ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="pairs kept (%)")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "kept_fraction_vs_threshold",
+    title="Kept fraction vs λ",
+    caption="The share of pool pairs each λ keeps, per variety and over the whole pool (all, in grey).",
+)
 
 # %% [markdown]
 # ## The training sets of stage 03
@@ -95,3 +119,10 @@ training_sets = pd.DataFrame(
 )
 report.write_table(training_sets, cfg.reports_path, "training_sets")
 training_sets
+
+# %% [markdown]
+# ## Findings
+# Written from this run's numbers (the tables above).
+
+# %%
+report.show_findings(cfg.reports_path, "02_filter_sweep", findings.filter_sweep(counts, training_sets, selected))
