@@ -53,13 +53,14 @@ def compare_with_published(scores: pd.DataFrame, names: Mapping[str, str]) -> pd
     return frame
 
 
-def parity_plot(comparison: pd.DataFrame, ax: Axes) -> Axes:
-    """Published (x) against this run's (y) WER, one colour per model, with the y = x line."""
+def parity_plot(comparison: pd.DataFrame, ax: Axes, colours: Mapping[str, str] | None = None) -> Axes:
+    """Published (x) against this run's (y) WER, one colour per model (`colours`, e.g.
+    `kdlib.palette.model_colours`), with the y = x line; the legend outside, right of the axes."""
     for model, group in comparison.groupby("model", sort=False):
-        ax.scatter(group["published"], group["this_run"], label=model)
+        ax.scatter(group["published"], group["this_run"], label=model, color=(colours or {}).get(model))
     values = comparison[["published", "this_run"]].to_numpy()
     high = 1.05 * float(values.max()) if values.size else 100.0
     ax.plot([0, high], [0, high], color="grey", linestyle="--", linewidth=1, label="y = x")
-    ax.set(title="WER: this run vs published", xlabel="published WER (%)", ylabel="this run WER (%)")
-    ax.legend(fontsize="small")
+    ax.set(xlabel="published WER (%)", ylabel="this run WER (%)")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1))
     return ax

@@ -6,18 +6,17 @@ First the plan: for each stage of `kdlib.stages.STAGES`, whether it will be buil
 not built yet, a param changed, an input rebuilt) or is up to date. Then, in graph order, each
 selected stage is built in this process when stale (or with `--force`), with its progress bars
 in this terminal, and its notebook (`notebooks/NN_name.py`, jupytext percent format) is
-executed with papermill, with the validated params injected, into `<reports_dir>/NN_name.ipynb`
-and rendered to `NN_name.html`. The notebooks only read products. Wall times and statuses are
-merged into `run_log.json`, and `index.html` links everything with the headline table and figures.
+executed with papermill, its params file and `--set` overrides injected, into `<reports_dir>/NN_name.ipynb`
+and rendered to `NN_name.html` (code hidden until "show code"). The notebooks only read products.
+Wall times, statuses and provenance are merged into `run_log.json`, and `index.html` (`kdlib.index`)
+tells the study in the paper's order.
 A stage left out by `--only`/`--from` is not rebuilt: if it is stale, the run stops and says so.
 """
 
 from __future__ import annotations
 
-import html
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -30,13 +29,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kdlib.cache import atomic_write_json, atomic_write_text, entry_lock
-from kdlib.config import Params, load_params, params_arguments, params_from_dict, params_to_dict
+from kdlib.cache import atomic_write_text
+from kdlib.config import Params, load_params, params_arguments
 from kdlib.paths import repo_root
+from kdlib.provenance import RUN_LOG, command_line, provenance, update_log
 from kdlib.stages import STAGES, Stage, build, read_manifest, stage_named, staleness
-
-RUN_LOG = "run_log.json"
-HEADLINE = Path("tables") / "headline.csv"
 
 
 class NotebookError(RuntimeError):
@@ -60,14 +57,13 @@ class Step:
     reason: str  # why it is built, or "up to date"
 
 
-def notebook_params(params_file: str, params: Mapping[str, Any] | None = None) -> Params:
-    """The validated params of a notebook.
-
-    Under the runner, `params` is the injected mapping; opened in JupyterLab, `params` is None
-    and `params_file` (relative to the repository root, found from the working directory) is read.
-    Relative paths in params are resolved against the repository, so the working directory may be
-    `notebooks/` or the root. In the kernel, tqdm's warning that Jupyter widgets are missing is
-    silenced (the notebooks show no progress bars; the stage builders show theirs in the terminal).
+def notebook_params(params_file: str, overrides: Sequence[str] = ()) -> Params:
+    """The validated params of a notebook: `params_file` (relative to the repository root, found from the
+    working directory, so that it may be `notebooks/` or the root) with the `--set KEY=VALUE` `overrides`
+    the runner injects (none when the notebook is opened in JupyterLab): the params the run's stages used.
+    Only these two are injected, so a rendered page shows no config dump and no path the params resolve to.
+    In the kernel, tqdm's warning that Jupyter widgets are missing is silenced (the notebooks show no
+    progress bars; the stage builders show theirs in the terminal).
     """
     from tqdm import TqdmWarning
 
@@ -75,9 +71,7 @@ def notebook_params(params_file: str, params: Mapping[str, Any] | None = None) -
     path = Path(params_file)
     if not path.is_absolute():
         path = repo_root(Path.cwd()) / path
-    if params is None:
-        return load_params(path)
-    return params_from_dict({**params, "source_file": str(path)}, source=str(params_file))
+    return load_params(path, settings=overrides)
 
 
 def notebooks_root(params: Params, notebooks_dir: str | Path = "notebooks") -> Path:
@@ -142,37 +136,14 @@ def format_plan(params: Params, steps: Sequence[Step]) -> str:
     return "\n".join(lines)
 
 
-def machine_info() -> dict[str, Any]:
-    """Where a run happens: platform, Python, CPU count and the torch accelerator."""
-    import torch
+def _write_index(params: Params) -> Path:
+    from kdlib.index import write_index  # here: the page reads tables with pandas; planning needs none
 
-    device = f"cuda ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "cpu"
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "device": device,
-    }
+    return write_index(params)
 
 
 def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
-
-
-def _read_log(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"notebooks": {}}
-
-
-def _update_log(path: Path, changes: Mapping[str, Any], entry: tuple[str, dict] | None = None) -> dict[str, Any]:
-    """Merge `changes` (and one stage's entry) into the run log as it is on disk now (one writer at a time)."""
-    with entry_lock(path):
-        log = _read_log(path)
-        log.update(changes)
-        if entry is not None:
-            log["notebooks"][entry[0]] = entry[1]
-        atomic_write_json(path, log)
-    return log
 
 
 def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any], kernel_name: str) -> str | None:
@@ -193,9 +164,35 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
     return error
 
 
+# Report mode: a page opens with its code cells hidden (outputs, Markdown and findings shown); the "show code"
+# switch at the top shows them in place. Pure CSS (a checkbox before <main>): no script, and a screenshot or
+# a printout shows the report as a reader sees it.
+_READER_CSS = """<style>
+.kd-toggle { position: absolute; opacity: 0; }
+.kd-nav { font: 14px system-ui, sans-serif; padding: .5rem 1rem; border-bottom: 1px solid #ddd; background: #fafafa; }
+.kd-nav label { cursor: pointer; color: #0550ae; text-decoration: underline; }
+.kd-toggle:checked ~ .kd-nav .kd-show, .kd-toggle:not(:checked) ~ .kd-nav .kd-hide { display: none; }
+.kd-toggle:not(:checked) ~ main .jp-CodeCell .jp-Cell-inputWrapper,
+.kd-toggle:not(:checked) ~ main .jp-CodeCell.jp-mod-noOutputs,
+.kd-toggle:not(:checked) ~ main .jp-OutputPrompt { display: none; }
+</style>
+"""
+_READER_NAV = (
+    '<input type="checkbox" id="kd-show-code" class="kd-toggle">\n<nav class="kd-nav"><a href="index.html">'
+    '&larr; index</a> &middot; <label for="kd-show-code"><span class="kd-show">show code</span>'
+    '<span class="kd-hide">hide code</span></label></nav>\n'
+)
+
+
+def reader_page(page: str) -> str:
+    """An nbconvert HTML page in report mode (code hidden behind a switch) with a link back to the index."""
+    page = page.replace("</head>", _READER_CSS + "</head>", 1)
+    return re.sub(r"(<body[^>]*>\n?)", lambda match: match.group(1) + _READER_NAV, page, count=1)
+
+
 def export_html(executed: Path) -> Path:
     """Make an executed notebook the same on every run of the same results (`stable_notebook`),
-    rewrite it, and render it to HTML beside it."""
+    rewrite it, and render it to HTML beside it, in report mode (`reader_page`)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -205,7 +202,7 @@ def export_html(executed: Path) -> Path:
     atomic_write_text(executed, nbformat.writes(notebook))
     body, _ = HTMLExporter().from_notebook_node(notebook, resources={"metadata": {"name": executed.stem}})
     path = executed.with_suffix(".html")
-    atomic_write_text(path, body)
+    atomic_write_text(path, reader_page(body))
     return path
 
 
@@ -258,17 +255,12 @@ def run_pipeline(
     reports.mkdir(parents=True, exist_ok=True)
     log_path = reports / RUN_LOG
     params_file = os.path.relpath(params_path, root)
-    log = _update_log(
+    command = command_line(params_file, only, start, force, settings)
+    log = update_log(
         log_path,
-        {
-            "profile": params.profile,
-            "params_file": params_file,
-            "overrides": list(params.overrides),
-            "machine": machine_info(),
-        },
+        {"profile": params.profile, "overrides": list(params.overrides), **provenance(params_path, root, command)},
     )
-    plain = {key: value for key, value in params_to_dict(params).items() if key != "source_file"}
-    parameters = {"params_file": params_file, "params": plain}
+    parameters = {"params_file": params_file, "overrides": list(params.overrides)}
     for position, step in enumerate(steps, 1):
         name = step.stage.name
         print(f"[{position}/{len(steps)}] {name}", flush=True)
@@ -289,12 +281,12 @@ def run_pipeline(
         wall_s = round(time.perf_counter() - started, 2)
         entry = {"status": "failed" if error else "ok", "wall_s": wall_s, "finished": _now()}
         entry = {**entry, "error": error} if error else entry
-        log = _update_log(log_path, {"updated": entry["finished"]}, (name, entry))
+        log = update_log(log_path, {"updated": entry["finished"]}, (name, entry))
         print(f"    {entry['status']} in {wall_s:.1f} s", flush=True)
         if error:
-            write_index(params)
+            _write_index(params)
             raise NotebookError(f"{name} failed in {error} (see {os.path.relpath(reports / f'{name}.html')})")
-    index = write_index(params)
+    index = _write_index(params)
     print(f"report: {os.path.relpath(index)}", flush=True)
     return log
 
@@ -333,8 +325,8 @@ def build_stage(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES)
 
 def _record_failure(params: Params, log_path: Path, name: str, started: float, status: str, error: str) -> None:
     entry = {"status": status, "wall_s": round(time.perf_counter() - started, 2), "finished": _now(), "error": error}
-    _update_log(log_path, {"updated": entry["finished"]}, (name, entry))
-    write_index(params)
+    update_log(log_path, {"updated": entry["finished"]}, (name, entry))
+    _write_index(params)
 
 
 def _summary(counts: Mapping[str, Any]) -> str:
@@ -344,68 +336,3 @@ def _summary(counts: Mapping[str, Any]) -> str:
         shown = json.dumps(value, ensure_ascii=False)
         parts.append(f"{key}={shown if len(shown) <= 60 else shown[:57] + '...'}")
     return ", ".join(parts)
-
-
-_CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222; }
-table.kd { border-collapse: collapse; margin: 1rem 0; }
-table.kd th, table.kd td { border-bottom: 1px solid #ddd; padding: .3rem .7rem; text-align: right; }
-table.kd th { background: #f4f4f4; }
-table.kd td:first-child, table.kd th:first-child { text-align: left; }
-.ok { color: #1a7f37; } .failed, .interrupted { color: #cf222e; font-weight: bold; }
-.figures img { max-width: 22rem; margin: .5rem; border: 1px solid #ddd; }
-"""
-
-
-def write_index(params: Params) -> Path:
-    """Write `<reports_dir>/index.html`: the run's notebooks, headline table and figures (no times of day:
-    a rerun changes only re-measured numbers; they are in the run log)."""
-    import pandas as pd
-
-    reports = params.reports_path
-    log = _read_log(reports / RUN_LOG)
-    machine = log.get("machine") or machine_info()
-    esc = html.escape
-
-    rows = "".join(
-        f"<tr><td><a href='{esc(name)}.html'>{esc(name)}</a></td>"
-        f"<td class='{esc(entry['status'])}'>{esc(entry['status'])}</td>"
-        f"<td>{entry['wall_s']:.1f}</td>"
-        f"<td>{esc(entry.get('error') or '')}</td></tr>"
-        for name, entry in sorted(log["notebooks"].items())
-    )
-    headline = reports / HEADLINE
-    table = (
-        pd.read_csv(headline).to_html(index=False, classes="kd", border=0, na_rep="—", float_format="{:.2f}".format)
-        if headline.is_file()
-        else "<p>Not produced yet (<code>tables/headline.csv</code>).</p>"
-    )
-    figures = sorted((reports / "figures").glob("*.png"))
-    images = "".join(
-        f"<a href='figures/{esc(path.name)}'><img src='figures/{esc(path.name)}' alt='{esc(path.stem)}'></a>"
-        for path in figures
-    )
-    machine_line = ", ".join(f"{key}: {value}" for key, value in machine.items())
-    params_file = log.get("params_file") or "?"
-    overrides = "".join(f" <code>--set {esc(setting)}</code>" for setting in log.get("overrides") or ())
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>kdlib report: {esc(params.profile)}</title><style>{_CSS}</style></head>
-<body>
-<h1>To Distill or Not to Distill? On the Robustness of Robust Knowledge Distillation</h1>
-<p><b>Profile:</b> {esc(params.profile)} &nbsp; <b>Params:</b> <code>{esc(str(params_file))}</code>{overrides}
-&nbsp; (times of day: <a href='{RUN_LOG}'>{RUN_LOG}</a>)</p>
-<p><b>Machine:</b> {esc(machine_line)}</p>
-<h2>Notebooks</h2>
-<table class="kd">
-<thead><tr><th>notebook</th><th>status</th><th>wall (s)</th><th>error</th></tr></thead>
-<tbody>{rows}</tbody></table>
-<h2>Headline</h2>
-{table}
-<h2>Figures</h2>
-<div class="figures">{images or "<p>None yet.</p>"}</div>
-</body></html>
-"""
-    path = reports / "index.html"
-    atomic_write_text(path, page)
-    return path

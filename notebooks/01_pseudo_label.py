@@ -23,12 +23,12 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
 import datasets
@@ -36,12 +36,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import data, report
+from kdlib import data, findings, palette, report
 from kdlib.metrics import corpus_scores
 from kdlib.products import labelled_pools, read_corpora, read_pseudo_labels, read_teacher
 from kdlib.pseudo_label import TIMESTAMPED
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 teacher = read_teacher(cfg)
 print(
     f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}"
@@ -96,6 +96,7 @@ print(f"teacher: {teacher['kind']} ({teacher['digest']})")
 print("pseudo-labels: " + ", ".join(f"{name} {len(part)} clips" for name, part in labels.groupby("pool", sort=False)))
 
 # %%
+varieties = palette.variety_order(labels["variety"])
 per_variety = pd.DataFrame(
     [
         {
@@ -105,7 +106,7 @@ per_variety = pd.DataFrame(
             **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization),
         }
         for pool, in_pool in labels.groupby("pool", sort=False)
-        for variety, part in [*in_pool.groupby("variety"), ("all", in_pool)]
+        for variety, part in [*((v, in_pool[in_pool["variety"] == v]) for v in varieties if (in_pool["variety"] == v).any()), ("all", in_pool)]
     ]
 ).drop(columns="n")
 per_variety = report.percent(per_variety, ["wer", "cer"])
@@ -118,12 +119,24 @@ sns.boxplot(
     data=labels.assign(wer=labels["teacher_wer"].clip(upper=1.5) * 100),
     x="variety",
     y="wer",
-    hue="pool" if len(pools) > 1 else None,
+    hue="pool" if len(pools) > 1 else "variety",
+    order=varieties,
+    palette=None if len(pools) > 1 else palette.variety_colours(varieties),
+    showmeans=True,
+    meanprops={"marker": "D", "markerfacecolor": "white", "markeredgecolor": "black"},
     ax=ax,
 )
-ax.set(ylabel=f"teacher WER (%, {cfg.filter.view}, capped at 150)", title="Pseudo-label quality per variety")
-report.save_figure(fig, cfg.reports_path, "teacher_wer_by_variety")
-plt.show()
+ax.set(xlabel="", ylabel=f"teacher WER (%, {cfg.filter.view})")
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "teacher_wer_by_variety",
+    title="Pseudo-label quality per variety",
+    caption=f"The WER of the teacher's pseudo-label of each pool clip against its reference ({cfg.filter.view} "
+    "view, capped at 150 %), per variety"
+    + (" and pool" if len(pools) > 1 else "")
+    + ": boxes span the middle half, white diamonds mark the means.",
+)
 
 # %% [markdown]
 # A few pseudo-labels next to their references (best, median and worst by WER):
@@ -133,3 +146,13 @@ ranked = labels.sort_values("teacher_wer")
 examples = pd.concat([ranked.head(3), ranked.iloc[len(ranked) // 2 : len(ranked) // 2 + 3], ranked.tail(3)])
 stamped = [TIMESTAMPED] if TIMESTAMPED in examples else []
 examples[["id", "pool", "variety", "text", "pseudo_label", *stamped, "teacher_wer"]]
+
+# %% [markdown]
+# ## Findings
+# Written from this run's numbers (the tables above).
+
+# %%
+default_pool = per_variety[per_variety["pool"] == pool_names[cfg.data.default_pool]]
+report.show_findings(
+    cfg.reports_path, "01_pseudo_label", findings.pseudo_labels(cfg, overview, skip_counts, default_pool)
+)

@@ -21,58 +21,63 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import report
+from kdlib import findings, palette, report
 from kdlib.config import threshold_label
 from kdlib.products import labelled_pools, read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 pools = labelled_pools(cfg)
 labels = pd.concat(
     [read_pseudo_labels(cfg, pool).remove_columns("audio").to_pandas().assign(pool=pool) for pool in pools],
     ignore_index=True,
 )
+varieties = palette.variety_order(labels["variety"])
+selected = threshold_label(cfg.filter.selected)
+default = cfg.data.default_pool
+shown = labels[labels["pool"] == default]  # the figures show the default pool; the tables every pool
+of_pool = f" of the default pool ({default})" if len(pools) > 1 else ""
 
 # %% [markdown]
 # ## How good are the pseudo-labels?
 
 # %%
-fig, axes = plt.subplots(1, len(pools), figsize=(7 * len(pools), 3.5), squeeze=False)
-for ax, pool in zip(axes[0], pools):
-    part = labels[labels["pool"] == pool]
-    sns.histplot(
-        data=part.assign(wer=part["teacher_wer"].clip(upper=1.5) * 100),
-        x="wer",
-        hue="variety",
-        multiple="stack",
-        bins=30,
-        ax=ax,
-    )
-    for threshold in cfg.filter.thresholds:
-        if threshold is not None:
-            selected = threshold == cfg.filter.selected
-            ax.axvline(
-                threshold, color="crimson" if selected else "black", linestyle="-" if selected else ":", linewidth=1
-            )
-    ax.set(
-        xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)",
-        title=(f"pool {pool}: " if len(pools) > 1 else "")
-        + f"the sweep's λ dotted, the paper's λ={threshold_label(cfg.filter.selected)} in red",
-    )
-fig.suptitle("Pseudo-label WER")
-report.save_figure(fig, cfg.reports_path, "teacher_wer_histogram")
-plt.show()
+fig, ax = plt.subplots(figsize=(7, 3.5))
+sns.histplot(
+    data=shown.assign(wer=shown["teacher_wer"].clip(upper=1.5) * 100),
+    x="wer",
+    hue="variety",
+    hue_order=varieties,
+    palette=palette.variety_colours(varieties),
+    multiple="stack",
+    bins=30,
+    ax=ax,
+)
+for threshold in cfg.filter.thresholds:
+    if threshold is not None:
+        chosen = threshold == cfg.filter.selected
+        ax.axvline(threshold, color="crimson" if chosen else "black", linestyle="-" if chosen else ":", linewidth=1)
+ax.set(xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)", ylabel="pool pairs")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "teacher_wer_histogram",
+    title="Pseudo-label WER and the sweep's thresholds",
+    caption=f"Pool pairs{of_pool} by the WER of their pseudo-label ({cfg.filter.view} view, capped at 150 %), "
+    f"stacked by variety; dotted lines mark the sweep's λ, the red line the paper's λ = {selected}.",
+)
 
 # %% [markdown]
 # ## What each threshold keeps (over the whole pool)
@@ -80,21 +85,32 @@ plt.show()
 # %%
 counts = read_sweep_counts(cfg)
 report.write_table(counts, cfg.reports_path, "filter_sweep_counts", floatfmt=".3f")
-counts.pivot(index="threshold", columns=["pool", "variety"], values="kept").reindex(
-    [threshold_label(t) for t in cfg.filter.thresholds]
-)
+order = [threshold_label(t) for t in cfg.filter.thresholds]
+counts.pivot(index="threshold", columns=["pool", "variety"], values="kept").reindex(index=order)
 
 # %%
-order = [threshold_label(t) for t in cfg.filter.thresholds]
-fig, axes = plt.subplots(1, len(pools), figsize=(6 * len(pools), 3.5), squeeze=False)
-for ax, pool in zip(axes[0], pools):
-    sns.pointplot(
-        data=counts[counts["pool"] == pool], x="threshold", y="kept_fraction", hue="variety", order=order, ax=ax
-    )
-    title = f"Kept fraction vs λ (pool {pool})" if len(pools) > 1 else "Kept fraction vs λ"
-    ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="share of pairs kept", title=title)
-report.save_figure(fig, cfg.reports_path, "kept_fraction_vs_threshold")
-plt.show()
+in_default = counts[counts["pool"] == default]
+groups = palette.variety_order(in_default["variety"])
+fig, ax = plt.subplots(figsize=(6, 3.5))
+sns.pointplot(
+    data=in_default.assign(kept=in_default["kept_fraction"] * 100),
+    x="threshold",
+    y="kept",
+    hue="variety",
+    order=order,
+    hue_order=groups,
+    palette=palette.variety_colours(groups),
+    ax=ax,
+)
+ax.set(xlabel="λ (WER %, 'none' keeps all)", ylabel="pairs kept (%)")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "kept_fraction_vs_threshold",
+    title="Kept fraction vs λ",
+    caption=f"The share of pool pairs{of_pool} each λ keeps, per variety and over the whole pool (all, in grey).",
+)
 
 # %% [markdown]
 # ## The training sets of stage 03
@@ -115,3 +131,14 @@ training_sets = pd.DataFrame(
 )
 report.write_table(training_sets, cfg.reports_path, "training_sets")
 training_sets
+
+# %% [markdown]
+# ## Findings
+# Written from this run's numbers (the tables above).
+
+# %%
+report.show_findings(
+    cfg.reports_path,
+    "02_filter_sweep",
+    findings.filter_sweep(in_default, training_sets[training_sets["pool"] == default], selected),
+)

@@ -22,24 +22,24 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import report
+from kdlib import findings, palette, report
 from kdlib.config import parse_student, run_name, threshold_label
 from kdlib.products import read_history, read_students, read_teacher
 from kdlib.students import layer_indices
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 pd.DataFrame(
     [
         {
@@ -102,15 +102,22 @@ for record in records:
         name = run_name(record["student"], record["pool"], cfg.data.default_pool)
         histories.append(read_history(record).assign(run=f"{name} λ={record['threshold']}"))
 history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["step", "run"])
+colours = palette.model_colours(list(dict.fromkeys(history["run"])))  # the same colours as in 04
 terms = [column for column in ("loss", "kl", "ce", "hidden") if column in history]
 if terms:
-    fig, axes = plt.subplots(1, len(terms), figsize=(4 * len(terms), 3.2), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(terms), figsize=(3.6 * len(terms), 3.2), sharex=True, squeeze=False)
     for ax, term in zip(axes[0], terms):
-        sns.lineplot(data=history, x="step", y=term, hue="run", ax=ax, legend=term == terms[-1])
-        ax.set_title(term)
-    axes[0][-1].legend(fontsize=7, loc="upper right")
-    report.save_figure(fig, cfg.reports_path, "distillation_losses")
-    plt.show()
+        sns.lineplot(data=history, x="step", y=term, hue="run", palette=colours, ax=ax, legend=term == terms[-1])
+        ax.set(title=term, ylabel="")
+    sns.move_legend(axes[0][-1], "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    report.show_figure(
+        fig,
+        cfg.reports_path,
+        "distillation_losses",
+        title="Distillation losses",
+        caption="Each loss term of every student run against the training step: kl is the divergence from the "
+        "teacher, ce the cross-entropy on the pseudo-label, loss their weighted sum.",
+    )
 else:
     print("no student was trained: every listed λ keeps no pair (see the table above)")
 
@@ -123,12 +130,24 @@ if "eval_wer" in history:
         x="step",
         y="eval_wer",
         hue="run",
+        palette=colours,
         marker="o",
         ax=ax,
     )
-    ax.set(
-        ylabel="held-out WER (%)",
-        title="Periodic evaluation on the pool's held-out pairs (the same for every run on a pool)",
+    ax.set(ylabel="held-out WER (%)")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+    report.show_figure(
+        fig,
+        cfg.reports_path,
+        "distillation_eval_wer",
+        title="Held-out WER during training",
+        caption="Each run's WER on its pool's held-out pairs, the same pairs for every run on a pool, at each periodic "
+        "evaluation.",
     )
-    report.save_figure(fig, cfg.reports_path, "distillation_eval_wer")
-    plt.show()
+
+# %% [markdown]
+# ## Findings
+# Written from this run's numbers (the table and curves above).
+
+# %%
+report.show_findings(cfg.reports_path, "03_distill", findings.distillation(shown, history))

@@ -25,22 +25,20 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
-import html
-
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
-from IPython.display import Markdown, display
+from IPython.display import display
 
-from kdlib import bootstrap, data, report
+from kdlib import data, findings, palette, report
 from kdlib.config import threshold_label
 from kdlib.evaluate import main_table, threshold_table
 from kdlib.products import (
@@ -53,7 +51,7 @@ from kdlib.products import (
 )
 from kdlib.published import compare_with_published, parity_plot
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 predictions = read_predictions(cfg)
 scores = read_scores(cfg)
 report.write_table(report.percent(scores, ["wer", "cer"]), cfg.reports_path, "scores_long")
@@ -175,6 +173,8 @@ long = report.percent(curve, ["avg all", "avg MSA", "avg dialects"]).melt(
     id_vars=["student", "threshold"], var_name="average", value_name="WER"
 )
 if len(long):
+    averages = ["avg all", "avg MSA", "avg dialects"]
+    colours = palette.average_colours(averages)
     grid = sns.catplot(
         data=long,
         x="threshold",
@@ -183,30 +183,47 @@ if len(long):
         col="student",
         kind="point",
         order=order,
+        hue_order=averages,
+        palette=colours,
         height=3.2,
         aspect=1.3,
     )
     grid.set_axis_labels("λ (pseudo-label WER threshold, %)", "student WER (%)")
-    teacher = tables["wer", headline_view].loc["teacher", ["avg all", "avg MSA", "avg dialects"]]
+    teacher = tables["wer", headline_view].loc["teacher", averages]
     for ax in grid.axes.flat:  # dashed: the teacher's averages, in the same colours
-        for colour, value in zip(sns.color_palette(), teacher):
-            ax.axhline(value, linestyle="--", linewidth=1, color=colour)
-    report.save_figure(grid.figure, cfg.reports_path, "threshold_wer")
-    plt.show()
+        for average, value in teacher.items():
+            ax.axhline(value, linestyle="--", linewidth=1, color=colours[average])
+    report.show_figure(
+        grid.figure,
+        cfg.reports_path,
+        "threshold_wer",
+        title="Student WER vs λ",
+        caption=f"Each student's WER averages ({headline_view} view) against the λ its training pairs were "
+        "filtered with; dashed lines are the teacher's averages, in the same colours.",
+    )
 else:
     print("no distilled student to plot against λ")
 
 # %% [markdown]
-# ## Per variety
+# ## Per test set
 
 # %%
 in_view = report.percent(scores[scores["view"] == headline_view], ["wer"])
+models = list(tables["wer", headline_view].index)
 fig, ax = plt.subplots(figsize=(8, 3.8))
-sns.barplot(data=in_view, x="dataset", y="wer", hue="model", ax=ax)
-ax.set(ylabel="WER (%)", title=f"WER per test set ({headline_view})")
-ax.legend(fontsize=7, ncols=2)
-report.save_figure(fig, cfg.reports_path, "wer_per_test_set")
-plt.show()
+sns.barplot(
+    data=in_view, x="dataset", y="wer", hue="model", hue_order=models, palette=palette.model_colours(models), ax=ax
+)
+ax.set(xlabel="test set", ylabel="WER (%)")
+sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "wer_per_test_set",
+    title="WER per test set",
+    caption=f"Every model's WER on every test set ({headline_view} view), the teacher in grey and each student "
+    "in the colour it has in every figure.",
+)
 
 # %% [markdown]
 # ## Published vs this run
@@ -219,31 +236,31 @@ comparison = compare_with_published(tables["wer", headline_view], cfg.evaluate.p
 if len(comparison):
     report.write_table(comparison, cfg.reports_path, "published_vs_this_run")
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    parity_plot(comparison, ax)
-    report.save_figure(fig, cfg.reports_path, "published_parity")
-    plt.show()
+    parity_plot(comparison, ax, palette.model_colours(models))
+    report.show_figure(
+        fig,
+        cfg.reports_path,
+        "published_parity",
+        title="Published vs this run",
+        caption="Each point is a model on a test set, the paper's published WER against this run's: on the "
+        "dashed diagonal they agree.",
+    )
     display(comparison)
 else:
     print(f"the {cfg.profile} profile has no published counterpart: its models and test sets are not the paper's")
 
 # %% [markdown]
 # ## Findings
-# Generated from this run's numbers (headline view): what the intervals support, and what they do not.
+# Written from this run's numbers (headline view): what the intervals support, and what they do not.
 
 # %%
-supported, unsupported = bootstrap.claims(paired)
-best = intervals[(intervals["view"] == headline_view) & (intervals["average"] == "avg all")].nsmallest(1, "estimate")
-lines = [
-    f"- Lowest average WER: **{best['model'].iloc[0]}**, {100 * best['estimate'].iloc[0]:.2f} % "
-    f"[{100 * best['low'].iloc[0]:.2f}, {100 * best['high'].iloc[0]:.2f}] "
-    f"({settings.confidence:.0%} interval, {predictions['dataset'].nunique()} test sets)."
-]
-if supported:
-    lines.append(f"- **Supported** by the intervals ({len(supported)} of {len(paired)} differences):")
-    lines += [f"  - {claim}" for claim in supported]
-else:
-    lines.append(f"- **No difference is supported**: each of the {len(paired)} intervals includes 0.")
-if unsupported:
-    lines.append(f"- **Not supported** (the interval includes 0; {len(unsupported)} of {len(paired)}):")
-    lines += [f"  - {claim}" for claim in unsupported]
-display(Markdown(html.escape("\n".join(lines), quote=False)))
+report.show_findings(
+    cfg.reports_path,
+    "04_evaluate",
+    findings.evaluation(
+        intervals[intervals["view"] == headline_view],
+        paired,
+        settings.confidence,
+        predictions["dataset"].nunique(),
+    ),
+)

@@ -21,23 +21,28 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-params = None  # injected by `kdlib run`: the validated params as a plain mapping
+overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 
 # %%
+import html
+
 import matplotlib.pyplot as plt
 import seaborn as sns
+from IPython.display import HTML, display
 
-from kdlib import report
-from kdlib.error_analysis import CATEGORIES, aligned_example, category_shares
+from kdlib import findings, palette, report
+from kdlib.error_analysis import CATEGORIES, aligned_html, category_shares
 from kdlib.products import read_categories
 
-sns.set_theme(style="whitegrid")
+palette.set_theme()
 predictions = read_categories(cfg)
+errors = list(CATEGORIES[1:])
+colours = palette.category_colours(errors)
 cfg.error_rules
 
 # %% [markdown]
@@ -46,15 +51,21 @@ cfg.error_rules
 # %%
 by_model = category_shares(predictions, ["model"])
 report.write_table(by_model, cfg.reports_path, "error_categories_by_model", floatfmt=".3f")
-wide = by_model.pivot(index="model", columns="category", values="share").reindex(columns=list(CATEGORIES[1:])) * 100
+wide = by_model.pivot(index="model", columns="category", values="share").reindex(columns=errors) * 100
 wide = wide.reindex(list(dict.fromkeys(predictions["model"])))
 fig, ax = plt.subplots(figsize=(8, 0.45 * len(wide) + 1.5))
-wide.plot(kind="barh", stacked=True, ax=ax, colormap="Set2", width=0.8)
-ax.set(xlabel="share of erroneous predictions (%)", ylabel="", title="Error categories per model")
+wide.plot(kind="barh", stacked=True, ax=ax, color=[colours[category] for category in errors], width=0.8)
+ax.set(xlabel="share of erroneous predictions (%)", ylabel="")
 ax.invert_yaxis()
 ax.legend(bbox_to_anchor=(1.01, 1), loc="upper left")
-report.save_figure(fig, cfg.reports_path, "error_categories_by_model")
-plt.show()
+report.show_figure(
+    fig,
+    cfg.reports_path,
+    "error_categories_by_model",
+    title="Error categories per model",
+    caption="The share of each error category among a model's erroneous predictions (predictions with at least "
+    "one word error).",
+)
 
 # %% [markdown]
 # ## Per variety: where do dialects hurt?
@@ -72,11 +83,20 @@ grid = sns.catplot(
     kind="bar",
     height=2.6,
     aspect=1.3,
-    hue_order=list(CATEGORIES[1:]),
+    order=palette.variety_order(by_variety["variety"]),
+    hue_order=errors,
+    palette=colours,
 )
 grid.set_axis_labels("", "share (%)")
-report.save_figure(grid.figure, cfg.reports_path, "error_categories_by_variety")
-plt.show()
+grid.set_titles("{col_name}")
+report.show_figure(
+    grid.figure,
+    cfg.reports_path,
+    "error_categories_by_variety",
+    title="Error categories per variety",
+    caption="For each model, the share of each error category among its erroneous predictions on each variety, "
+    "in the same colours as per model.",
+)
 
 # %% [markdown]
 # ## Counts
@@ -91,12 +111,29 @@ counts = (
 counts
 
 # %% [markdown]
-# ## Examples of each category (aligned; S substitution, D deletion, I insertion)
+# ## Examples of each category
+# Aligned word by word and read right to left: the reference over the hypothesis; S substitution,
+# D deletion, I insertion (`***` where a side has no word). The first three of each category; the first
+# of each is also on the index page.
 
 # %%
-for category in CATEGORIES[1:]:
-    chosen = predictions[predictions["category"] == category].head(3)
-    print(f"=== {category}: {int((predictions['category'] == category).sum())} predictions")
+examples = predictions[predictions["category"].isin(errors)].groupby("category", sort=False).head(3)
+examples = examples.sort_values("category", key=lambda column: column.map(errors.index), kind="stable")
+report.write_table(
+    examples[["category", "model", "dataset", "id", "reference", "hypothesis"]].reset_index(drop=True),
+    cfg.reports_path,
+    "error_examples",
+)
+for category in errors:
+    chosen = examples[examples["category"] == category]
+    display(HTML(f"<h4>{category}: {int((predictions['category'] == category).sum())} predictions</h4>"))
     for row in chosen.itertuples():
-        print(f"[{row.model} · {row.dataset} · {row.id}]")
-        print(aligned_example(row.reference, row.hypothesis), end="\n\n")
+        display(HTML(f"<p><code>{html.escape(f'{row.model} · {row.dataset} · {row.id}')}</code></p>"))
+        display(HTML(aligned_html(row.reference, row.hypothesis)))
+
+# %% [markdown]
+# ## Findings
+# Written from this run's numbers (the tables above).
+
+# %%
+report.show_findings(cfg.reports_path, "05_error_analysis", findings.errors(predictions, by_model))

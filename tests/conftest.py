@@ -36,6 +36,15 @@ def ci_teacher(ci_params: Params) -> str:
     return find_teacher(ci_params)
 
 
+@pytest.fixture(scope="session")
+def ci_report(ci_yaml: Path, ci_teacher: str) -> Path:
+    """Every stage of the ci profile built and rendered by `kdlib run`, once per session: its reports folder."""
+    from kdlib.cli import main
+
+    assert main(["run", str(ci_yaml)]) == 0
+    return load_params(ci_yaml).reports_path
+
+
 def with_overrides(base: Path, target: Path, **overrides) -> Path:
     """A copy of a params YAML with top-level keys replaced (e.g. another run_dir)."""
     raw = yaml.safe_load(base.read_text())

@@ -1,4 +1,5 @@
 import math
+from html.parser import HTMLParser
 
 import pandas as pd
 import pytest
@@ -9,6 +10,7 @@ from kdlib.error_analysis import (
     DialectLexicon,
     ErrorRules,
     aligned_example,
+    aligned_html,
     categorise,
     categorise_frame,
     category_shares,
@@ -237,3 +239,35 @@ def test_aligned_example():
         "REF: ذهب  الولد(S)  الي  المدرسه  ***(I)\nHYP: ذهب  البنت(S)  الي  المدرسه  اليوم(I)"
     )
     assert aligned_example("", "") == "REF:\nHYP:"
+
+
+class Cells(HTMLParser):
+    """The rows of cells of an HTML table, and the attributes of its <table>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rows: list[list[str]] = []
+        self.table: dict[str, str | None] = {}
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "table":
+            self.table = dict(attrs)
+        elif tag == "tr":
+            self.rows.append([])
+        elif tag in ("td", "th"):
+            self.rows[-1].append("")
+
+    def handle_data(self, data: str) -> None:
+        if self.rows and self.rows[-1]:
+            self.rows[-1][-1] += data
+
+
+def test_aligned_html_reads_right_to_left_one_column_per_word():
+    parsed = Cells()
+    parsed.feed(aligned_html(s(*W[:4]), s(W[0], "<b>", *W[2:4], "اليوم")))
+    assert parsed.table["dir"] == "rtl" and parsed.table["lang"] == "ar"
+    ref, hyp, ops = parsed.rows
+    assert ref == ["REF", W[0], W[1], W[2], W[3], "***"]  # in reading order: the first word is rightmost under rtl
+    assert hyp == ["HYP", W[0], "<b>", W[2], W[3], "اليوم"]  # escaped in the page, text again once parsed
+    assert ops == ["", "", "S", "", "", "I"]
+    assert "<b>" not in aligned_html("a", "<b>")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from kdlib.config import load_params
 from kdlib.model_card import read_facts
 from kdlib.paths import RunLayout, from_run
 from kdlib.products import read_predictions, read_pseudo_labels, read_students
+from kdlib.report import read_findings
 from kdlib.run import plan, select_stages
 from kdlib.stages import STAGES, build, staleness
 
@@ -40,6 +42,7 @@ EXPECTED_TABLES = [
     "threshold_wer",
     "error_categories_by_model",
     "error_categories_by_variety",
+    "error_examples",
 ]
 EXPECTED_FIGURES = [
     "teacher_wer_by_variety",
@@ -50,16 +53,17 @@ EXPECTED_FIGURES = [
     "wer_per_test_set",
     "error_categories_by_model",
     "error_categories_by_variety",
+    "distillation_eval_wer",
 ]
 
 
 @pytest.mark.slow
 def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
-    ci_yaml: Path, ci_teacher: str, capsys
+    ci_yaml: Path, ci_teacher: str, ci_report: Path, capsys
 ) -> None:
-    assert main(["run", str(ci_yaml)]) == 0
     params = load_params(ci_yaml)
     reports = params.reports_path
+    assert reports == ci_report
     for stage in STAGES:
         html = (reports / f"{stage.name}.html").read_text(encoding="utf-8")
         assert "Traceback" not in html and len(html) > 10_000, stage.name
@@ -82,6 +86,8 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
     assert headline.set_index("model").loc["teacher", "speedup"] == pytest.approx(1.0)
     index = (reports / "index.html").read_text(encoding="utf-8")
     assert all(f"{stage.name}.html" in index for stage in STAGES) and "WER avg all" in index
+    for stage in STAGES:  # each notebook ends with findings written from the run's numbers, shown on the index
+        assert read_findings(reports, stage.name), stage.name
     predictions = read_predictions(params)
     assert set(predictions["dataset"]) == {spec.name for spec in params.data.test}
     assert (
@@ -107,6 +113,52 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
     steps = plan(changed, select_stages(STAGES), STAGES)
     assert [step.stage.name for step in steps if step.build] == ["05_error_analysis"]
     assert steps[-1].reason == "params changed: error_rules"
+
+
+@pytest.fixture(scope="module")
+def opened_repo(ci_yaml: Path, ci_report: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository as JupyterLab shows it: the notebooks, and at the path their `parameters` cell names
+    (params/tiny.yaml) the session's ci profile, built by `ci_report`, with reports of its own. Its cache is
+    the session's, at the path relative to the repository that the products record."""
+    root = tmp_path_factory.mktemp("opened")
+    (root / "pyproject.toml").write_text("[project]\nname = 'opened'\n", encoding="utf-8")
+    shutil.copytree(REPO / "notebooks", root / "notebooks")
+    (root / "params").mkdir()
+    with_overrides(ci_yaml, root / "params" / "tiny.yaml", reports_dir=str(root / "reports" / "ci"))
+    cache = load_params(ci_yaml).cache_path
+    (root / cache.relative_to(ci_yaml.parent)).symlink_to(cache, target_is_directory=True)
+    return root
+
+
+def parameters_cell(notebook) -> dict:
+    """The names the notebook's `parameters` cell defines, and their defaults."""
+    (cell,) = [cell for cell in notebook.cells if "parameters" in cell.metadata.get("tags", ())]
+    defaults: dict = {}
+    exec(cell.source, defaults)
+    return {name: value for name, value in defaults.items() if not name.startswith("__")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", STAGES, ids=[stage.name for stage in STAGES])
+def test_each_notebook_runs_from_notebooks_with_its_parameters_cell_alone(
+    stage, opened_repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import jupytext
+    from nbclient import NotebookClient
+
+    notebook = jupytext.read(opened_repo / "notebooks" / f"{stage.name}.py")
+    defaults = parameters_cell(notebook)
+    assert defaults == {"params_file": "params/tiny.yaml", "overrides": []}  # nothing injected: the file as it is
+    assert (REPO / defaults["params_file"]).is_file()
+    notebook.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "python3"}
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    client = NotebookClient(
+        notebook, kernel_name="python3", timeout=600, resources={"metadata": {"path": str(opened_repo / "notebooks")}}
+    )
+    client.execute()  # raises CellExecutionError at the first failing cell
+    assert [output.output_type for output in notebook.cells[-1].outputs] == ["execute_result"]
+    assert "text/markdown" in notebook.cells[-1].outputs[0].data  # the findings, as Markdown
+    assert read_findings(opened_repo / "reports" / "ci", stage.name)
 
 
 @pytest.mark.slow

@@ -23,12 +23,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 PARAMETERS_CELL = """# %% tags=["parameters"]
 params_file = "params/test.yaml"
-params = None  # injected by `kdlib run`
+overrides = []  # injected by `kdlib run`
 
 # %%
 from kdlib.run import notebook_params
 
-cfg = notebook_params(params_file, params)
+cfg = notebook_params(params_file, overrides)
 """
 
 FIRST = (
@@ -52,7 +52,7 @@ frame = pd.read_csv(cfg.run_path / "02_second" / "table.csv")
 write_table(frame, cfg.reports_path, "headline")
 fig, axis = plt.subplots()
 axis.bar(frame["model"], frame["wer"])
-save_figure(fig, cfg.reports_path, "wer")
+save_figure(fig, cfg.reports_path, "wer", title="WER per model", caption="The WER of each model.")
 """
 )
 
@@ -193,7 +193,14 @@ def test_settings_reach_the_stages_the_notebooks_and_the_records(repo: Path) -> 
     manifest = json.loads((repo / "runs" / "test" / "01_first" / "manifest.json").read_text())
     assert manifest["params"] == {"device": "cpu"} and manifest["overrides"] == ["device=cpu"]
     assert log["overrides"] == ["device=cpu"]
-    assert "notebook device cpu" in (reports / "01_first.ipynb").read_text()
+    executed = json.loads((reports / "01_first.ipynb").read_text())
+    assert "notebook device cpu" in json.dumps(executed)
+    (injected,) = [cell for cell in executed["cells"] if "injected-parameters" in cell["metadata"].get("tags", [])]
+    assert "".join(injected["source"]).splitlines() == [  # the file and the settings, not the whole config
+        "# Parameters",
+        'params_file = "params/test.yaml"',
+        'overrides = ["device=cpu"]',
+    ]
     assert "--set device=cpu" in (reports / "index.html").read_text()
     assert staleness(load_params(repo / "params" / "test.yaml"), GRAPH[0], GRAPH) == "params changed: device"
 
@@ -264,7 +271,7 @@ def test_notebook_params_resolve_paths_against_the_repository(repo: Path) -> Non
     params = run.notebook_params("params/test.yaml")
     assert Path.cwd() == before  # no chdir
     assert params.run_path == repo.resolve() / "runs" / "test"
-    injected = run.notebook_params("params/test.yaml", {"profile": "x", "run_dir": "r", "reports_dir": "s"})
+    injected = run.notebook_params("params/test.yaml", ["reports_dir=s"])
     assert injected.reports_path == repo.resolve() / "s"
 
 
@@ -295,6 +302,20 @@ def test_a_rerun_renders_the_same_html(repo: Path) -> None:
     assert str(repo) not in pages[0]
 
 
+def test_pages_open_in_report_mode_with_the_code_a_click_away(repo: Path) -> None:
+    source = repo / "notebooks" / "styled.py"
+    source.write_text(STYLED, encoding="utf-8")
+    output = repo / "reports" / "styled.ipynb"
+    output.parent.mkdir()
+    assert run._execute(source, output, repo, {"share": 0.75}, "python3") is None
+    page = output.with_suffix(".html").read_text(encoding="utf-8")
+    switch = '<input type="checkbox" id="kd-show-code" class="kd-toggle">'
+    assert page.count(switch) == 1 and page.index(switch) < page.index("<main>")  # unchecked, a sibling of <main>
+    assert ".kd-toggle:not(:checked) ~ main .jp-CodeCell .jp-Cell-inputWrapper" in page  # code hidden until checked
+    assert ">style_table<" in page and "0.75" in page  # the (highlighted) code is in the page, its output shown
+    assert '<label for="kd-show-code">' in page and '<a href="index.html">' in page
+
+
 def test_report_helpers(tmp_path: Path) -> None:
     frame = pd.DataFrame({"wer": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="model"))
     csv, md = report.write_table(report.percent(frame, ["wer"]), tmp_path, "t")
@@ -305,10 +326,21 @@ def test_report_helpers(tmp_path: Path) -> None:
 
     fig, axis = plt.subplots()
     axis.plot([0, 1])
-    png = report.save_figure(fig, tmp_path, "line")
+    png = report.save_figure(fig, tmp_path, "line", title="A line", caption="It rises.")
     assert png == tmp_path / "figures" / "line.png" and png.read_bytes().startswith(b"\x89PNG")
-    assert plt.fignum_exists(fig.number)
+    assert plt.fignum_exists(fig.number) and fig.get_suptitle() == "A line"
+    assert report.read_figure(tmp_path, "line") == report.FigureRecord(
+        "line", "figures/line.png", "A line", "It rises."
+    )
+    assert report.read_figure(tmp_path, "absent") is None
+    with pytest.raises(ValueError, match="figure line: a title and a caption are required"):
+        report.save_figure(fig, tmp_path, "line", title="A line", caption=" ")
     plt.close(fig)
+
+    shown = report.show_findings(tmp_path, "01_x", ["The <b>pool</b> holds 3\n clips.", "None skipped."])
+    assert shown.data == "- The &lt;b&gt;pool&lt;/b&gt; holds 3 clips.\n- None skipped.\n"
+    assert report.read_findings(tmp_path, "01_x") == ["The <b>pool</b> holds 3 clips.", "None skipped."]
+    assert report.read_findings(tmp_path, "02_y") == []
 
     report.atomic_write_json(tmp_path / "x.json", {"a": [1, None]})
     assert json.loads((tmp_path / "x.json").read_text()) == {"a": [1, None]}
@@ -343,21 +375,6 @@ def test_the_command_line_turns_ctrl_c_into_one_line_and_130(monkeypatch, capsys
     monkeypatch.setattr(run, "run_pipeline", interrupted)
     assert cli.main(["run", "params/tiny.yaml"]) == 130
     assert capsys.readouterr().err.strip() == "interrupted: finished steps are kept; the same command resumes"
-
-
-def test_two_processes_updating_the_run_log_lose_no_entry(tmp_path: Path) -> None:
-    import subprocess
-
-    log = tmp_path / "run_log.json"
-    writer = (
-        "import sys\nfrom pathlib import Path\nfrom kdlib.run import _update_log\n"
-        "for i in range(300):\n"
-        "    _update_log(Path(sys.argv[1]), {}, (f'{sys.argv[2]}-{i}', {'status': 'ok'}))\n"
-    )
-    processes = [subprocess.Popen([sys.executable, "-c", writer, str(log), name]) for name in ("a", "b")]
-    assert [process.wait(timeout=120) for process in processes] == [0, 0]
-    entries = json.loads(log.read_text())["notebooks"]
-    assert len(entries) == 600  # every update of both writers survived
 
 
 def test_heavy_stages_are_launched_with_accelerate_when_params_or_gpus_ask() -> None:
