@@ -12,8 +12,8 @@ from conftest import with_overrides
 
 from kdlib import evaluate
 from kdlib.cli import main
-from kdlib.data import prepare
 from kdlib.config import ParamsError, load_params, pools_in_use, run_name
+from kdlib.data import prepare
 from kdlib.products import (
     labelled_pools,
     read_pseudo_labels,
