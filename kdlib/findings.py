@@ -31,14 +31,16 @@ def _run(run: pd.Series) -> str:
 
 def data_note(params: Params) -> str:
     """Where the speech of a profile comes from, and what that means for its numbers."""
-    sets = [*params.data.teacher_train, *params.data.train, *params.data.test]
+    pools = [spec for specs in params.data.pools.values() for spec in specs]
+    sets = [*params.data.teacher_train, *params.data.train, *pools, *params.data.test]
     synthetic = [spec.name for spec in sets if spec.source == "synthetic"]
     if not sets:
         return f"The {params.profile} profile names no speech corpus."
     if len(synthetic) == len(sets):
         return (
             f"Every set of the {params.profile} profile is synthetic speech (espeak-ng reading the shipped "
-            "sentences) with small models trained here: its numbers show how the pipeline works, not the paper's findings."
+            "and templated sentences) with small models trained by kdlib: its numbers show the pipeline and the simulated "
+            "phenomena at work, not the paper's findings."
         )
     real = [f"{spec.name} ({spec.source})" for spec in sets if spec.source != "synthetic"]
     shown = _listed(list(dict.fromkeys(real)))

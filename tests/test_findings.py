@@ -20,7 +20,7 @@ def test_the_data_note_says_whether_speech_is_synthetic(tiny) -> None:
     assert "synthetic speech" in findings.data_note(tiny) and "not the paper's findings" in findings.data_note(tiny)
     paper = load_params(REPO / "params" / "paper.yaml")
     note = findings.data_note(paper)
-    assert "synthetic" not in note and "MGB-2 (local)" in note and "CV-15.0 (hub)" in note
+    assert "synthetic" not in note and "MGB-2 (hub)" in note and "ALG (local)" in note and "pool-500K (hub)" in note
     bare = params_from_dict({"profile": "bare", "run_dir": "r", "reports_dir": "s"})
     assert findings.data_note(bare) == "The bare profile names no speech corpus."
 
