@@ -115,8 +115,11 @@ def split_long(samples: np.ndarray, max_samples: int) -> list[np.ndarray]:
     return [samples[start : start + max_samples] for start in range(0, len(samples), max_samples)]
 
 
-def dataset_with_audio(columns: dict[str, list], features: datasets.Features) -> datasets.Dataset:
-    """A `datasets.Dataset` from columns whose audio cells are already `{"bytes", "path"}`.
+def dataset_with_audio(
+    columns: dict[str, list], features: datasets.Features, fingerprint: str | None = None
+) -> datasets.Dataset:
+    """A `datasets.Dataset` from columns whose audio cells are already `{"bytes", "path"}` (and, if given, the
+    content key that is its fingerprint).
 
     Built from an Arrow table, so no audio codec is needed to store undecoded audio.
     """
@@ -124,4 +127,4 @@ def dataset_with_audio(columns: dict[str, list], features: datasets.Features) ->
     import pyarrow as pa
 
     table = pa.Table.from_pydict(columns, schema=features.arrow_schema)
-    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features))
+    return datasets.Dataset(table, info=datasets.DatasetInfo(features=features), fingerprint=fingerprint)

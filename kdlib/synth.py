@@ -31,6 +31,7 @@ import datasets
 import numpy as np
 from tqdm import tqdm
 
+from kdlib import grammar as grammar_module
 from kdlib import resources
 from kdlib.audio import dataset_with_audio, decode, encode_wav
 from kdlib.cache import build_once, file_digest, fingerprint, loads_from_disk
@@ -133,7 +134,7 @@ def plan_utterances(params: SyntheticCorpusParams) -> list[Utterance]:
     for variety in resources.VARIETIES:
         for sentence in dealt[variety]["teacher"]:
             for rendition in range(params.teacher_renditions):
-                subtitled = rng.random() < params.msa_subtitle_fraction and sentence.msa not in (None, sentence.text)
+                subtitled = variety != "MSA" and sentence.msa and rng.random() < params.msa_subtitle_fraction
                 text = sentence.msa if subtitled else sentence.text
                 teacher.append(
                     _draw(
@@ -295,9 +296,12 @@ def speak(utterance: Utterance, sampling_rate: int) -> np.ndarray:
 
 
 def corpus_key(params: SyntheticCorpusParams, split: str, sampling_rate: int) -> str:
-    """The content key of one split: every input that shapes it."""
-    texts = [file_digest(resources.sentences_path()), file_digest(grammar_path())]
-    return fingerprint("synthetic-corpus-v2", params, split, sampling_rate, texts, espeak_version())
+    """The content key of one split: every input that shapes it, this module's code and the grammar's included
+    (a change to how clips are drawn is a change to every split)."""
+    sources = [resources.sentences_path(), grammar_path(), Path(__file__), Path(grammar_module.__file__)]
+    return fingerprint(
+        "synthetic-corpus-v3", params, split, sampling_rate, list(map(file_digest, sources)), espeak_version()
+    )
 
 
 def build_split(params: SyntheticCorpusParams, split: str, cache_dir: Path, sampling_rate: int = 16_000) -> Path:
@@ -307,7 +311,7 @@ def build_split(params: SyntheticCorpusParams, split: str, cache_dir: Path, samp
     target = Path(cache_dir) / "corpus" / corpus_key(params, split, sampling_rate)
 
     def save(directory: Path) -> None:
-        _speak_split(params, split, sampling_rate).save_to_disk(str(directory))
+        _speak_split(params, split, sampling_rate, fingerprint=target.name).save_to_disk(str(directory))
 
     return build_once(target, loads_from_disk, save)
 
@@ -315,8 +319,8 @@ def build_split(params: SyntheticCorpusParams, split: str, cache_dir: Path, samp
 COLUMNS = ("id", "audio", "text", "variety", "phenomenon", "voice", "snr_db")
 
 
-def _speak_split(params: SyntheticCorpusParams, split: str, sampling_rate: int) -> datasets.Dataset:
-    """Speak every planned utterance of `split`."""
+def _speak_split(params: SyntheticCorpusParams, split: str, sampling_rate: int, fingerprint: str) -> datasets.Dataset:
+    """Speak every planned utterance of `split` into a set whose fingerprint is its content key."""
     plan = [utterance for utterance in plan_utterances(params) if utterance.split == split]
     with ThreadPoolExecutor(max_workers=4) as pool:
         audio = list(tqdm(pool.map(lambda u: speak(u, sampling_rate), plan), total=len(plan), desc=f"speaking {split}"))
@@ -340,4 +344,4 @@ def _speak_split(params: SyntheticCorpusParams, split: str, sampling_rate: int) 
             "snr_db": datasets.Value("float32"),
         }
     )
-    return dataset_with_audio(columns, features)
+    return dataset_with_audio(columns, features, fingerprint)

@@ -76,7 +76,8 @@ def test_msa_subtitles_caption_dialect_speech_with_its_msa_rendering() -> None:
     templated = [
         u for u in always if re.search(r"-t\d{5}-", u.id)
     ]  # hand-written dialect sentences have no MSA rendering
-    assert len(subtitled) > 0.9 * len(templated) > 100 and all(u.text != u.spoken[0] for u in subtitled)
+    assert len(subtitled) > 0.9 * len(templated) > 100
+    assert sum(u.text != u.spoken[0] for u in subtitled) > 0.9 * len(subtitled)  # a few render alike in MSA
     lexicon = {form for _, variety, form in load_lexicon_rows() if variety == "MSA"}
     assert all(set(u.text.split()) - set(u.spoken[0].split()) <= lexicon | {"إلى", "في", "مع"} for u in subtitled)
 
