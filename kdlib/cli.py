@@ -6,7 +6,7 @@
     kdlib distill PARAMS [--student DW-e-d --threshold λ] [--no-resume]   (stage 03, also under accelerate)
     kdlib evaluate PARAMS              (stage 04)
     kdlib error-analysis PARAMS        (stage 05)
-    kdlib teacher PARAMS               (find or train the teacher, print where it is)
+    kdlib teacher PARAMS               (find, train or make the teacher, print where it is)
     kdlib params [PARAMS]              (every param with its default and help, or a file's values)
 
 Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set distill.training.max_steps=50`,
@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--threshold", help="with --student: its λ in percent, or 'none'")
             sub.add_argument("--no-resume", action="store_true", help="with --student: start from scratch")
 
-    teacher = commands.add_parser("teacher", help="find or train the teacher; print where it is")
+    teacher = commands.add_parser("teacher", help="find, train or make the teacher; print where it is")
     teacher.add_argument("params", type=Path, help="params YAML file")
     _add_set(teacher)
 

@@ -1,4 +1,4 @@
-"""Stage 01: prepare the corpora, find or train the teacher, and pseudo-label the distillation pool.
+"""Stage 01: prepare the corpora, find or make the teacher, and pseudo-label the distillation pool.
 
 The pool is sorted by duration and cut into fixed chunks; chunk i goes to process
 i mod N, so `accelerate launch -m kdlib pseudo-label PARAMS` on N processes (GPUs, nodes,
@@ -35,7 +35,7 @@ from kdlib.loader import WaitClock
 from kdlib.metrics import score_pairs
 from kdlib.models import cpu_only
 from kdlib.paths import RunLayout, in_run, relative
-from kdlib.teacher import train_teacher
+from kdlib.teacher import random_teacher, train_teacher
 from kdlib.transcribe import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 
 LABEL_COLUMNS = ["pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_seconds", "teacher_wer", "teacher_cer"]
@@ -156,12 +156,17 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
 
 
 def find_teacher(params: Params) -> str:
-    """The teacher's hub id or folder; a teacher of `teacher.source: train` is trained first (once)."""
-    return params.teacher.model if params.teacher.source == "hub" else str(train_teacher(params))
+    """The teacher's hub id or folder; a teacher of `teacher.source: train` is trained first, one of `random`
+    made first (once)."""
+    if params.teacher.source == "train":
+        return str(train_teacher(params))
+    if params.teacher.source == "random":
+        return str(random_teacher(params))
+    return params.teacher.model
 
 
 def build(params: Params) -> dict | None:
-    """Stage 01: prepare every set, find or train the teacher, pseudo-label the pool; record the products.
+    """Stage 01: prepare every set, find or make the teacher, pseudo-label the pool; record the products.
 
     Returns the counts for the manifest (None on processes other than the main one)."""
     accelerator = Accelerator(cpu=cpu_only(params.device))
@@ -190,7 +195,7 @@ def build(params: Params) -> dict | None:
     atomic_write_json(layout.corpora, corpora)
     atomic_write_json(
         layout.teacher,
-        {"kind": kind, "source": relative(params, teacher) if kind == "train" else teacher, "digest": digest},
+        {"kind": kind, "source": teacher if kind == "hub" else relative(params, teacher), "digest": digest},
     )
     atomic_write_json(
         layout.pseudo_labels, {"path": in_run(params, run.labels), "key": run.root.name, "clips": len(pool)}

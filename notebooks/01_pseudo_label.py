@@ -40,9 +40,14 @@ from kdlib.products import read_corpora, read_pseudo_labels, read_teacher
 
 sns.set_theme(style="whitegrid")
 teacher = read_teacher(cfg)
-print(
-    f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}"
-)
+shape = cfg.teacher.architecture
+described = {
+    "hub": cfg.teacher.model,
+    "train": "trained here",
+    "random": f"random weights (a dry run): d_model {shape.d_model}, {shape.encoder_layers} + {shape.decoder_layers} "
+    f"layers, {shape.vocab_size} tokens, {shape.chunk_length_s} s window",
+}[cfg.teacher.source]
+print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source}, {described}")
 
 # %% [markdown]
 # ## The corpora
