@@ -5,9 +5,10 @@ The public API, by concern (each name is imported on first use, so `import kdlib
 - parameters: `load_params`, `Params`, `ParamsError`, `describe_params`
 - the stage graph: `STAGES`, `build_stage`, `staleness`, `run_pipeline`
 - products (what notebooks read): `read_corpora`, `labelled_pools`, `read_pseudo_labels`, `read_split`,
-  `read_sweep_counts`, `read_students`, `read_predictions`, `read_scores`, `read_intervals`, `read_differences`,
-  `read_efficiency`, `read_categories`
-- models: `load_model` (Whisper, SeamlessM4T, CTC), `make_student`, `transcribe`
+  `read_sweep_counts`, `read_students`, `read_student_sizes`, `read_predictions`, `read_scores`, `read_intervals`,
+  `read_differences`, `read_efficiency`, `read_categories`
+- models: `load_model` (Whisper, SeamlessM4T, CTC), `make_student`, `transcribe`, `multilingual_tokenizer`
+  (Whisper's, built offline from openai-whisper's tiktoken file)
 - scoring: `normalize`, `score_pairs`, `corpus_scores`, `categorise`
 """
 
@@ -31,6 +32,7 @@ _API = {
     "read_split": "kdlib.products",
     "read_sweep_counts": "kdlib.products",
     "read_students": "kdlib.products",
+    "read_student_sizes": "kdlib.products",
     "read_predictions": "kdlib.products",
     "read_scores": "kdlib.products",
     "read_intervals": "kdlib.products",
@@ -39,6 +41,7 @@ _API = {
     "read_categories": "kdlib.products",
     "load_model": "kdlib.families",
     "make_student": "kdlib.students",
+    "multilingual_tokenizer": "kdlib.whisper_tokenizer",
     "transcribe": "kdlib.transcribe",
     "normalize": "kdlib.text",
     "score_pairs": "kdlib.metrics",

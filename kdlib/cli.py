@@ -6,7 +6,7 @@
     kdlib distill PARAMS [--student DW-e-d --threshold λ --pool NAME] [--no-resume]   (stage 03, also under accelerate)
     kdlib evaluate PARAMS              (stage 04)
     kdlib error-analysis PARAMS        (stage 05)
-    kdlib teacher PARAMS [--retrain]   (find or train the teacher, print where it is; also python -m kdlib.teacher)
+    kdlib teacher PARAMS [--retrain]   (find, train or make the teacher, print where it is; also python -m kdlib.teacher)
     kdlib params [PARAMS]              (every param with its default and help, or a file's values)
 
 Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set distill.training.max_steps=50`,
@@ -57,7 +57,7 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--pool", help="with --student: its pool (default: data.default_pool)")
             sub.add_argument("--no-resume", action="store_true", help="with --student: start from scratch")
 
-    teacher = commands.add_parser("teacher", help="find or train the teacher; print where it is")
+    teacher = commands.add_parser("teacher", help="find, train or make the teacher; print where it is")
     teacher.add_argument("params", type=Path, help="params YAML file")
     teacher.add_argument(
         "--retrain", action="store_true", help="train it by teacher.architecture/training; write it to teacher.model"

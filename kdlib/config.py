@@ -202,7 +202,8 @@ class LossParams:
 
 @dataclass(frozen=True)
 class TeacherArchitecture:
-    """A small Whisper-architecture teacher trained here when no pretrained one is at hand."""
+    """A Whisper-architecture teacher made here: a small one trained when no pretrained one is at hand
+    (source: train), or one with random weights at a hub model's shapes for a dry run (source: random)."""
 
     d_model: int = param(192, "width of the model", at_least=1)
     encoder_layers: int = param(4, "encoder layers", at_least=1)
@@ -210,7 +211,10 @@ class TeacherArchitecture:
     attention_heads: int = param(4, "attention heads (divides d_model)", at_least=1)
     ffn_dim: int = param(768, "feed-forward width", at_least=1)
     vocab_size: int = param(
-        400, "byte-level BPE vocabulary learnt on the training text, Whisper's specials included", at_least=64
+        400,
+        "tokens: a byte-level BPE learnt on the training text, Whisper's specials included (source: train); "
+        "51865, Whisper's multilingual tokenizer (source: random)",
+        at_least=64,
     )
     chunk_length_s: int = param(8, "the model's audio window in seconds (Whisper: 30)", at_least=1)
     hop_length: int = param(160, "log-mel frame shift in samples (Whisper: 160, i.e. 10 ms)", at_least=1)
@@ -220,19 +224,22 @@ class TeacherArchitecture:
 
 @dataclass(frozen=True)
 class TeacherParams:
-    """The teacher: a hub checkpoint, or one trained here on data.teacher_train."""
+    """The teacher: a hub checkpoint, one trained here on data.teacher_train, or one with random weights."""
 
-    source: Literal["hub", "local", "train"] = param(
+    source: Literal["hub", "local", "train", "random"] = param(
         "hub",
         "hub: load `model` from the hub; local: load the checkpoint folder `model` (relative to the "
-        "repository); train: train a small Whisper here",
+        "repository); train: train a small Whisper here; random: a Whisper of `architecture` with random "
+        "weights and Whisper's multilingual tokenizer (a dry run at a hub model's shapes, offline)",
     )
     model: str = param(
         "openai/whisper-large-v2",
         "hub id (source: hub) or checkpoint folder (source: local; `python -m kdlib.teacher PARAMS --retrain` "
         "trains it by `architecture` and `training` and writes it there)",
     )
-    architecture: TeacherArchitecture = param(TeacherArchitecture(), "the model trained here (source: train)")
+    architecture: TeacherArchitecture = param(
+        TeacherArchitecture(), "the model made here (source: train or random; local: by --retrain)"
+    )
     training: TrainingParams = param(TrainingParams(), "its training loop (source: train)")
 
 
@@ -302,6 +309,9 @@ class DistillParams:
         "with timestamped pseudo-labels: share of pairs trained on them (distil-whisper's), the rest on the plain text",
         at_least=0,
         at_most=1,
+    )
+    count_only: tuple[str, ...] = param(
+        (), "students built from the teacher and counted (parameters, copied layers) but not trained (a dry run)"
     )
 
 
@@ -815,18 +825,21 @@ def _check_semantics(params: Params, source: str) -> None:
     if empty:
         raise ParamsError(f"{source}: 'data.pools.{empty[0]}' lists no set")
     architecture = params.teacher.architecture
-    for index, run in enumerate(params.distill.runs):
+    students = [(f"distill.runs[{i}].student", run.student) for i, run in enumerate(params.distill.runs)]
+    students += [(f"distill.count_only[{i}]", name) for i, name in enumerate(params.distill.count_only)]
+    for where, name in students:
         try:
-            encoder, decoder = parse_student(run.student)
+            encoder, decoder = parse_student(name)
         except ParamsError as error:
-            raise ParamsError(f"{source}: 'distill.runs[{index}].student': {error}") from None
-        if params.teacher.source == "train" and (
+            raise ParamsError(f"{source}: '{where}': {error}") from None
+        if params.teacher.source in ("train", "random") and (
             encoder > architecture.encoder_layers or decoder > architecture.decoder_layers
         ):
             raise ParamsError(
-                f"{source}: 'distill.runs[{index}].student' {run.student} has more layers than the teacher "
+                f"{source}: '{where}' {name} has more layers than the teacher "
                 f"({architecture.encoder_layers} encoder, {architecture.decoder_layers} decoder)"
             )
+    for index, run in enumerate(params.distill.runs):
         if run.pool is not None:
             try:
                 data.pool(run.pool)
@@ -856,3 +869,11 @@ def _check_semantics(params: Params, source: str) -> None:
         raise ParamsError(f"{source}: 'teacher.architecture.d_model' must be a multiple of attention_heads")
     if params.teacher.source == "train" and not params.data.teacher_train:
         raise ParamsError(f"{source}: teacher.source is 'train' but data.teacher_train is empty")
+    if params.teacher.source == "random":
+        from kdlib.whisper_tokenizer import VOCAB_SIZE  # here: it imports transformers
+
+        if architecture.vocab_size != VOCAB_SIZE:
+            raise ParamsError(
+                f"{source}: 'teacher.architecture.vocab_size' must be {VOCAB_SIZE}, the size of Whisper's "
+                f"multilingual tokenizer that a teacher of source 'random' has, got {architecture.vocab_size}"
+            )

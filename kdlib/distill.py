@@ -8,7 +8,9 @@ pool's held-out pairs of stage 02 (the same for every student and λ) give the p
 WER against the references. Runs under `accelerate launch` (`kdlib distill PARAMS [--student
 DW-2-2 --threshold 80]`); every run is resumable from its last checkpoint and cached by its
 inputs once finished (the logging and checkpoint cadence and the list of runs are not inputs:
-adding a student retrains no other). Product (`kdlib.paths`): `students.json`.
+adding a student retrains no other). The students of `distill.count_only` are built from the teacher and
+counted, not trained (a dry run at the paper's shapes counts DW-16-16 and DW-32-16 on a CPU that cannot
+train them). Products (`kdlib.paths`): `students.json`, `student_sizes.csv`.
 
 With timestamped pseudo-labels (`pseudo_label.generation.return_timestamps`), a share
 `distill.timestamp_probability` of the pairs (drawn per clip id and seed, so a clip gets the same target
@@ -24,18 +26,21 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
+import pandas as pd
+import torch
 from accelerate import PartialState
+from transformers import WhisperConfig
 
-from kdlib.cache import atomic_write_json, fingerprint
-from kdlib.config import Params, run_name, threshold_label
+from kdlib.cache import atomic_write_json, atomic_write_text, fingerprint
+from kdlib.config import Params, parse_student, run_name, threshold_label
 from kdlib.families import WhisperModel, load_model
 from kdlib.metrics import corpus_scores
 from kdlib.model_card import student_facts, write_card
-from kdlib.models import cpu_only, parameter_count, resolve_device
+from kdlib.models import cpu_only, parameter_count, release_memory, resolve_device
 from kdlib.paths import RunLayout, in_run
 from kdlib.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
 from kdlib.pseudo_label import TIMESTAMPED
-from kdlib.students import make_student
+from kdlib.students import layer_indices, make_student
 from kdlib.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.transcribe import transcribe
 
@@ -191,20 +196,63 @@ def distill_one(
     return result
 
 
+def student_sizes(params: Params, results: list[DistillResult]) -> pd.DataFrame:
+    """Parameters and copied teacher layers of every trained student and of each one of `distill.count_only`,
+    which is built from the teacher (on the CPU, in float32) only to be counted."""
+    rows = {}
+    for result in results:
+        if result.parameters is not None:
+            rows.setdefault(result.student, {"parameters": result.parameters, "trained": True})
+    counted = [name for name in dict.fromkeys(params.distill.count_only) if name not in rows]
+    columns = ["student", "parameters", "trained", "encoder layers", "decoder layers"]
+    if not rows and not counted:
+        return pd.DataFrame(columns=columns)
+    source = read_teacher(params)["source"]
+    if counted:
+        teacher = load_model(source, torch.device("cpu"), params.pseudo_label.generation, name="teacher").model
+        for name in counted:
+            rows[name] = {"parameters": parameter_count(make_student(teacher, name)), "trained": False}
+            release_memory()
+        config = teacher.config
+        del teacher
+        release_memory()
+    else:
+        config = WhisperConfig.from_pretrained(source)
+    layers = (config.encoder_layers, config.decoder_layers)
+    table = []
+    for name, row in rows.items():
+        encoder, decoder = parse_student(name)
+        table.append(
+            {
+                "student": name,
+                "parameters": row["parameters"],
+                "trained": row["trained"],
+                "encoder layers": layer_indices(layers[0], encoder),
+                "decoder layers": layer_indices(layers[1], decoder),
+            }
+        )
+    return pd.DataFrame(table, columns=columns)
+
+
 def build(params: Params) -> dict | None:
-    """Stage 03: every (student, pool, λ) run that params list, in order; their records (main process)."""
-    results = [
-        distill_one(params, run.student, threshold, run.pool)
-        for run in params.distill.runs
-        for threshold in run.thresholds
-    ]
+    """Stage 03: every (student, pool, λ) run that params list, in order; their records and the students' sizes
+    (main process)."""
+    results = []
+    for run in params.distill.runs:
+        for threshold in run.thresholds:
+            results.append(distill_one(params, run.student, threshold, run.pool))
+            release_memory()  # the trained student, its gradients and optimiser states, before the next one
     if not PartialState(cpu=cpu_only(params.device)).is_main_process:
         return None
-    atomic_write_json(RunLayout(params).students, [asdict(result) for result in results])
+    layout = RunLayout(params)
+    sizes = student_sizes(params, results)
+    atomic_write_json(layout.students, [asdict(result) for result in results])
+    atomic_write_text(layout.student_sizes, sizes.to_csv(index=False))
     default = params.data.default_pool
     return {
         "runs": len(results),
         "trained": sum(r.status == "trained" for r in results),
         "students": [f"{run_name(r.student, r.pool, default)}-lambda{r.threshold}:{r.status}" for r in results],
         "models": [Path(r.model_dir).parent.name for r in results if r.model_dir],
+        "parameters": dict(zip(sizes["student"], sizes["parameters"].astype(int).tolist())),
     }

@@ -35,7 +35,7 @@ from kdlib.config import GenerationParams, Params, run_name, threshold_label
 from kdlib.families import SpeechModel, load_model
 from kdlib.metrics import corpus_scores, score_pairs
 from kdlib.model_card import add_scores
-from kdlib.models import cpu_only, resolve_device
+from kdlib.models import cpu_only, release_memory, resolve_device
 from kdlib.paths import RunLayout
 from kdlib.products import PreparedSet, read_students, read_teacher, read_test_sets
 from kdlib.transcribe import generate, transcribe
@@ -121,6 +121,8 @@ def predict_missing(
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params).to_parquet(temporary, index=False)
+            del loaded
+            release_memory()  # before the next model is loaded
 
 
 def labelled_predictions(jobs: list[tuple[ModelEntry, Path]]) -> pd.DataFrame:

@@ -71,7 +71,8 @@ def render_card(facts: CardFacts) -> str:
         lines += ["## Loss", "", _table(facts.loss), ""]
     if facts.architecture:
         lines += ["## Architecture", "", _table(facts.architecture), ""]
-    lines += ["## Training", "", _table(facts.training), ""]
+    if facts.training:
+        lines += ["## Training", "", _table(facts.training), ""]
     lines += ["## Results", ""]
     if facts.eval_wer is not None:
         lines += [
@@ -100,10 +101,11 @@ def student_facts(
     (pool clips, training pairs, held-out pairs), the held-out WER."""
     encoder, decoder = parse_student(student)
     local = Path(teacher).is_dir()
-    trained = f"a Whisper trained by kdlib (cache entry {Path(teacher).parent.name})"
-    described = (
-        (trained if params.teacher.source == "train" else f"the local model {Path(teacher).name}") if local else teacher
-    )
+    made = {
+        "train": f"a Whisper trained by kdlib (cache entry {Path(teacher).parent.name})",
+        "random": f"a Whisper with random weights made by kdlib (cache entry {Path(teacher).parent.name})",
+    }
+    described = made.get(params.teacher.source, f"the local model {Path(teacher).name}") if local else teacher
     return CardFacts(
         name=f"{run_name(student, pool, params.data.default_pool)} λ={threshold}",
         kind="student",
@@ -134,6 +136,19 @@ def teacher_facts(params: Params, train_clips: int) -> CardFacts:
         datasets=[spec.name for spec in params.data.teacher_train],
         train_clips=train_clips,
         training=params_to_dict(params.teacher.training),
+        architecture=params_to_dict(params.teacher.architecture),
+    )
+
+
+def random_teacher_facts(params: Params) -> CardFacts:
+    """The facts of a teacher with random weights (`teacher.source: random`): its architecture, no training."""
+    return CardFacts(
+        name="teacher",
+        kind="teacher",
+        profile=params.profile,
+        datasets=[],
+        train_clips=0,
+        training={},
         architecture=params_to_dict(params.teacher.architecture),
     )
 
@@ -170,6 +185,12 @@ def add_scores(folder: str | Path, test_wer: Mapping[str, float], view: str) -> 
 
 def _summary(facts: CardFacts) -> list[str]:
     datasets = ", ".join(facts.datasets)
+    if facts.kind == "teacher" and not facts.train_clips:
+        return [
+            f"A Whisper-architecture model with random weights and Whisper's multilingual tokenizer, made by kdlib "
+            f"(profile `{facts.profile}`) for a dry run at these shapes. It has learnt nothing: its transcripts "
+            "are noise.",
+        ]
     if facts.kind == "teacher":
         return [
             f"A Whisper-architecture model trained from scratch by kdlib (profile `{facts.profile}`) on "

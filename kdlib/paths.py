@@ -101,6 +101,11 @@ class RunLayout:
         """One record per student and λ: status, model folder, pairs, steps, losses."""
         return self.stage_dir("03_distill") / "students.json"
 
+    @property
+    def student_sizes(self) -> Path:
+        """Parameters and copied teacher layers of every trained student and of those only counted."""
+        return self.stage_dir("03_distill") / "student_sizes.csv"
+
     def student_work(self, name: str, threshold: float | None, key: str) -> Path:
         """Checkpoints, logs and final model of one distillation run (`name`: `kdlib.config.run_name`;
         content-keyed, resumable)."""
@@ -144,3 +149,7 @@ class RunLayout:
 
     def trained_teacher(self, key: str) -> Path:
         return self.cache / "teacher" / key
+
+    def random_teacher(self, key: str) -> Path:
+        """A teacher with random weights (`teacher.source: random`): its model folder."""
+        return self.cache / "teacher" / f"random-{key}" / "model"

@@ -56,7 +56,7 @@ def read_teacher(params: Params) -> dict[str, str]:
     teacher = _json(RunLayout(params).teacher)
     return {
         **teacher,
-        "source": str(absolute(params, teacher["source"])) if teacher["kind"] == "train" else teacher["source"],
+        "source": teacher["source"] if teacher["kind"] == "hub" else str(absolute(params, teacher["source"])),
     }
 
 
@@ -131,6 +131,12 @@ def read_students(params: Params) -> list[dict[str, Any]]:
         if record["model_dir"] is not None:
             record["model_dir"] = str(from_run(params, record["model_dir"]))
     return records
+
+
+def read_student_sizes(params: Params) -> pd.DataFrame:
+    """Stage 03's parameter count and copied teacher layers of every trained or counted student."""
+    require(params, "03_distill")
+    return pd.read_csv(RunLayout(params).student_sizes)
 
 
 def read_history(record: dict[str, Any]) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Stage 01: prepare the corpora, find or train the teacher, and pseudo-label the distillation pools.
+"""Stage 01: prepare the corpora, find, train or make the teacher, and pseudo-label the distillation pools.
 
 The pools labelled are the default one and every other pool a distillation run names
 (`kdlib.config.pools_in_use`), each on its own. A pool is sorted by duration and cut into fixed
@@ -38,7 +38,7 @@ from kdlib.loader import WaitClock
 from kdlib.metrics import score_pairs
 from kdlib.models import cpu_only
 from kdlib.paths import RunLayout, in_run, relative
-from kdlib.teacher import local_teacher, train_teacher
+from kdlib.teacher import local_teacher, random_teacher, train_teacher
 from kdlib.transcribe import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 
 TIMESTAMPED = "pseudo_label_timestamped"  # the column of timestamped pseudo-labels, when there are any
@@ -162,14 +162,19 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
 
 
 def find_teacher(params: Params) -> str:
-    """The teacher's hub id or folder; a teacher of `teacher.source: train` is trained first (once)."""
-    if params.teacher.source == "hub":
-        return params.teacher.model
-    return str(local_teacher(params) if params.teacher.source == "local" else train_teacher(params))
+    """The teacher's hub id or folder: a checkpoint folder (`local`), a teacher trained first (`train`), one with
+    random weights made first (`random`), each once."""
+    if params.teacher.source == "train":
+        return str(train_teacher(params))
+    if params.teacher.source == "random":
+        return str(random_teacher(params))
+    if params.teacher.source == "local":
+        return str(local_teacher(params))
+    return params.teacher.model
 
 
 def build(params: Params) -> dict | None:
-    """Stage 01: prepare every set, find or train the teacher, pseudo-label each pool in use; record the products.
+    """Stage 01: prepare every set, find, train or make the teacher, pseudo-label each pool in use; record the products.
 
     Returns the counts for the manifest (None on processes other than the main one)."""
     accelerator = Accelerator(cpu=cpu_only(params.device))

@@ -12,7 +12,8 @@ missing or stale products with "run stage NN first" instead of recomputing them.
     01_pseudo_label    01_pseudo_label.py            params (data, teacher, pools)  corpora, teacher, pseudo_labels
     02_filter_sweep    02_filter_sweep.py            pseudo_labels                  per pool: split, lambda-<λ>;
                                                                                    sweep_counts
-    03_distill         03_distill.py                 teacher, pseudo_labels, 02     students (+ model folders)
+    03_distill         03_distill.py                 teacher, pseudo_labels, 02     students, student_sizes
+                                                                                   (+ model folders)
     04_evaluate        04_evaluate.py                corpora, teacher, students     predictions, scores, intervals,
                                                                                    differences, efficiency
     05_error_analysis  05_error_analysis.py          predictions                    categories
@@ -61,7 +62,7 @@ STAGES: tuple[Stage, ...] = (
         (),
         ("device", "data", "teacher", "pseudo_label", "normalization", "filter.view", "distill.runs[].pool"),
         ("corpora", "teacher", "pseudo_labels"),
-        "prepare the corpora, find or train the teacher, pseudo-label each pool in use",
+        "prepare the corpora, find, train or make the teacher, pseudo-label each pool in use",
         launched=True,
     ),
     Stage(
@@ -86,7 +87,7 @@ STAGES: tuple[Stage, ...] = (
             "pseudo_label.generation.language",
             "pseudo_label.generation.task",
         ),
-        ("students",),
+        ("students", "student_sizes"),
         "distil every student on the pairs of each of its λ",
         launched=True,
     ),
@@ -190,6 +191,9 @@ def build(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES, **opt
     builder: Callable[..., dict[str, Any] | None] = getattr(importlib.import_module(module), function)
     started = time.perf_counter()
     counts = builder(params, **options)
+    from kdlib.models import release_memory  # here: reading the graph needs no torch
+
+    release_memory()  # `kdlib run` builds the next stage in this process
     if counts is None:  # a process other than the main one, or a partial build (one student): no manifest
         return {}
     inputs = {name: read_manifest(params, stage_named(name, graph))["digest"] for name in stage.inputs}

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 
 import numpy as np
+import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from kdlib.config import parse_student
@@ -53,23 +54,28 @@ def student_config(teacher: WhisperConfig, name: str) -> WhisperConfig:
 
 
 def make_student(teacher: WhisperForConditionalGeneration, name: str) -> WhisperForConditionalGeneration:
-    """A DW-e-d student (e.g. `"DW-16-16"`) of `teacher`, on the CPU in float32."""
+    """A DW-e-d student (e.g. `"DW-16-16"`) of `teacher`, on the CPU in float32.
+
+    The student is allocated without initialisation (every tensor is then copied from the teacher, converted
+    to float32 one at a time), so that making a student of whisper-large-v2 takes seconds and no more memory
+    than the student itself."""
     config = student_config(teacher.config, name)
-    encoder_layers, decoder_layers = config.encoder_layers, config.decoder_layers
-    student = WhisperForConditionalGeneration(config)
-    source = {key: value.detach().float().cpu() for key, value in teacher.state_dict().items()}
+    with torch.device("meta"):
+        student = WhisperForConditionalGeneration(config)
+    student.to_empty(device="cpu")
+    student.tie_weights()  # to_empty unties the output projection from the token embedding
+    source = teacher.state_dict()
     mapping = {
-        "model.encoder.layers": layer_indices(teacher.config.encoder_layers, encoder_layers),
-        "model.decoder.layers": layer_indices(teacher.config.decoder_layers, decoder_layers),
+        "model.encoder.layers": layer_indices(teacher.config.encoder_layers, config.encoder_layers),
+        "model.decoder.layers": layer_indices(teacher.config.decoder_layers, config.decoder_layers),
     }
-    state = {}
-    for key in student.state_dict():
-        teacher_key = key
-        for prefix, indices in mapping.items():
-            if key.startswith(prefix + "."):
-                index, rest = key[len(prefix) + 1 :].split(".", 1)
-                teacher_key = f"{prefix}.{indices[int(index)]}.{rest}"
-        state[key] = source[teacher_key]
-    student.load_state_dict(state)
+    with torch.no_grad():
+        for key, tensor in student.state_dict().items():
+            teacher_key = key
+            for prefix, indices in mapping.items():
+                if key.startswith(prefix + "."):
+                    index, rest = key[len(prefix) + 1 :].split(".", 1)
+                    teacher_key = f"{prefix}.{indices[int(index)]}.{rest}"
+            tensor.copy_(source[teacher_key])
     student.generation_config = copy.deepcopy(teacher.generation_config)
     return student

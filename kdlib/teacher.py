@@ -1,4 +1,5 @@
-"""The teacher: a hub Whisper (openai/whisper-large-v2 in the paper), a checkpoint folder, or one trained here.
+"""The teacher: a hub Whisper (openai/whisper-large-v2 in the paper), a checkpoint folder, a small one trained
+here, or one with random weights at a hub model's shapes.
 
 With no network and no pretrained multilingual Whisper in a registry package in
 transformers' format, kdlib trains a small Whisper-architecture model on the
@@ -13,6 +14,12 @@ The tiny profile ships such a teacher (`teacher.source: local`), made by
 
 which trains it (cached), scores it on the profile's held-out test sets and writes it in float16,
 with its card, to `teacher.model`. The ci profile trains its own (`teacher.source: train`).
+
+`teacher.source: random` makes, once (cached by its architecture, seed and tokenizer file), a Whisper of
+`teacher.architecture` with random weights, Whisper's real multilingual tokenizer (`kdlib.whisper_tokenizer`)
+and a generation config like the hub's (language and task tokens, timestamps, suppressed tokens), saved like a
+hub checkpoint in float32: with whisper-large-v2's architecture (`params/paper-smoke.yaml`), the paper
+profile's code path runs at the paper's shapes, offline. It has learnt nothing: its transcripts are noise.
 """
 
 from __future__ import annotations
@@ -40,12 +47,13 @@ from transformers import (
     WhisperTokenizer,
 )
 
-from kdlib.cache import atomic_directory, atomic_write_json, fingerprint
+from kdlib import whisper_tokenizer
+from kdlib.cache import atomic_directory, atomic_write_json, build_once, file_digest, fingerprint
 from kdlib.config import Params, TeacherArchitecture, params_arguments
 from kdlib.data import load_mixture, load_test_sets
 from kdlib.families import WhisperModel, load_model
 from kdlib.metrics import corpus_scores
-from kdlib.model_card import CARD, teacher_facts, write_card
+from kdlib.model_card import CARD, random_teacher_facts, teacher_facts, write_card
 from kdlib.models import cpu_only, resolve_device
 from kdlib.paths import RunLayout
 from kdlib.training import Seq2SeqData, recipe, train
@@ -212,6 +220,106 @@ def train_teacher(params: Params) -> Path:
         write_card(temporary, teacher_facts(params, len(corpus.dataset)))
     atomic_write_json(root / TIMING, {"seconds": round(time.perf_counter() - started, 1), "machine": machine()})
     return root / "model"
+
+
+# ------------------------------------------------------------------------------ a teacher with random weights
+
+
+def multilingual_processor(settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
+    """Whisper's multilingual tokenizer and a log-mel front end of the configured window (80 mel bins)."""
+    tokenizer = whisper_tokenizer.multilingual_tokenizer(model_max_length=settings.max_target_positions)
+    extractor = WhisperFeatureExtractor(
+        feature_size=80,
+        sampling_rate=sampling_rate,
+        chunk_length=settings.chunk_length_s,
+        hop_length=settings.hop_length,
+    )
+    return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+
+
+def random_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> WhisperForConditionalGeneration:
+    """A Whisper of the configured architecture with random weights (transformers' initialisation, seeded),
+    configured as the hub's multilingual checkpoints are: special token ids in its config; languages, tasks,
+    timestamps and suppressed tokens in its generation config."""
+    tokenizer = processor.tokenizer
+    specials = whisper_tokenizer.special_tokens()
+    ids = dict(zip(specials, tokenizer.convert_tokens_to_ids(specials)))
+    suppress = whisper_tokenizer.suppress_tokens(tokenizer)
+    begin_suppress = whisper_tokenizer.begin_suppress_tokens(tokenizer)
+    config = WhisperConfig(
+        vocab_size=len(tokenizer),
+        num_mel_bins=80,
+        d_model=settings.d_model,
+        encoder_layers=settings.encoder_layers,
+        decoder_layers=settings.decoder_layers,
+        encoder_attention_heads=settings.attention_heads,
+        decoder_attention_heads=settings.attention_heads,
+        encoder_ffn_dim=settings.ffn_dim,
+        decoder_ffn_dim=settings.ffn_dim,
+        max_source_positions=processor.feature_extractor.nb_max_frames // 2,
+        max_target_positions=settings.max_target_positions,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+    )  # the suppressed tokens go in the generation config alone, where transformers 5 reads them
+    torch.manual_seed(settings.seed)
+    model = WhisperForConditionalGeneration(config)
+    model.generation_config = GenerationConfig(
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        max_length=settings.max_target_positions,
+        is_multilingual=True,
+        lang_to_id={token: ids[token] for token in specials[2 : 2 + whisper_tokenizer.LARGE_V2_LANGUAGES]},
+        task_to_id={task: ids[f"<|{task}|>"] for task in whisper_tokenizer.TASKS},
+        no_timestamps_token_id=ids["<|notimestamps|>"],
+        prev_sot_token_id=ids["<|startofprev|>"],
+        max_initial_timestamp_index=50,  # a first timestamp of at most 1 s, as Whisper's decoding allows
+        suppress_tokens=suppress,
+        begin_suppress_tokens=begin_suppress,
+    )
+    return model
+
+
+def random_teacher_key(params: Params) -> str:
+    """The content key of a teacher with random weights: its architecture (seed included), the tokenizer
+    file it is made from, and the sampling rate of its front end."""
+    tokens = file_digest(whisper_tokenizer.tiktoken_file())
+    return fingerprint("random-teacher-v1", params.teacher.architecture, tokens, params.data.sampling_rate)
+
+
+def whole_checkpoint(folder: Path) -> bool:
+    """Whether a model folder holds its configs, processor and weights, the weights as long as their header
+    says (a truncated file is caught without reading gigabytes of tensors)."""
+    needed = ("config.json", "generation_config.json", "processor_config.json", "tokenizer.json")
+    weights = folder / "model.safetensors"
+    if not all((folder / name).is_file() for name in needed) or not weights.is_file():
+        return False
+    try:
+        with open(weights, "rb") as handle:
+            length = int.from_bytes(handle.read(8), "little")
+            header = json.loads(handle.read(length))
+        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return weights.stat().st_size == 8 + length + end
+
+
+def random_teacher(params: Params) -> Path:
+    """The model folder of a Whisper of `teacher.architecture` with random weights and Whisper's multilingual
+    tokenizer, made once (one process builds it; others wait and reuse it)."""
+    architecture = params.teacher.architecture
+
+    def build(folder: Path) -> None:
+        processor = multilingual_processor(architecture, params.data.sampling_rate)
+        model = random_model(processor, architecture)
+        model.save_pretrained(folder, safe_serialization=True)
+        processor.save_pretrained(folder)
+        write_card(folder, random_teacher_facts(params))
+
+    return build_once(RunLayout(params).random_teacher(random_teacher_key(params)), whole_checkpoint, build)
 
 
 TIMING = "training_time.json"  # beside the trained model: how long this run of the training took, and where

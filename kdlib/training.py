@@ -27,6 +27,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
@@ -270,9 +271,15 @@ def _train(
     workers,
 ) -> TrainingResult:
     # set-up: accelerator (DDP, mixed precision, accumulation), optimiser, schedule, teacher on the device
+    precision = mixed_precision(settings.mixed_precision)
+    if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
+        # an earlier stage in this process (`kdlib run` builds stages 01-05 in one process on one device) made
+        # accelerate's process-wide state with another precision, which a new Accelerator may not change;
+        # forgotten here (the distributed state, PartialState, is kept)
+        AcceleratorState._reset_state()
     accelerator = Accelerator(
         cpu=cpu_only(device),
-        mixed_precision=mixed_precision(settings.mixed_precision),
+        mixed_precision=precision,
         gradient_accumulation_steps=settings.gradient_accumulation_steps,
         log_with=list(settings.log_with) or None,
         project_dir=str(output_dir),
@@ -319,9 +326,9 @@ def _train(
                 name: tensor.to(accelerator.device, non_blocking=True) for name, tensor in next(micro_batches).items()
             }
             with accelerator.accumulate(model), accelerator.autocast():
-                total, parts = _loss(model, teacher, batch, loss)
+                objective, parts = _loss(model, teacher, batch, loss)  # not `total`: the step count below
                 diverged = accelerator.reduce(
-                    torch.tensor(float(not torch.isfinite(total)), device=accelerator.device), "sum"
+                    torch.tensor(float(not torch.isfinite(objective)), device=accelerator.device), "sum"
                 )
                 if diverged.item() > 0:  # every rank stops together, none is left waiting in an all-reduce
                     bar.close()
@@ -330,7 +337,7 @@ def _train(
                         f"{description}: the loss became NaN or infinite at step {step + 1} (this process: {parts}); "
                         f"stopped. Last good checkpoint: {kept or 'none yet'}"
                     )
-                accelerator.backward(total)
+                accelerator.backward(objective)
                 if accelerator.sync_gradients and settings.max_grad_norm > 0:
                     accelerator.clip_grad_norm_(model.parameters(), settings.max_grad_norm)
                 optimizer.step()

@@ -43,9 +43,14 @@ from kdlib.pseudo_label import TIMESTAMPED
 
 palette.set_theme()
 teacher = read_teacher(cfg)
-print(
-    f"profile: {cfg.profile}   teacher: {cfg.teacher.source} {cfg.teacher.model if cfg.teacher.source == 'hub' else ''}"
-)
+shape = cfg.teacher.architecture
+described = {
+    "hub": cfg.teacher.model,
+    "train": "trained here",
+    "random": f"random weights (a dry run): d_model {shape.d_model}, {shape.encoder_layers} + {shape.decoder_layers} "
+    f"layers, {shape.vocab_size} tokens, {shape.chunk_length_s} s window",
+}[cfg.teacher.source]
+print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source}, {described}")
 
 # %% [markdown]
 # ## The corpora
@@ -106,7 +111,10 @@ per_variety = pd.DataFrame(
             **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization),
         }
         for pool, in_pool in labels.groupby("pool", sort=False)
-        for variety, part in [*((v, in_pool[in_pool["variety"] == v]) for v in varieties if (in_pool["variety"] == v).any()), ("all", in_pool)]
+        for variety, part in [
+            *((v, in_pool[in_pool["variety"] == v]) for v in varieties if (in_pool["variety"] == v).any()),
+            ("all", in_pool),
+        ]
     ]
 ).drop(columns="n")
 per_variety = report.percent(per_variety, ["wer", "cer"])

@@ -18,7 +18,8 @@
 # `kl_weight · KL(teacher ‖ student) + ce_weight · CE(pseudo-label)` (+ optional hidden-state MSE).
 # The stage's builder (`kdlib distill PARAMS`, or `accelerate launch -m kdlib distill PARAMS` on
 # GPUs) trains each student, checkpoints every `save_every` steps and resumes; finished runs are
-# reused. This notebook reads its record, `<run_dir>/03_distill/students.json`, and each run's log.
+# reused. This notebook reads its records, `<run_dir>/03_distill/students.json` and `student_sizes.csv`, and each
+# run's log.
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
@@ -36,7 +37,7 @@ import seaborn as sns
 
 from kdlib import findings, palette, report
 from kdlib.config import parse_student, run_name, threshold_label
-from kdlib.products import read_history, read_students, read_teacher
+from kdlib.products import read_history, read_student_sizes, read_students, read_teacher
 from kdlib.students import layer_indices
 
 palette.set_theme()
@@ -82,6 +83,17 @@ for name in ("DW-32-16", "DW-16-16", "DW-8-8"):
 layers = pd.DataFrame(rows)
 report.write_table(layers, cfg.reports_path, "student_layers")
 layers
+
+# %% [markdown]
+# ## Student sizes
+# Parameters of every trained student, and of the students of `distill.count_only`, built from the teacher
+# and counted but not trained (the dry run at the paper's shapes counts DW-16-16 and DW-32-16 this way).
+
+# %%
+sizes = read_student_sizes(cfg)
+if len(sizes):
+    report.write_table(sizes, cfg.reports_path, "student_sizes")
+sizes
 
 # %% [markdown]
 # ## Training

@@ -11,8 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import soundfile
+import torch
 import yaml
 from conftest import REPO, with_overrides
+from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from kdlib.cli import main
 from kdlib.config import load_params
@@ -30,6 +32,7 @@ EXPECTED_TABLES = [
     "filter_sweep_counts",
     "training_sets",
     "student_layers",
+    "student_sizes",
     "distillation_runs",
     "wer_normalized",
     "cer_normalized",
@@ -83,6 +86,13 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
     assert runs[trained].groupby("pool")["eval_pairs"].nunique().eq(1).all()  # one held-out split per pool
     assert set(runs.loc[trained, "pool"]) == {"default", "small"}  # a student of each pool
     assert headline["WER avg all"].between(0, 1000).all() and headline["parameters_M"].gt(0).all()
+    sizes = pd.read_csv(reports / "tables" / "student_sizes.csv").set_index("student")
+    assert sizes.loc["DW-1-1", "trained"] and not sizes.loc["DW-2-2", "trained"]  # distill.count_only: counted
+    with torch.device("meta"):  # DW-2-2 of a 2 + 2 layer teacher is as large as the teacher
+        teacher_size = sum(
+            p.numel() for p in WhisperForConditionalGeneration(WhisperConfig.from_pretrained(ci_teacher)).parameters()
+        )
+    assert sizes.loc["DW-2-2", "parameters"] == teacher_size > sizes.loc["DW-1-1", "parameters"]
     assert headline.set_index("model").loc["teacher", "speedup"] == pytest.approx(1.0)
     index = (reports / "index.html").read_text(encoding="utf-8")
     assert all(f"{stage.name}.html" in index for stage in STAGES) and "WER avg all" in index

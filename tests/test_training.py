@@ -9,11 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
+from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from kdlib.config import LossParams, Params, TrainingParams
 from kdlib.data import load_mixture
 from kdlib.families import load_model
+from kdlib.models import release_memory
 from kdlib.students import make_student
 from kdlib.training import (
     IGNORE,
@@ -114,6 +117,48 @@ def test_stop_and_resume_equals_training_straight_through(setup, tmp_path: Path)
     assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
     fresh = make_student(teacher.model, "DW-1-1").state_dict()
     assert any(not torch.allclose(a[key], fresh[key]) for key in a)  # training did change the weights
+
+
+def test_a_finished_run_saves_its_model_whatever_its_loss(setup, tmp_path: Path) -> None:
+    """One step from a fresh student ends with a loss far above 1 (the step count): the run is still finished
+    and its model saved (the loss once shadowed the step count, and such a run returned its checkpoint)."""
+    corpus, teacher = setup
+    data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    result = distil(teacher, data, config(max_steps=1, save_every=0), tmp_path)
+    assert result.steps == 1 and result.final_loss > 1
+    assert result.model_dir == tmp_path / "model" and (tmp_path / "model" / "model.safetensors").exists()
+    assert (tmp_path / "history.json").exists()
+
+
+def test_training_in_bf16_after_another_precision_in_the_same_process(setup, tmp_path: Path) -> None:
+    """`kdlib run` builds stage 01 (an Accelerator without mixed precision) and then stage 03 (the paper
+    profile's bf16) in one process: accelerate's process-wide state must not refuse the second precision."""
+    corpus, teacher = setup
+    AcceleratorState._reset_state()
+    Accelerator(cpu=True, mixed_precision="no")  # as stage 01 leaves it
+    data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    result = distil(teacher, data, config(max_steps=1, mixed_precision="bf16", save_every=0), tmp_path / "bf16")
+    assert result.steps == 1 and math.isfinite(result.final_loss)
+    assert AcceleratorState().mixed_precision == "bf16"
+    result = distil(teacher, data, config(max_steps=1, mixed_precision="no", save_every=0), tmp_path / "fp32")
+    assert result.steps == 1 and AcceleratorState().mixed_precision == "no"
+
+
+def test_release_memory_frees_models_held_in_cycles() -> None:
+    def resident_mib() -> float:
+        status = Path("/proc/self/status").read_text()
+        return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+    class Held:  # as accelerate leaves a prepared model: its forward wrapped in a closure over itself
+        def __init__(self) -> None:
+            self.tensor = torch.ones(2_000_000)  # 8 MB
+            self.myself = self
+
+    before = resident_mib()
+    for _ in range(64):
+        Held()
+    release_memory()
+    assert resident_mib() < before + 128  # 512 MB were held in cycles
 
 
 class PoisonedData(Seq2SeqData):
