@@ -23,7 +23,8 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
+# `kdlib run` injects its --set KEY=VALUE settings as `overrides`
+overrides = []
 
 # %%
 from kdlib.run import notebook_params
@@ -46,6 +47,7 @@ teacher = read_teacher(cfg)
 shape = cfg.teacher.architecture
 described = {
     "hub": cfg.teacher.model,
+    "local": f"the checkpoint {cfg.teacher.model} (its model card says how it was made)",
     "train": "trained here",
     "random": f"random weights (a dry run): d_model {shape.d_model}, {shape.encoder_layers} + {shape.decoder_layers} "
     f"layers, {shape.vocab_size} tokens, {shape.chunk_length_s} s window",

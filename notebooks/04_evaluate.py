@@ -25,7 +25,8 @@
 
 # %% tags=["parameters"]
 params_file = "params/tiny.yaml"
-overrides = []  # injected by `kdlib run`: its --set KEY=VALUE settings
+# `kdlib run` injects its --set KEY=VALUE settings as `overrides`
+overrides = []
 
 # %%
 from kdlib.run import notebook_params
