@@ -50,8 +50,8 @@ from transformers import (
 from kdlib import whisper_tokenizer
 from kdlib.cache import atomic_directory, atomic_write_json, build_once, file_digest, fingerprint
 from kdlib.config import Params, TeacherArchitecture, params_arguments
-from kdlib.data import load_mixture, load_test_sets
-from kdlib.families import WhisperModel, load_model
+from kdlib.data import Corpus, load_mixture, load_test_sets
+from kdlib.families import SpeechModel, WhisperModel, load_model
 from kdlib.metrics import corpus_scores
 from kdlib.model_card import CARD, random_teacher_facts, teacher_facts, write_card
 from kdlib.models import cpu_only, resolve_device
@@ -73,6 +73,41 @@ SPECIALS = (
 )
 
 
+def log_mel_front_end(settings: TeacherArchitecture, sampling_rate: int) -> WhisperFeatureExtractor:
+    """Whisper's log-mel front end (80 mel bins) with the configured window and frame shift."""
+    return WhisperFeatureExtractor(
+        feature_size=80,
+        sampling_rate=sampling_rate,
+        chunk_length=settings.chunk_length_s,
+        hop_length=settings.hop_length,
+    )
+
+
+def whisper_config(
+    processor: WhisperProcessor, settings: TeacherArchitecture, ids: dict[str, int], **extra
+) -> WhisperConfig:
+    """The config of a Whisper of the configured size, sized to the processor's vocabulary and window and
+    wired to its special token ids (`ids`); `extra` goes to the config as it is."""
+    return WhisperConfig(
+        vocab_size=len(processor.tokenizer),
+        num_mel_bins=80,
+        d_model=settings.d_model,
+        encoder_layers=settings.encoder_layers,
+        decoder_layers=settings.decoder_layers,
+        encoder_attention_heads=settings.attention_heads,
+        decoder_attention_heads=settings.attention_heads,
+        encoder_ffn_dim=settings.ffn_dim,
+        decoder_ffn_dim=settings.ffn_dim,
+        max_source_positions=processor.feature_extractor.nb_max_frames // 2,
+        max_target_positions=settings.max_target_positions,
+        pad_token_id=ids["<|endoftext|>"],
+        bos_token_id=ids["<|endoftext|>"],
+        eos_token_id=ids["<|endoftext|>"],
+        decoder_start_token_id=ids["<|startoftranscript|>"],
+        **extra,
+    )
+
+
 def build_processor(texts: list[str], settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
     """A Whisper processor whose tokenizer is a byte-level BPE learnt on `texts`."""
     bpe = ByteLevelBPETokenizer(add_prefix_space=False)
@@ -86,39 +121,14 @@ def build_processor(texts: list[str], settings: TeacherArchitecture, sampling_ra
         vocab=vocab, merges=merges, pad_token="<|endoftext|>", model_max_length=settings.max_target_positions
     )  # padding with end-of-text, as Whisper's own tokenizer does
     tokenizer.add_special_tokens({"additional_special_tokens": [t for t in SPECIALS if t != "<|endoftext|>"]})
-    extractor = WhisperFeatureExtractor(
-        feature_size=80,
-        sampling_rate=sampling_rate,
-        chunk_length=settings.chunk_length_s,
-        hop_length=settings.hop_length,
-    )
-    return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+    return WhisperProcessor(feature_extractor=log_mel_front_end(settings, sampling_rate), tokenizer=tokenizer)
 
 
 def new_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> WhisperForConditionalGeneration:
     """A randomly initialised Whisper of the configured size, wired to the processor's tokens."""
     tokenizer = processor.tokenizer
     ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIALS}
-    frames = processor.feature_extractor.nb_max_frames
-    config = WhisperConfig(
-        vocab_size=len(tokenizer),
-        num_mel_bins=80,
-        d_model=settings.d_model,
-        encoder_layers=settings.encoder_layers,
-        decoder_layers=settings.decoder_layers,
-        encoder_attention_heads=settings.attention_heads,
-        decoder_attention_heads=settings.attention_heads,
-        encoder_ffn_dim=settings.ffn_dim,
-        decoder_ffn_dim=settings.ffn_dim,
-        max_source_positions=frames // 2,
-        max_target_positions=settings.max_target_positions,
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        suppress_tokens=[],
-        begin_suppress_tokens=[],
-    )
+    config = whisper_config(processor, settings, ids, suppress_tokens=[], begin_suppress_tokens=[])
     torch.manual_seed(settings.seed)
     model = WhisperForConditionalGeneration(config)
     for conv in (model.model.encoder.conv1, model.model.encoder.conv2):
@@ -184,21 +194,12 @@ def train_teacher(params: Params) -> Path:
     processor = build_processor(corpus.dataset["text"], architecture, params.data.sampling_rate)
     model = new_model(processor, architecture)
     data = Seq2SeqData(corpus.dataset, "text", processor, "ar", "transcribe")
-    tests = load_test_sets(params) if params.teacher.training.eval_every else {}
-    held_out = {name: corpus.dataset for name, corpus in tests.items() if len(corpus.dataset)}
+    held_out = load_test_sets(params) if params.teacher.training.eval_every else {}
 
     def evaluate(current: WhisperForConditionalGeneration) -> dict[str, float]:
         """WER (normalized) on each held-out test set: the teacher never hears their sentences."""
         loaded = WhisperModel("teacher", str(root), current, processor)
-        return {
-            f"wer_{name}": corpus_scores(
-                data["text"],
-                [t.text for t in transcribe(loaded, data, params.evaluate.generation, f"held out: {name}")],
-                "normalized",
-                params.normalization,
-            )["wer"]
-            for name, data in held_out.items()
-        }
+        return {f"wer_{name}": wer for name, wer in test_set_wer(loaded, held_out, params).items()}
 
     started = time.perf_counter()
     outcome = train(
@@ -209,7 +210,7 @@ def train_teacher(params: Params) -> Path:
         root / "training",
         device=params.device,
         description="training the teacher",
-        evaluate=evaluate if held_out else None,
+        evaluate=evaluate if any(len(corpus.dataset) for corpus in held_out.values()) else None,
         workers=params.data.loader_workers,
     )
     with atomic_directory(root / "model") as temporary:
@@ -228,13 +229,7 @@ def train_teacher(params: Params) -> Path:
 def multilingual_processor(settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
     """Whisper's multilingual tokenizer and a log-mel front end of the configured window (80 mel bins)."""
     tokenizer = whisper_tokenizer.multilingual_tokenizer(model_max_length=settings.max_target_positions)
-    extractor = WhisperFeatureExtractor(
-        feature_size=80,
-        sampling_rate=sampling_rate,
-        chunk_length=settings.chunk_length_s,
-        hop_length=settings.hop_length,
-    )
-    return WhisperProcessor(feature_extractor=extractor, tokenizer=tokenizer)
+    return WhisperProcessor(feature_extractor=log_mel_front_end(settings, sampling_rate), tokenizer=tokenizer)
 
 
 def random_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> WhisperForConditionalGeneration:
@@ -246,23 +241,8 @@ def random_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> 
     ids = dict(zip(specials, tokenizer.convert_tokens_to_ids(specials)))
     suppress = whisper_tokenizer.suppress_tokens(tokenizer)
     begin_suppress = whisper_tokenizer.begin_suppress_tokens(tokenizer)
-    config = WhisperConfig(
-        vocab_size=len(tokenizer),
-        num_mel_bins=80,
-        d_model=settings.d_model,
-        encoder_layers=settings.encoder_layers,
-        decoder_layers=settings.decoder_layers,
-        encoder_attention_heads=settings.attention_heads,
-        decoder_attention_heads=settings.attention_heads,
-        encoder_ffn_dim=settings.ffn_dim,
-        decoder_ffn_dim=settings.ffn_dim,
-        max_source_positions=processor.feature_extractor.nb_max_frames // 2,
-        max_target_positions=settings.max_target_positions,
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-    )  # the suppressed tokens go in the generation config alone, where transformers 5 reads them
+    config = whisper_config(processor, settings, ids)  # suppressed tokens: in the generation config alone,
+    # where transformers 5 reads them
     torch.manual_seed(settings.seed)
     model = WhisperForConditionalGeneration(config)
     model.generation_config = GenerationConfig(
@@ -343,17 +323,20 @@ def local_teacher(params: Params) -> Path:
     return folder
 
 
-def held_out_wer(params: Params, model_dir: Path) -> dict[str, float]:
-    """The model's corpus WER on each non-empty test set of the profile, in the normalized view."""
-    loaded = load_model(model_dir, resolve_device(params.device), params.evaluate.generation, name="teacher")
+def test_set_wer(loaded: SpeechModel, test_sets: dict[str, Corpus], params: Params) -> dict[str, float]:
+    """The model's corpus WER on each non-empty test set, in the normalized view."""
     scores = {}
-    for name, corpus in load_test_sets(params).items():
+    for name, corpus in test_sets.items():
         if len(corpus.dataset):
-            texts = [
-                t.text for t in transcribe(loaded, corpus.dataset, params.evaluate.generation, f"teacher on {name}")
-            ]
+            texts = [t.text for t in transcribe(loaded, corpus.dataset, params.evaluate.generation, f"on {name}")]
             scores[name] = corpus_scores(corpus.dataset["text"], texts, "normalized", params.normalization)["wer"]
     return scores
+
+
+def held_out_wer(params: Params, model_dir: Path) -> dict[str, float]:
+    """The WER (normalized) of the model in `model_dir` on each non-empty test set of the profile."""
+    loaded = load_model(model_dir, resolve_device(params.device), params.evaluate.generation, name="teacher")
+    return test_set_wer(loaded, load_test_sets(params), params)
 
 
 def retrain(params: Params) -> Path:
