@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Callable
 
-from kdlib.metrics import corpus_scores, score_pairs
+from kdlib.scoring.metrics import corpus_scores, score_pairs
 
 TARGET_S = 5.0
 LETTERS = "ابتثجحخدذرزسشصضطظعغفقكلمنهويأإآىةء"

@@ -8,12 +8,12 @@ local audiofolder (`metadata.csv` with the clips' own transcripts). For each N, 
 process while this one samples the resident memory (RSS, file-backed pages of memory-mapped Arrow files
 included) of that process and its children every 0.1 s:
 
-- `prepare`: decode, screen and store the pool (`kdlib.data.prepare`, FLAC shards, 2 decoding processes);
-- `pseudo_label`: the tiny teacher labels every clip (`kdlib.pseudo_label.pseudo_label`, loader workers as
+- `prepare`: decode, screen and store the pool (`kdlib.corpus.preparation.prepare`, FLAC shards, 2 decoding processes);
+- `pseudo_label`: the tiny teacher labels every clip (`kdlib.stages.pseudo_label.pseudo_label`, loader workers as
   params default them), its generation capped at `MAX_NEW_TOKENS` tokens to bound the run's length;
-- `filter`: the λ sweep over the pseudo-label WERs (`kdlib.filtering.keep_mask`, every λ of the profile);
+- `filter`: the λ sweep over the pseudo-label WERs (`kdlib.stages.filtering.keep_mask`, every λ of the profile);
 - `distill_loader`: every clip once through the distillation loader (decode, log-mel features, padding of
-  pseudo-label targets; `kdlib.training.Seq2SeqData` read by `kdlib.loader`), then `OPTIMISER_STEPS` real
+  pseudo-label targets; `kdlib.models.training.Seq2SeqData` read by `kdlib.corpus.loader`), then `OPTIMISER_STEPS` real
   optimiser steps of a DW-2-2 student (KL + CE) on the pool.
 
 Writes `benchmarks/results/scale.json` ({"rows": [...], "machine", "date"}) and `scale.md` with, per stage,
@@ -65,7 +65,7 @@ def build_source(work: Path) -> list[tuple[str, str]]:
     import datasets
 
     from kdlib.config import load_params
-    from kdlib.synth import POOL_SPLIT, build_split
+    from kdlib.corpus.synthesis import POOL_SPLIT, build_split
 
     source = work / "source"
     listing = source / "listing.json"
@@ -104,7 +104,7 @@ def build_pool(work: Path, clips: int, entries: list[tuple[str, str]]) -> Path:
 def teacher_path() -> str:
     """The tiny profile's teacher (trained here once if the cache has none)."""
     from kdlib.config import load_params
-    from kdlib.pseudo_label import find_teacher
+    from kdlib.stages.pseudo_label import find_teacher
 
     return find_teacher(load_params(REPO / "params" / "tiny.yaml"))
 
@@ -114,9 +114,9 @@ def run_stage(stage: str, work: Path, clips: int, teacher: str) -> dict:
     import torch
     from accelerate import Accelerator
 
-    from kdlib import data
-    from kdlib.filtering import keep_mask
-    from kdlib.pseudo_label import plan_run, pseudo_label
+    from kdlib.corpus import preparation as data
+    from kdlib.stages.filtering import keep_mask
+    from kdlib.stages.pseudo_label import plan_run, pseudo_label
 
     params = bench_params(work, clips)
     pool = data.prepare(params.data.train[0], params, "train").dataset
@@ -135,9 +135,9 @@ def run_stage(stage: str, work: Path, clips: int, teacher: str) -> dict:
         return {"clips": len(labels), "kept": kept}
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
-    from kdlib.loader import WaitClock, planned_loader
-    from kdlib.students import make_student
-    from kdlib.training import Seq2SeqData, train
+    from kdlib.corpus.loader import WaitClock, planned_loader
+    from kdlib.models.students import make_student
+    from kdlib.models.training import Seq2SeqData, train
 
     pool = pool.add_column("pseudo_label", labels["pseudo_label"].tolist())
     processor = WhisperProcessor.from_pretrained(teacher)

@@ -4,7 +4,7 @@ Both transcribe the same clips with the same model, dtype and batch size, side b
 one process. Baseline: `transformers.pipeline("automatic-speech-recognition")` with the
 same generation settings (language and task forced, greedy), fed the clips in their
 original (unsorted) order, as one would use it. kdlib: length-sorted batches through
-`kdlib.transcribe.transcribe`. Reports clips/s, audio-seconds/s, peak GPU memory (on a GPU)
+`kdlib.models.transcription.transcribe`. Reports clips/s, audio-seconds/s, peak GPU memory (on a GPU)
 and the ratio. Models: the profile's teacher and its DW students (made from the teacher's
 layers; untrained students stop at odd places, so the generated length is fixed with
 `--tokens`); with `--arch large-v2`, whisper-large-v2's architecture with random weights
@@ -42,13 +42,13 @@ from transformers import (
 )
 
 from kdlib.config import load_params
-from kdlib.data import load_test_sets
-from kdlib.evaluate import device_name
-from kdlib.families import WhisperModel, load_model
-from kdlib.models import parameter_count, resolve_device
-from kdlib.pseudo_label import find_teacher
-from kdlib.students import WHISPER_LARGE_V2, make_student
-from kdlib.transcribe import transcribe
+from kdlib.corpus.preparation import load_test_sets
+from kdlib.models.families import WhisperModel, load_model
+from kdlib.models.runtime import parameter_count, resolve_device
+from kdlib.models.students import WHISPER_LARGE_V2, make_student
+from kdlib.models.transcription import transcribe
+from kdlib.stages.evaluate import device_name
+from kdlib.stages.pseudo_label import find_teacher
 
 MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the side of the square products that measure the matmul rate
 
@@ -170,7 +170,7 @@ def measure(
 
 
 def _arrays(dataset):
-    from kdlib.audio import decode
+    from kdlib.corpus.audio import decode
 
     return [decode(a).samples for a in dataset["audio"]]
 

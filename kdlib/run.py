@@ -2,13 +2,13 @@
 
     kdlib run params/tiny.yaml [--only 03 ...] [--from 02] [--force] [--plan]
 
-First the plan: for each stage of `kdlib.stages.STAGES`, whether it will be built (and why:
+First the plan: for each stage of `kdlib.pipeline.graph.STAGES`, whether it will be built (and why:
 not built yet, a param changed, an input rebuilt) or is up to date. Then, in graph order, each
 selected stage is built in this process when stale (or with `--force`), with its progress bars
 in this terminal, and its notebook (`notebooks/NN_name.py`, jupytext percent format) is
 executed with papermill, its params file and `--set` overrides injected, into `<reports_dir>/NN_name.ipynb`
 and rendered to `NN_name.html` (code hidden until "show code"). The notebooks only read products.
-Wall times, statuses and provenance are merged into `run_log.json`, and `index.html` (`kdlib.index`)
+Wall times, statuses and provenance are merged into `run_log.json`, and `index.html` (`kdlib.report.index`)
 tells the study in the paper's order.
 A stage left out by `--only`/`--from` is not rebuilt: if it is stale, the run stops and says so.
 """
@@ -29,11 +29,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from kdlib.cache import atomic_write_text
 from kdlib.config import Params, load_params, params_arguments
-from kdlib.paths import repo_root
-from kdlib.provenance import RUN_LOG, command_line, provenance, update_log
-from kdlib.stages import STAGES, Stage, build, read_manifest, stage_named, staleness
+from kdlib.pipeline.graph import STAGES, Stage, build, read_manifest, stage_named, staleness
+from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, update_log
+from kdlib.storage.cache import atomic_write_text
+from kdlib.storage.paths import repo_root
 
 
 class NotebookError(RuntimeError):
@@ -137,7 +137,7 @@ def format_plan(params: Params, steps: Sequence[Step]) -> str:
 
 
 def _write_index(params: Params) -> Path:
-    from kdlib.index import write_index  # here: the page reads tables with pandas; planning needs none
+    from kdlib.report.index import write_index  # here: the page reads tables with pandas; planning needs none
 
     return write_index(params)
 

@@ -37,10 +37,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import data, findings, palette, report
-from kdlib.metrics import corpus_scores
-from kdlib.products import labelled_pools, read_corpora, read_pseudo_labels, read_teacher
-from kdlib.pseudo_label import TIMESTAMPED
+from kdlib.corpus import preparation as data
+from kdlib.report import findings, palette
+from kdlib.report import render as report
+from kdlib.scoring.metrics import corpus_scores
+from kdlib.stages.products import labelled_pools, read_corpora, read_pseudo_labels, read_teacher
+from kdlib.stages.pseudo_label import TIMESTAMPED
 
 palette.set_theme()
 teacher = read_teacher(cfg)

@@ -34,9 +34,10 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import findings, palette, report
 from kdlib.config import threshold_label
-from kdlib.products import labelled_pools, read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
+from kdlib.report import findings, palette
+from kdlib.report import render as report
+from kdlib.stages.products import labelled_pools, read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
 
 palette.set_theme()
 pools = labelled_pools(cfg)

@@ -36,10 +36,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib import findings, palette, report
 from kdlib.config import parse_student, run_name, threshold_label
-from kdlib.products import read_history, read_student_sizes, read_students, read_teacher
-from kdlib.students import layer_indices
+from kdlib.models.students import layer_indices
+from kdlib.report import findings, palette
+from kdlib.report import render as report
+from kdlib.stages.products import read_history, read_student_sizes, read_students, read_teacher
 
 palette.set_theme()
 pd.DataFrame(

@@ -19,7 +19,7 @@
 #
 # Models: the teacher, every student × λ, and the baselines named in `evaluate.baselines`
 # (Whisper checkpoints, SeamlessM4T and CTC models such as MMS; each run the way its family
-# is meant to be, see `kdlib.families`). The tiny profile has no baselines: none ships offline.
+# is meant to be, see `kdlib.models.families`). The tiny profile has no baselines: none ships offline.
 # The stage's builder (`kdlib evaluate PARAMS`) transcribes and times; this notebook reads its
 # products under `<run_dir>/04_evaluate/`.
 
@@ -39,10 +39,13 @@ import pandas as pd
 import seaborn as sns
 from IPython.display import display
 
-from kdlib import data, findings, palette, report
 from kdlib.config import threshold_label
-from kdlib.evaluate import main_table, threshold_table
-from kdlib.products import (
+from kdlib.corpus import preparation as data
+from kdlib.report import findings, palette
+from kdlib.report import render as report
+from kdlib.report.published import compare_with_published, parity_plot
+from kdlib.stages.evaluate import main_table, threshold_table
+from kdlib.stages.products import (
     read_differences,
     read_efficiency,
     read_intervals,
@@ -50,7 +53,6 @@ from kdlib.products import (
     read_scores,
     read_test_sets,
 )
-from kdlib.published import compare_with_published, parity_plot
 
 palette.set_theme()
 predictions = read_predictions(cfg)
@@ -124,7 +126,7 @@ report.style_table(headline, list(averages.columns)).format(
 # %% [markdown]
 # ## How sure: bootstrap intervals
 # Test clips are resampled with replacement within each test set, every model on the same resamples
-# (a paired bootstrap), and each average's corpus-level WER recomputed (`kdlib.bootstrap`;
+# (a paired bootstrap), and each average's corpus-level WER recomputed (`kdlib.scoring.intervals`;
 # `evaluate.bootstrap` sets the resamples, seed and confidence). First every average with its
 # interval, in %, in the headline view:
 
@@ -228,7 +230,7 @@ report.show_figure(
 
 # %% [markdown]
 # ## Published vs this run
-# The paper's table (WER %, the authors' normalised view; `kdlib/resources/published_results.csv`, from
+# The paper's table (WER %, the authors' normalised view; `kdlib/corpus/resources/published_results.csv`, from
 # uDistilWhisper's `assets/main_results.png`) beside this run, for every model and test set that
 # `evaluate.published_names` maps to a published row and column.
 

@@ -12,7 +12,7 @@
 # # 05 · Error analysis
 #
 # Every erroneous prediction of 04 is sorted into one category by documented rules
-# (`kdlib.error_analysis`; its builder, `kdlib error-analysis PARAMS`, writes
+# (`kdlib.stages.error_analysis`; its builder, `kdlib error-analysis PARAMS`, writes
 # `<run_dir>/05_error_analysis/categories.parquet`, which this notebook reads), applied in this precedence: **empty** (no output), **hallucination**
 # (much longer than the reference, a repeated n-gram loop, or insertions dominating),
 # **incomplete** (stops early, or deletions dominating), **dialectal** (substitutions where
@@ -36,9 +36,10 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 from IPython.display import HTML, display
 
-from kdlib import findings, palette, report
-from kdlib.error_analysis import CATEGORIES, aligned_html, category_shares
-from kdlib.products import read_categories
+from kdlib.report import findings, palette
+from kdlib.report import render as report
+from kdlib.stages.error_analysis import CATEGORIES, aligned_html, category_shares
+from kdlib.stages.products import read_categories
 
 palette.set_theme()
 predictions = read_categories(cfg)

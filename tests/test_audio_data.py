@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import soundfile
 
-from kdlib import data
-from kdlib.audio import AudioError, dataset_with_audio, decode, encode_wav
 from kdlib.config import DatasetSpec, Params
+from kdlib.corpus import preparation as data
+from kdlib.corpus.audio import AudioError, dataset_with_audio, decode, encode_wav
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from kdlib.config import NormalizationConfig
-from kdlib.text import VIEWS, apply_view, normalize, normalize_authors
+from kdlib.scoring.normalizers import VIEWS, apply_view, normalize, normalize_authors
 
 
 def authors_preprocess(text: str) -> str:

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from kdlib import bootstrap, evaluate
 from kdlib.config import Params
+from kdlib.scoring import intervals as bootstrap
+from kdlib.stages import evaluate
 
 GROUPS = {"avg all": ["a", "b"], "avg MSA": ["a"]}
 

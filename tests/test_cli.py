@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kdlib import cli
-from kdlib.stages import STAGES
+from kdlib.pipeline.graph import STAGES
 
 PARAMS = "profile: test\nrun_dir: runs/test\nreports_dir: reports/test\n"
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 from transformers import WhisperForConditionalGeneration
 
 from kdlib.config import load_params
-from kdlib.stages import build, stage_named
+from kdlib.pipeline.graph import build, stage_named
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from kdlib.config import ParamsError, params_from_dict
-from kdlib.error_analysis import (
+from kdlib.stages.error_analysis import (
     CATEGORIES,
     DialectLexicon,
     ErrorRules,

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from kdlib import evaluate
 from kdlib.config import Params
-from kdlib.data import load_test_sets
+from kdlib.corpus.preparation import load_test_sets
+from kdlib.stages import evaluate
 
 
 def test_identical_models_keep_their_own_rows(ci_params: Params, ci_teacher: str, tmp_path: Path) -> None:

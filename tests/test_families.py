@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from kdlib import evaluate, families
-from kdlib import transcribe as transcribe_module
 from kdlib.config import GenerationParams, Params, ParamsError, params_from_dict, params_to_dict
-from kdlib.data import load_test_sets
-from kdlib.transcribe import generate
+from kdlib.corpus.preparation import load_test_sets
+from kdlib.models import families
+from kdlib.models import transcription as transcribe_module
+from kdlib.models.transcription import generate
+from kdlib.stages import evaluate
 from tests.test_transcribe import clips_dataset
 from tests.tiny_checkpoints import ARABIC, ctc_checkpoint, seamless_checkpoint
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from kdlib.filtering import WER_TOLERANCE, keep_mask, split_heldout, sweep_counts
+from kdlib.stages.filtering import WER_TOLERANCE, keep_mask, split_heldout, sweep_counts
 
 
 def frame() -> pd.DataFrame:
@@ -58,8 +58,8 @@ def test_heldout_split_is_seeded_disjoint_and_never_takes_the_whole_pool() -> No
 
 
 def test_stage_02_holds_out_the_same_pairs_for_every_threshold(ci_params, ci_teacher) -> None:
-    from kdlib.products import read_pseudo_labels, read_split, read_training_ids
-    from kdlib.stages import build, stage_named
+    from kdlib.pipeline.graph import build, stage_named
+    from kdlib.stages.products import read_pseudo_labels, read_split, read_training_ids
 
     build(ci_params, stage_named("01"))
     build(ci_params, stage_named("02"))

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from kdlib import findings
 from kdlib.config import load_params, params_from_dict
-from kdlib.filtering import sweep_counts
+from kdlib.report import findings
+from kdlib.stages.filtering import sweep_counts
 
 
 @pytest.fixture(scope="module")

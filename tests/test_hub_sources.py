@@ -21,9 +21,9 @@ import pytest
 import soundfile
 from conftest import REPO
 
-from kdlib import data
-from kdlib.audio import dataset_with_audio, decode
 from kdlib.config import DatasetSpec, ParamsError, load_params, params_from_dict, params_to_dict
+from kdlib.corpus import preparation as data
+from kdlib.corpus.audio import dataset_with_audio, decode
 
 PAPER = REPO / "params" / "paper.yaml"
 AUDIO = datasets.Audio(decode=False)

@@ -3,7 +3,8 @@ import random
 import jiwer
 import pytest
 
-from kdlib.metrics import (
+from kdlib.config import NormalizationConfig
+from kdlib.scoring.metrics import (
     AlignedChunk,
     ErrorCounts,
     corpus_rate,
@@ -12,7 +13,6 @@ from kdlib.metrics import (
     utterance_counts,
     word_alignment,
 )
-from kdlib.text import NormalizationConfig
 
 
 def test_one_substitution_in_four_words():

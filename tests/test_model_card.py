@@ -8,10 +8,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from kdlib.cache import model_digest
 from kdlib.config import Params
-from kdlib.evaluate import ModelEntry, score_cards
-from kdlib.model_card import CARD, add_scores, read_facts, render_card, student_facts, write_card
+from kdlib.models.cards import CARD, add_scores, read_facts, render_card, student_facts, write_card
+from kdlib.stages.evaluate import ModelEntry, score_cards
+from kdlib.storage.cache import model_digest
 
 
 def front_matter(text: str) -> dict:

@@ -18,12 +18,12 @@ from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from kdlib.cli import main
 from kdlib.config import load_params
-from kdlib.model_card import read_facts
-from kdlib.paths import RunLayout, from_run
-from kdlib.products import read_predictions, read_pseudo_labels, read_students
-from kdlib.report import read_findings
+from kdlib.models.cards import read_facts
+from kdlib.pipeline.graph import STAGES, build, staleness
+from kdlib.report.render import read_findings
 from kdlib.run import plan, select_stages
-from kdlib.stages import STAGES, build, staleness
+from kdlib.stages.products import read_predictions, read_pseudo_labels, read_students
+from kdlib.storage.paths import RunLayout, from_run
 
 EXPECTED_TABLES = [
     "corpora",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from kdlib import palette
-from kdlib.error_analysis import CATEGORIES
+from kdlib.report import palette
+from kdlib.stages.error_analysis import CATEGORIES
 
 
 def test_varieties_keep_their_place_and_colour_whatever_else_is_present() -> None:

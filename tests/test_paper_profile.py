@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from kdlib.config import load_params, pools_in_use, run_name
-from kdlib.published import read_published
+from kdlib.report.published import read_published
 
 PAPER = Path(__file__).resolve().parents[1] / "params" / "paper.yaml"
 

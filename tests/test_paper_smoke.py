@@ -13,8 +13,8 @@ import yaml
 from conftest import REPO
 
 from kdlib.config import ParamsError, load_params
-from kdlib.model_card import read_facts
-from kdlib.students import WHISPER_LARGE_V2, make_student
+from kdlib.models.cards import read_facts
+from kdlib.models.students import WHISPER_LARGE_V2, make_student
 
 pytest.importorskip("whisper", reason="openai-whisper (the smoke extra) is not installed")
 
@@ -89,8 +89,8 @@ def test_counted_students_are_checked_like_trained_ones(tmp_path: Path) -> None:
 
 
 def test_the_random_teacher_is_a_hub_like_checkpoint_made_once(tmp_path: Path) -> None:
-    from kdlib.families import WhisperModel
-    from kdlib.teacher import random_teacher, whole_checkpoint
+    from kdlib.models.families import WhisperModel
+    from kdlib.models.teacher import random_teacher, whole_checkpoint
 
     params = load_params(smoke_params(tmp_path))
     folder = random_teacher(params)
@@ -122,8 +122,8 @@ def test_the_random_teacher_is_a_hub_like_checkpoint_made_once(tmp_path: Path) -
 
 
 def test_students_of_a_bf16_teacher_are_float32_copies_with_a_tied_output_projection(tmp_path: Path) -> None:
-    from kdlib.families import WhisperModel
-    from kdlib.teacher import random_teacher
+    from kdlib.models.families import WhisperModel
+    from kdlib.models.teacher import random_teacher
 
     params = load_params(smoke_params(tmp_path))
     teacher = WhisperModel.load(random_teacher(params), torch.device("cpu"), params.pseudo_label.generation).model

@@ -10,11 +10,12 @@ import pytest
 import yaml
 from conftest import with_overrides
 
-from kdlib import evaluate
 from kdlib.cli import main
 from kdlib.config import ParamsError, load_params, pools_in_use, run_name
-from kdlib.data import prepare
-from kdlib.products import (
+from kdlib.corpus.preparation import prepare
+from kdlib.pipeline.graph import STAGES, build, stage_named, staleness
+from kdlib.stages import evaluate
+from kdlib.stages.products import (
     labelled_pools,
     read_pseudo_labels,
     read_split,
@@ -22,7 +23,6 @@ from kdlib.products import (
     read_sweep_counts,
     read_training_ids,
 )
-from kdlib.stages import STAGES, build, stage_named, staleness
 
 
 def write(tmp_path: Path, name: str, **sections) -> Path:

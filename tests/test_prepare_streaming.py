@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kdlib import data
-from kdlib.audio import decode, encode_wav
 from kdlib.config import DatasetSpec, Params
+from kdlib.corpus import preparation as data
+from kdlib.corpus.audio import decode, encode_wav
 
 CLIPS = 300  # more than four batches of data.PREPARE_BATCH, so that two processes share the work
 
@@ -68,7 +68,7 @@ def test_two_processes_and_small_shards_prepare_the_set_one_process_does(ci_para
 KILL_SCRIPT = """
 import sys
 from dataclasses import replace
-from kdlib import data
+from kdlib.corpus import preparation as data
 from kdlib.config import DatasetSpec, load_params
 params = load_params(sys.argv[1])
 params = replace(params, cache_dir=sys.argv[2], data=replace(params.data, prepare_workers=1, shard_mib=1))

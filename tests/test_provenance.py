@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import provenance
+from kdlib.pipeline import provenance
 
 
 def test_the_command_is_the_one_a_reader_can_type() -> None:
@@ -74,7 +74,7 @@ def test_the_run_log_merges(tmp_path: Path) -> None:
 def test_two_processes_updating_the_run_log_lose_no_entry(tmp_path: Path) -> None:
     log = tmp_path / "run_log.json"
     writer = (
-        "import sys\nfrom pathlib import Path\nfrom kdlib.provenance import update_log\n"
+        "import sys\nfrom pathlib import Path\nfrom kdlib.pipeline.provenance import update_log\n"
         "for i in range(300):\n"
         "    update_log(Path(sys.argv[1]), {}, (f'{sys.argv[2]}-{i}', {'status': 'ok'}))\n"
     )

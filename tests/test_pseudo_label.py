@@ -14,10 +14,10 @@ import pytest
 from conftest import two_cpu_processes, with_overrides
 
 from kdlib.config import Params, load_params
-from kdlib.data import load_mixture
-from kdlib.products import read_pseudo_labels
-from kdlib.pseudo_label import merge, plan_run
-from kdlib.stages import build, stage_named
+from kdlib.corpus.preparation import load_mixture
+from kdlib.pipeline.graph import build, stage_named
+from kdlib.stages.products import read_pseudo_labels
+from kdlib.stages.pseudo_label import merge, plan_run
 
 COLUMNS = ["id", "text", "pseudo_label", "pseudo_token_ids", "pseudo_tokens", "teacher_wer", "teacher_cer"]
 

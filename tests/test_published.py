@@ -9,7 +9,14 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from kdlib.published import COMPARISON_COLUMNS, DIALECTS, TEST_SETS, compare_with_published, parity_plot, read_published
+from kdlib.report.published import (
+    COMPARISON_COLUMNS,
+    DIALECTS,
+    TEST_SETS,
+    compare_with_published,
+    parity_plot,
+    read_published,
+)
 
 
 @pytest.fixture(scope="module")

@@ -15,9 +15,11 @@ import pandas as pd
 import pytest
 from pandas.io.formats.style import Styler
 
-from kdlib import cache, data, report
-from kdlib.audio import AudioError, decode, encode_wav
 from kdlib.config import DatasetSpec, Params
+from kdlib.corpus import preparation as data
+from kdlib.corpus.audio import AudioError, decode, encode_wav
+from kdlib.report import render as report
+from kdlib.storage import cache
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = encode_wav(np.full(16_000, 0.1, np.float32))
@@ -148,7 +150,7 @@ def test_builds_are_published_only_when_complete(tmp_path: Path) -> None:
 BUILDER = """
 import sys, time
 from pathlib import Path
-from kdlib.cache import build_once
+from kdlib.storage.cache import build_once
 entry, log, release = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
 def build(directory):
     with open(log, "a") as handle:
@@ -162,7 +164,7 @@ print((build_once(entry, lambda path: (path / "done").exists(), build) / "done")
 WRITER = """
 import sys
 from pathlib import Path
-from kdlib.cache import atomic_directory
+from kdlib.storage.cache import atomic_directory
 for _ in range(40):
     with atomic_directory(sys.argv[1]) as directory:
         for number in range(100):
@@ -264,7 +266,7 @@ def test_an_unreadable_cached_teacher_is_named_and_made_again(ci_yaml: Path, tmp
     from conftest import with_overrides
 
     from kdlib.config import load_params
-    from kdlib.pseudo_label import find_teacher
+    from kdlib.stages.pseudo_label import find_teacher
 
     params = load_params(with_overrides(ci_yaml, tmp_path / "teacher.yaml", cache_dir=str(tmp_path / "cache")))
     teacher = Path(find_teacher(params))

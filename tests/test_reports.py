@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from conftest import REPO
 
-from kdlib import report
 from kdlib.config import load_params
-from kdlib.index import write_index
-from kdlib.provenance import RUN_LOG, command_line, provenance
-from kdlib.stages import STAGES
-from kdlib.story import STORY
+from kdlib.pipeline.graph import STAGES
+from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance
+from kdlib.report import render as report
+from kdlib.report.index import write_index
+from kdlib.report.story import STORY
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import resources
-from kdlib.resources import VARIETIES, Sentence, load_lexicon_rows, load_sentences
+from kdlib.corpus import resources
+from kdlib.corpus.resources import VARIETIES, Sentence, load_lexicon_rows, load_sentences
 
 DIALECTS = VARIETIES[1:]
 MIN_SENTENCES = {"MSA": 160, **{dialect: 50 for dialect in DIALECTS}}

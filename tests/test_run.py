@@ -13,10 +13,11 @@ import pytest
 from conftest import REPO
 from test_reports import broken_targets
 
-from kdlib import cli, report, run
+from kdlib import cli, run
 from kdlib.config import load_params
-from kdlib.products import read_pseudo_labels
-from kdlib.stages import STAGES, MissingProduct, Stage, require, staleness
+from kdlib.pipeline.graph import STAGES, MissingProduct, Stage, require, staleness
+from kdlib.report import render as report
+from kdlib.stages.products import read_pseudo_labels
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -46,7 +47,7 @@ SECOND = (
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-from kdlib.report import save_figure, write_table
+from kdlib.report.render import save_figure, write_table
 
 frame = pd.read_csv(cfg.run_path / "02_second" / "table.csv")
 write_table(frame, cfg.reports_path, "headline")
@@ -280,7 +281,7 @@ share = 0.5
 
 # %%
 import pandas as pd
-from kdlib.report import style_table
+from kdlib.report.render import style_table
 
 style_table(pd.DataFrame({"wer": [0.25, share]}), ["wer"])
 """

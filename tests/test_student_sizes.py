@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
-from kdlib.students import WHISPER_LARGE_V2, layer_indices, student_config
+from kdlib.models.students import WHISPER_LARGE_V2, layer_indices, student_config
 
 LARGE_V2 = WhisperConfig(**WHISPER_LARGE_V2)
 

@@ -9,7 +9,7 @@ import torch
 from transformers import WhisperConfig, WhisperForConditionalGeneration
 
 from kdlib.config import ParamsError
-from kdlib.students import layer_indices, make_student
+from kdlib.models.students import layer_indices, make_student
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,11 @@ import datasets
 import numpy as np
 import pytest
 
-from kdlib import data, synth
 from kdlib.config import Params, SyntheticCorpusParams, load_params
-from kdlib.grammar import Grammar, distinct_meanings, draw_meaning, read_grammar
-from kdlib.resources import VARIETIES, load_lexicon_rows
+from kdlib.corpus import preparation as data
+from kdlib.corpus import synthesis as synth
+from kdlib.corpus.grammar import Grammar, distinct_meanings, draw_meaning, read_grammar
+from kdlib.corpus.resources import VARIETIES, load_lexicon_rows
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -183,8 +184,8 @@ TABLES = REPO / "reports" / "tiny" / "tables"
 
 
 def test_the_shipped_teacher_is_a_small_safe_hub_style_checkpoint() -> None:
-    from kdlib.model_card import read_facts
-    from kdlib.teacher import local_teacher
+    from kdlib.models.cards import read_facts
+    from kdlib.models.teacher import local_teacher
 
     params = load_params(REPO / "params" / "tiny.yaml")
     assert params.teacher.source == "local" and local_teacher(params) == TEACHER
@@ -200,7 +201,7 @@ def test_the_shipped_teacher_is_a_small_safe_hub_style_checkpoint() -> None:
 
 
 def test_a_missing_local_teacher_says_how_to_make_it(ci_params: Params, tmp_path: Path) -> None:
-    from kdlib.teacher import local_teacher
+    from kdlib.models.teacher import local_teacher
 
     params = replace(ci_params, teacher=replace(ci_params.teacher, source="local", model=str(tmp_path / "absent")))
     with pytest.raises(FileNotFoundError, match="--retrain"):

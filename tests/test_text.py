@@ -2,9 +2,9 @@ import dataclasses
 
 import pytest
 
-from kdlib.text import (
+from kdlib.config import NormalizationConfig
+from kdlib.scoring.normalizers import (
     VIEWS,
-    NormalizationConfig,
     apply_view,
     lowercase_latin,
     map_eastern_arabic_digits,

@@ -14,16 +14,16 @@ from conftest import with_overrides
 from tiny_checkpoints import timestamp_whisper_checkpoint
 
 from kdlib.config import Params, load_params
-from kdlib.data import load_mixture
-from kdlib.distill import distill_one, keeps_timestamps, target_texts
-from kdlib.families import load_model
-from kdlib.metrics import score_pairs
-from kdlib.models import prompt_ids, target_ids
-from kdlib.products import read_pseudo_labels
-from kdlib.pseudo_label import TIMESTAMPED
-from kdlib.stages import build, stage_named
-from kdlib.training import Seq2SeqData
-from kdlib.transcribe import transcribe
+from kdlib.corpus.preparation import load_mixture
+from kdlib.models.families import load_model
+from kdlib.models.runtime import prompt_ids, target_ids
+from kdlib.models.training import Seq2SeqData
+from kdlib.models.transcription import transcribe
+from kdlib.pipeline.graph import build, stage_named
+from kdlib.scoring.metrics import score_pairs
+from kdlib.stages.distill import distill_one, keeps_timestamps, target_texts
+from kdlib.stages.products import read_pseudo_labels
+from kdlib.stages.pseudo_label import TIMESTAMPED
 
 TIMESTAMP = re.compile(r"<\|\d+\.\d\d\|>")
 

@@ -14,11 +14,11 @@ from accelerate.state import AcceleratorState
 from safetensors.torch import load_file
 
 from kdlib.config import LossParams, Params, TrainingParams
-from kdlib.data import load_mixture
-from kdlib.families import load_model
-from kdlib.models import release_memory
-from kdlib.students import make_student
-from kdlib.training import (
+from kdlib.corpus.preparation import load_mixture
+from kdlib.models.families import load_model
+from kdlib.models.runtime import release_memory
+from kdlib.models.students import make_student
+from kdlib.models.training import (
     IGNORE,
     Seq2SeqData,
     TeacherLogitCache,

@@ -6,11 +6,11 @@ import datasets
 import numpy as np
 import torch
 
-from kdlib import transcribe as transcribe_module
-from kdlib.audio import dataset_with_audio, encode_wav
 from kdlib.config import GenerationParams
-from kdlib.data import features
-from kdlib.families import load_model
+from kdlib.corpus.audio import dataset_with_audio, encode_wav
+from kdlib.corpus.preparation import features
+from kdlib.models import transcription as transcribe_module
+from kdlib.models.families import load_model
 
 
 def clips_dataset(durations: list[float]) -> datasets.Dataset:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kdlib import resources
-from kdlib.whisper_tokenizer import (
+from kdlib.corpus import resources
+from kdlib.models.tokenizer import (
     LANGUAGES,
     TIMESTAMPS,
     VOCAB_SIZE,

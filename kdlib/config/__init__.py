@@ -1,0 +1,3 @@
+"""The params vocabulary: typed sections with help texts and ranges, loading, overrides and validation."""
+
+from kdlib.config.schema import *  # noqa: F403

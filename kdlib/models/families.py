@@ -1,0 +1,323 @@
+"""The model families kdlib transcribes with: one class per family, each loading, running and
+decoding its checkpoints the way their authors intend.
+
+- `WhisperModel`: `WhisperForConditionalGeneration` (the teacher, the students, OpenAI's checkpoints),
+  language and task forced in the decoder prompt, clips cut into the model's 30 s window.
+- `SeamlessModel`: SeamlessM4T (v1 and v2, e.g. `facebook/seamless-m4t-v2-large`) speech-to-text,
+  its text decoder started with the target-language token (`tgt_lang`).
+- `CtcModel`: wav2vec2-style CTC models, e.g. MMS (`facebook/mms-1b-all`): greedy CTC decoding; when
+  the checkpoint has language adapters, the target language's adapter and vocabulary are loaded.
+
+The class is chosen by the checkpoint's `config.json` (`model_type`) in `MODEL_TYPES`. Whisper takes the
+language as params give it (`ar`); the others name languages with ISO 639-3 codes, looked up in
+their `language_codes` or given per family in `evaluate.language_codes`. Weights load from
+safetensors only.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from transformers import (
+    AutoConfig,
+    AutoModelForCTC,
+    AutoModelForSpeechSeq2Seq,
+    AutoProcessor,
+    BatchFeature,
+    ProcessorMixin,
+    WhisperForConditionalGeneration,
+    WhisperProcessor,
+)
+
+from kdlib.config import GenerationParams
+from kdlib.models.runtime import parameter_count, resolve_attention, resolve_dtype, text_token_ids
+
+
+@dataclass
+class SpeechModel(ABC):
+    """A checkpoint ready to transcribe, with its processor and where it came from.
+
+    `language` is the family's own code for the target language (None for Whisper, which takes it
+    from the generation settings).
+    """
+
+    family: ClassVar[str]
+    language_codes: ClassVar[Mapping[str, str]] = {}  # Whisper's language names → this family's codes
+
+    name: str
+    source: str
+    model: torch.nn.Module
+    processor: ProcessorMixin
+    language: str | None = None
+
+    @classmethod
+    @abstractmethod
+    def load(
+        cls,
+        source: str | Path,
+        device: torch.device,
+        generation: GenerationParams = GenerationParams(),
+        name: str | None = None,
+        language_codes: Mapping[str, str] | None = None,
+    ) -> SpeechModel:
+        """Load a checkpoint of this family from a hub id or a local folder, on `device`, in eval mode."""
+
+    @abstractmethod
+    def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+        """The transcript's token ids of each clip (each clip no longer than `window_samples`)."""
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def parameters(self) -> int:
+        return parameter_count(self.model)
+
+    @property
+    def window_samples(self) -> int | None:
+        """The longest clip the model takes, in samples; None when it takes a clip whole."""
+        return None
+
+    @classmethod
+    def language_code(cls, language: str, overrides: Mapping[str, str] | None = None) -> str:
+        """This family's code for `language` (params' `evaluate.language_codes` first)."""
+        if overrides and cls.family in overrides:
+            return overrides[cls.family]
+        code = cls.language_codes.get(language.lower())
+        if code is None:
+            raise ValueError(
+                f"no {cls.family} language code known for {language!r}: "
+                f"set evaluate.language_codes.{cls.family} in params"
+            )
+        return code
+
+    def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
+        """The text of a transcript's tokens (`timestamps`: with Whisper's timestamp tokens as `<|1.08|>`;
+        families without them ignore it)."""
+        return self.processor.tokenizer.decode(list(token_ids), skip_special_tokens=True).strip()
+
+
+class WhisperModel(SpeechModel):
+    """Whisper: log-mel windows of the feature extractor's chunk length (30 s), language and task forced."""
+
+    family = "whisper"
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        device: torch.device,
+        generation: GenerationParams = GenerationParams(),
+        name: str | None = None,
+        language_codes: Mapping[str, str] | None = None,
+    ) -> WhisperModel:
+        """Load a `WhisperForConditionalGeneration` (`language_codes` unused: Whisper names languages as params do)."""
+        model = WhisperForConditionalGeneration.from_pretrained(
+            str(source),
+            dtype=resolve_dtype(generation.dtype, device),
+            attn_implementation=resolve_attention(generation.attn_implementation),
+            use_safetensors=True,
+        )
+        processor = WhisperProcessor.from_pretrained(str(source))
+        model.to(device).eval()
+        return cls(_name(source, name), str(source), model, processor)
+
+    @classmethod
+    def language_code(cls, language: str, overrides: Mapping[str, str] | None = None) -> str:
+        """Whisper names languages as params do."""
+        return language
+
+    @property
+    def window_samples(self) -> int:
+        extractor = self.processor.feature_extractor
+        return int(extractor.chunk_length * extractor.sampling_rate)
+
+    @torch.inference_mode()
+    def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+        extractor = self.processor.feature_extractor
+        # log-mel spectrograms on the model's device: on a GPU the STFT of a batch of 30 s windows
+        # costs about as much CPU time as the encoder's GPU time
+        features = extractor(
+            list(clips), sampling_rate=extractor.sampling_rate, return_tensors="pt", device=str(self.device)
+        ).input_features
+        output = self.model.generate(
+            input_features=features.to(self.device, dtype=self.model.dtype),
+            language=generation.language,
+            task=generation.task,
+            num_beams=generation.num_beams,
+            max_new_tokens=generation.max_new_tokens,
+            return_timestamps=generation.return_timestamps,
+        )
+        sequences = output.sequences if hasattr(output, "sequences") else output
+        return [text_token_ids(self.processor, row) for row in sequences.tolist()]
+
+    def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
+        """The text of a transcript's tokens; timestamp tokens dropped, or written `<|1.08|>` with `timestamps`."""
+        tokenizer = self.processor.tokenizer
+        return tokenizer.decode(list(token_ids), skip_special_tokens=True, decode_with_timestamps=timestamps).strip()
+
+
+class SeamlessModel(SpeechModel):
+    """SeamlessM4T speech-to-text: the text decoder started with the target-language token."""
+
+    family = "seamless"
+    language_codes = {"ar": "arb", "arabic": "arb"}  # Modern Standard Arabic
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        device: torch.device,
+        generation: GenerationParams = GenerationParams(),
+        name: str | None = None,
+        language_codes: Mapping[str, str] | None = None,
+    ) -> SeamlessModel:
+        language = cls.language_code(generation.language, language_codes)
+        processor = AutoProcessor.from_pretrained(str(source))
+        model = AutoModelForSpeechSeq2Seq.from_pretrained(  # SeamlessM4T(v2)ForSpeechToText, by model_type
+            str(source),
+            dtype=resolve_dtype(generation.dtype, device),
+            attn_implementation=resolve_attention(generation.attn_implementation),
+            use_safetensors=True,
+        )
+        model.to(device).eval()
+        return cls(_name(source, name), str(source), model, processor, language)
+
+    @torch.inference_mode()
+    def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+        inputs = _padded_batch(self.processor, clips)
+        output = self.model.generate(
+            input_features=inputs.input_features.to(self.device, dtype=self.model.dtype),
+            attention_mask=inputs.attention_mask.to(self.device),
+            tgt_lang=self.language,
+            num_beams=generation.num_beams,
+            max_new_tokens=generation.max_new_tokens,
+        )
+        sequences = output.sequences if hasattr(output, "sequences") else output
+        return [text_token_ids(self.processor, row) for row in sequences.tolist()]
+
+
+class CtcModel(SpeechModel):
+    """wav2vec2-style CTC (e.g. MMS): greedy decoding, the target language's adapter when there are adapters."""
+
+    family = "ctc"
+    language_codes = {"ar": "ara", "arabic": "ara"}
+
+    @classmethod
+    def load(
+        cls,
+        source: str | Path,
+        device: torch.device,
+        generation: GenerationParams = GenerationParams(),
+        name: str | None = None,
+        language_codes: Mapping[str, str] | None = None,
+    ) -> CtcModel:
+        language = cls.language_code(generation.language, language_codes)
+        processor = AutoProcessor.from_pretrained(str(source))
+        model = AutoModelForCTC.from_pretrained(
+            str(source), dtype=resolve_dtype(generation.dtype, device), use_safetensors=True
+        )
+        if getattr(model.config, "adapter_attn_dim", None) is not None:
+            model.load_adapter(language, use_safetensors=True)
+            processor.tokenizer.set_target_lang(language)
+        model.to(device).eval()
+        return cls(_name(source, name), str(source), model, processor, language)
+
+    @torch.inference_mode()
+    def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+        """Greedy CTC: each clip's frame-wise best tokens over its own frames (padding cut off),
+        repeats merged and blanks dropped."""
+        inputs = _padded_batch(self.processor, clips)
+        logits = self.model(
+            input_values=inputs.input_values.to(self.device, dtype=self.model.dtype),
+            attention_mask=inputs.attention_mask.to(self.device),
+        ).logits
+        frames = self.model._get_feat_extract_output_lengths(inputs.attention_mask.sum(-1)).tolist()
+        blank = self.model.config.pad_token_id
+        best = logits.argmax(-1).tolist()
+        tokens = []
+        for row, length in zip(best, frames):
+            merged = [
+                index for position, index in enumerate(row[:length]) if position == 0 or index != row[position - 1]
+            ]
+            tokens.append([index for index in merged if index != blank])
+        return tokens
+
+    def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
+        """The tokens come merged and without blanks from `generate`, so they are not grouped again
+        (transformers' `skip_special_tokens=True` path, which drops the blank before merging repeats
+        and so fuses doubled letters, is not relied on)."""
+        return self.processor.tokenizer.decode(list(token_ids), skip_special_tokens=True, group_tokens=False).strip()
+
+
+# each checkpoint `model_type` kdlib runs → the class that runs it
+MODEL_TYPES: dict[str, type[SpeechModel]] = {
+    "whisper": WhisperModel,
+    "seamless_m4t": SeamlessModel,
+    "seamless_m4t_v2": SeamlessModel,
+    "wav2vec2": CtcModel,
+    "wav2vec2-conformer": CtcModel,
+    "hubert": CtcModel,
+    "wavlm": CtcModel,
+    "data2vec-audio": CtcModel,
+}
+
+
+def model_class(source: str | Path) -> type[SpeechModel]:
+    """The class that runs the checkpoint, from its `model_type`."""
+    model_type = AutoConfig.from_pretrained(str(source)).model_type
+    if model_type not in MODEL_TYPES:
+        raise ValueError(f"{source}: model type {model_type!r} is not supported; kdlib evaluates {sorted(MODEL_TYPES)}")
+    return MODEL_TYPES[model_type]
+
+
+def model_family(source: str | Path) -> str:
+    """The checkpoint's family (`whisper`, `seamless`, `ctc`), from its `model_type`."""
+    return model_class(source).family
+
+
+def load_model(
+    source: str | Path,
+    device: torch.device,
+    generation: GenerationParams = GenerationParams(),
+    name: str | None = None,
+    language_codes: Mapping[str, str] | None = None,
+) -> SpeechModel:
+    """Load any supported checkpoint (hub id or local folder) for transcription, with its family's class;
+    a checkpoint that cannot be read is a RuntimeError naming it."""
+    family = model_class(source)
+    try:
+        return family.load(source, device, generation, name, language_codes)
+    except (OSError, ValueError, SafetensorError) as error:
+        raise RuntimeError(f"cannot load the model at {source}: {' '.join(str(error).split())}") from error
+
+
+def language_code(family: str, language: str, overrides: Mapping[str, str] | None = None) -> str:
+    """The code `family` uses for `language` (params' `evaluate.language_codes` first)."""
+    classes = {family_class.family: family_class for family_class in MODEL_TYPES.values()}
+    return classes[family].language_code(language, overrides)
+
+
+def _padded_batch(processor: ProcessorMixin, clips: Sequence[np.ndarray]) -> BatchFeature:
+    """The clips' features padded to the longest, with the attention mask that marks the padding."""
+    extractor = processor.feature_extractor
+    return extractor(
+        list(clips),
+        sampling_rate=extractor.sampling_rate,
+        padding=True,
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+
+
+def _name(source: str | Path, name: str | None) -> str:
+    """The given name, or the checkpoint's folder name (a hub id's last part)."""
+    return name or Path(str(source)).name

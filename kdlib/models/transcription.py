@@ -1,0 +1,122 @@
+"""Batched transcription of a prepared set: the shared engine of pseudo-labelling and evaluation.
+
+Clips are sorted by duration so that a batch holds clips of similar length (their generated
+lengths are alike, so fewer steps are wasted on finished sequences); each model generates and
+decodes the way its family does (`kdlib.models.families`). Clips longer than the model's window
+(Whisper's 30 s) are cut and the pieces' transcripts joined; families without a window take a clip whole.
+Clips are read and decoded by `DataLoader` workers (`kdlib.corpus.loader`) while the model generates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import datasets
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from kdlib.config import GenerationParams
+from kdlib.corpus.audio import decode, split_long
+from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader
+from kdlib.models.families import SpeechModel
+
+
+@dataclass(frozen=True)
+class Transcript:
+    id: str
+    text: str
+    token_ids: tuple[int, ...]
+    seconds: float  # this clip's share of its batch's wall time
+    timestamped: str | None = None  # the text with Whisper's timestamp tokens, when generated with them
+
+
+def length_sorted(dataset: datasets.Dataset) -> list[int]:
+    """Row indices from the longest clip to the shortest (ties broken by id, for determinism)."""
+    durations = np.asarray(dataset["duration_s"], dtype=np.float64)
+    ids = np.asarray(dataset["id"])
+    return list(np.lexsort((ids, -durations)))
+
+
+def batches(indices: Sequence[int], size: int) -> Iterator[Sequence[int]]:
+    for start in range(0, len(indices), size):
+        yield indices[start : start + size]
+
+
+def generate(model: SpeechModel, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+    """Token ids generated for each clip (each clip no longer than the model's window)."""
+    return model.generate(clips, generation)
+
+
+@dataclass(frozen=True)
+class AudioBatch:
+    """One batch of clips ready for a model: the pieces (clips cut to its window) and whose they are."""
+
+    rows: list[int]
+    ids: list[str]
+    pieces: list[np.ndarray]
+    owners: list[int]  # position in `rows` of each piece
+    audio_s: float
+
+
+def read_audio_batch(source: MappedRows, rows: Sequence[int], sampling_rate: int, window: int | None) -> AudioBatch:
+    """Decode the rows' clips and cut the ones longer than `window` samples into consecutive pieces."""
+    table = source.rows(list(rows), ["id", "audio"])
+    pieces: list[np.ndarray] = []
+    owners: list[int] = []
+    for position, audio in enumerate(table["audio"]):
+        samples = decode(audio, sampling_rate).samples
+        for piece in split_long(samples, window) if window else [samples]:
+            pieces.append(piece)
+            owners.append(position)
+    audio_s = sum(len(piece) for piece in pieces) / sampling_rate
+    return AudioBatch(list(rows), table["id"], pieces, owners, audio_s)
+
+
+def audio_batches(
+    loaded: SpeechModel, dataset: datasets.Dataset, plan: Sequence[Sequence[int]], workers: int | None
+) -> torch.utils.data.DataLoader:
+    """The batches of `plan` (row lists), decoded by `workers` loader processes ahead of the model."""
+    source, rate, window = MappedRows(dataset), loaded.processor.feature_extractor.sampling_rate, loaded.window_samples
+    return planned_loader(len(plan), lambda i: read_audio_batch(source, plan[i], rate, window), workers, loaded.device)
+
+
+def transcribe_batch(loaded: SpeechModel, batch: AudioBatch, generation: GenerationParams) -> list[Transcript]:
+    """Transcribe one read batch; the pieces of a long clip are joined in order."""
+    start = time.perf_counter()
+    generated = generate(loaded, batch.pieces, generation)
+    seconds = (time.perf_counter() - start) / max(len(batch.rows), 1)
+    token_ids: list[list[int]] = [[] for _ in batch.rows]
+    for owner, ids in zip(batch.owners, generated):
+        token_ids[owner].extend(ids)
+    stamps = generation.return_timestamps
+    return [
+        Transcript(
+            clip_id, loaded.decode(ids), tuple(ids), seconds, loaded.decode(ids, timestamps=True) if stamps else None
+        )
+        for clip_id, ids in zip(batch.ids, token_ids)
+    ]
+
+
+def transcribe(
+    loaded: SpeechModel,
+    dataset: datasets.Dataset,
+    generation: GenerationParams,
+    description: str = "transcribing",
+    workers: int | None = 0,
+) -> list[Transcript]:
+    """Transcribe a whole prepared set (length-sorted batches), returned in the set's row order."""
+    plan = list(batches(length_sorted(dataset), generation.batch_size))
+    results: dict[int, Transcript] = {}
+    done_seconds = 0.0
+    clock = WaitClock()
+    with tqdm(total=len(dataset), desc=description, unit="clip") as bar:
+        for batch in clock.timed(audio_batches(loaded, dataset, plan, workers)):
+            for index, transcript in zip(batch.rows, transcribe_batch(loaded, batch, generation)):
+                results[index] = transcript
+            done_seconds += batch.audio_s
+            bar.update(len(batch.rows))
+            bar.set_postfix(clock.postfix(done_seconds))
+    return [results[index] for index in range(len(dataset))]

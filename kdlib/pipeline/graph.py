@@ -1,0 +1,213 @@
+"""The stage graph: each stage's notebook, builder, inputs, params and products, and its manifest.
+
+A stage's builder computes its products from its params and its upstream stages' products,
+writes them under `<run_dir>/<stage>/` (paths in `kdlib.storage.paths`), and `build` records a
+`manifest.json` beside them: the params subset and upstream digests they were made from,
+library versions, counts and wall time. A stage is *stale* when it has no manifest, when one
+of its params changed, or when an upstream stage was rebuilt or is stale itself; the runner
+rebuilds exactly the stale stages it is asked to run, and readers (`kdlib.stages.products`) refuse
+missing or stale products with "run stage NN first" instead of recomputing them.
+
+    stage              notebook                      reads                          writes
+    01_pseudo_label    01_pseudo_label.py            params (data, teacher, pools)  corpora, teacher, pseudo_labels
+    02_filter_sweep    02_filter_sweep.py            pseudo_labels                  per pool: split, lambda-<λ>;
+                                                                                   sweep_counts
+    03_distill         03_distill.py                 teacher, pseudo_labels, 02     students, student_sizes
+                                                                                   (+ model folders)
+    04_evaluate        04_evaluate.py                corpora, teacher, students     predictions, scores, intervals,
+                                                                                   differences, efficiency
+    05_error_analysis  05_error_analysis.py          predictions                    categories
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kdlib.config import Params, params_arguments, params_subset
+from kdlib.storage.cache import atomic_write_json, fingerprint
+from kdlib.storage.paths import RunLayout
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One step of the study: what it runs, reads and writes."""
+
+    name: str  # "01_pseudo_label": its folder, its notebook's name, its number for --only/--from
+    command: str  # its `kdlib` subcommand
+    builder: str  # "module:function" computing its products: `function(params) -> counts`
+    inputs: tuple[str, ...]  # upstream stages whose products it reads
+    params: tuple[str, ...]  # dotted params it is made from (a change makes it stale; `a.b[].c`: c of each item)
+    products: tuple[str, ...]  # `RunLayout` attributes it writes
+    summary: str  # one line for plans and `--help`
+    launched: bool = False  # heavy: the runner starts it under `accelerate launch` on several processes
+
+    @property
+    def number(self) -> str:
+        return self.name.split("_", 1)[0]
+
+
+STAGES: tuple[Stage, ...] = (
+    Stage(
+        "01_pseudo_label",
+        "pseudo-label",
+        "kdlib.stages.pseudo_label:build",
+        (),
+        ("device", "data", "teacher", "pseudo_label", "normalization", "filter.view", "distill.runs[].pool"),
+        ("corpora", "teacher", "pseudo_labels"),
+        "prepare the corpora, find, train or make the teacher, pseudo-label each pool in use",
+        launched=True,
+    ),
+    Stage(
+        "02_filter_sweep",
+        "filter",
+        "kdlib.stages.filtering:build",
+        ("01_pseudo_label",),
+        ("filter.thresholds", "filter.keep", "distill.eval_fraction", "distill.training.seed"),
+        ("split", "training_set", "sweep_counts"),
+        "hold out a share of each pool; keep the pairs each λ keeps",
+    ),
+    Stage(
+        "03_distill",
+        "distill",
+        "kdlib.stages.distill:build",
+        ("01_pseudo_label", "02_filter_sweep"),
+        (
+            "device",
+            "distill",
+            "normalization",
+            "evaluate.generation",
+            "pseudo_label.generation.language",
+            "pseudo_label.generation.task",
+        ),
+        ("students", "student_sizes"),
+        "distil every student on the pairs of each of its λ",
+        launched=True,
+    ),
+    Stage(
+        "04_evaluate",
+        "evaluate",
+        "kdlib.stages.evaluate:build",
+        ("01_pseudo_label", "03_distill"),
+        ("device", "evaluate", "normalization"),
+        ("predictions", "scores", "intervals", "differences", "efficiency"),
+        "every model on every test set, bootstrap intervals; efficiency side by side",
+        launched=True,
+    ),
+    Stage(
+        "05_error_analysis",
+        "error-analysis",
+        "kdlib.stages.error_analysis:build",
+        ("04_evaluate",),
+        ("error_rules", "normalization"),
+        ("categories",),
+        "sort every erroneous prediction into a category",
+    ),
+)
+
+
+class MissingProduct(RuntimeError):
+    """A stage's products are not there: the stage has to run first."""
+
+
+class StaleProduct(RuntimeError):
+    """A stage's products were made from other params or other upstream products."""
+
+
+def stage_named(name: str, graph: tuple[Stage, ...] = STAGES) -> Stage:
+    """`"03"`, `"03_distill"` or `"distill"` → the stage."""
+    matches = [s for s in graph if name in (s.name, s.number, s.command)]
+    if len(matches) != 1:
+        raise ValueError(f"unknown stage {name!r}: choose from {', '.join(s.name for s in graph)}")
+    return matches[0]
+
+
+def versions() -> dict[str, str]:
+    """The versions of the libraries a product depends on."""
+    names = ("kdlib", "torch", "transformers", "datasets", "accelerate")
+    found = {}
+    for name in names:
+        try:
+            found[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def read_manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
+    path = RunLayout(params).manifest(stage.name)
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -> str | None:
+    """Why `stage` must be rebuilt (not built, a param changed, an input rebuilt), or None if current."""
+    manifest = read_manifest(params, stage)
+    if manifest is None:
+        return "not built yet"
+    current = params_subset(params, stage.params)
+    changed = [key for key in current if manifest["params"].get(key) != current[key]]
+    if changed or set(manifest["params"]) != set(current):
+        return f"params changed: {', '.join(changed) or 'the set of params it reads'}"
+    for upstream in (stage_named(name, graph) for name in stage.inputs):
+        upstream_manifest = read_manifest(params, upstream)
+        if upstream_manifest is None:
+            return f"{upstream.name} is not built"
+        if manifest["inputs"].get(upstream.name) != upstream_manifest["digest"]:
+            return f"{upstream.name} was rebuilt since"
+        reason = staleness(params, upstream, graph)
+        if reason is not None:
+            return f"{upstream.name} is stale ({reason})"
+    return None
+
+
+def require(params: Params, name: str, graph: tuple[Stage, ...] = STAGES) -> dict[str, Any]:
+    """The manifest of a current stage, or MissingProduct/StaleProduct saying which stage to run."""
+    stage = stage_named(name, graph)
+    reason = staleness(params, stage, graph)
+    command = f"kdlib run {shlex.join(params_arguments(params))} --only {stage.number}"
+    if reason == "not built yet":
+        raise MissingProduct(
+            f"no products of stage {stage.name} in {params.run_dir}: run stage {stage.number} first ({command})"
+        )
+    if reason is not None:
+        raise StaleProduct(
+            f"the products of stage {stage.name} are stale ({reason}): run stage {stage.number} again ({command})"
+        )
+    return read_manifest(params, stage)
+
+
+def build(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES, **options: Any) -> dict[str, Any]:
+    """Run a stage's builder, then record its manifest; the manifest (main process only writes it)."""
+    for upstream in stage.inputs:
+        require(params, upstream, graph)
+    module, function = stage.builder.split(":")
+    builder: Callable[..., dict[str, Any] | None] = getattr(importlib.import_module(module), function)
+    started = time.perf_counter()
+    counts = builder(params, **options)
+    from kdlib.models.runtime import release_memory  # here: reading the graph needs no torch
+
+    release_memory()  # `kdlib run` builds the next stage in this process
+    if counts is None:  # a process other than the main one, or a partial build (one student): no manifest
+        return {}
+    inputs = {name: read_manifest(params, stage_named(name, graph))["digest"] for name in stage.inputs}
+    subset = params_subset(params, stage.params)
+    manifest = {
+        "stage": stage.name,
+        "digest": fingerprint(stage.name, subset, inputs, counts),
+        "params": subset,
+        "overrides": list(params.overrides),
+        "inputs": inputs,
+        "counts": counts,
+        "versions": versions(),
+        "wall_s": round(time.perf_counter() - started, 2),
+        "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
+    }
+    atomic_write_json(RunLayout(params).manifest(stage.name), manifest)
+    return manifest

@@ -1,0 +1,124 @@
+"""Where a run's reports come from, and its record: the command, the params file (relative to the repository)
+and its hash, the git commit, the date and the machine, kept in `<reports_dir>/run_log.json` with each
+stage's status and wall time. Nothing here names a machine path: reports are shared as they are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from collections.abc import Mapping, Sequence
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from kdlib.storage.cache import atomic_write_json, entry_lock
+
+RUN_LOG = "run_log.json"
+
+
+def read_log(path: Path) -> dict[str, Any]:
+    """The run log at `path` (an empty one if there is none yet)."""
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {"notebooks": {}}
+
+
+def update_log(path: Path, changes: Mapping[str, Any], entry: tuple[str, dict] | None = None) -> dict[str, Any]:
+    """Merge `changes` (and one stage's entry) into the run log as it is on disk now (one writer at a time)."""
+    with entry_lock(path):
+        log = read_log(path)
+        log.update(changes)
+        if entry is not None:
+            log["notebooks"][entry[0]] = entry[1]
+        atomic_write_json(path, log)
+    return log
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.startswith("model name"):
+                return " ".join(line.split(":", 1)[1].split())
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict[str, Any]:
+    """Where a run happens: CPU model and count, memory, accelerator, operating system, Python and torch."""
+    import torch
+
+    pages = os.sysconf("SC_PHYS_PAGES") if hasattr(os, "sysconf") else 0
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return {
+        "cpu": _cpu_model(),
+        "cpus": os.cpu_count(),
+        "memory_gib": round(pages * os.sysconf("SC_PAGE_SIZE") / 2**30) if pages else None,
+        "accelerator": f"{gpus} × {torch.cuda.get_device_name(0)}" if gpus else "none (CPU)",
+        "os": f"{platform.system()} {platform.release()} {platform.machine()}",
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
+
+
+def describe_machine(machine: Mapping[str, Any]) -> str:
+    """One line for a reader: 'AMD EPYC 7B13, 2 CPUs, 8 GiB; accelerator: none (CPU); Linux …; Python …; torch …'."""
+    memory = f", {machine['memory_gib']} GiB" if machine.get("memory_gib") else ""
+    return (
+        f"{machine.get('cpu', '?')}, {machine.get('cpus', '?')} CPUs{memory}; "
+        f"accelerator: {machine.get('accelerator', '?')}; {machine.get('os', '?')}; "
+        f"Python {machine.get('python', '?')}; torch {machine.get('torch', '?')}"
+    )
+
+
+def git_commit(root: Path) -> str:
+    """The commit checked out at `root`, '+ uncommitted changes' when tracked files outside `reports/` differ
+    from it; 'not a git checkout' elsewhere."""
+
+    def git(*arguments: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["git", "-C", str(root), *arguments], capture_output=True, text=True, check=False)
+
+    try:
+        head = git("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return "not a git checkout"
+        changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports").stdout
+    except OSError:  # no git on this machine
+        return "unknown (git not found)"
+    return head.stdout.strip() + (" + uncommitted changes" if changed.strip() else "")
+
+
+def params_digest(path: Path) -> str:
+    """The sha256 of the params file's bytes."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def command_line(
+    params_file: str,
+    only: Sequence[str] | None = None,
+    start: str | None = None,
+    force: bool = False,
+    settings: Sequence[str] = (),
+) -> str:
+    """The `kdlib run` command of a run, with its params file as given relative to the repository."""
+    parts = ["kdlib", "run", params_file]
+    parts += ["--only", *only] if only else []
+    parts += ["--from", start] if start else []
+    parts += ["--force"] if force else []
+    for setting in settings:
+        parts += ["--set", setting]
+    return " ".join(parts)
+
+
+def provenance(params_path: Path, root: Path, command: str) -> dict[str, Any]:
+    """What the run log records of a run: the command, the params file relative to `root` and its hash,
+    the commit, the date (no time of day: reruns of the same results render the same pages) and the machine."""
+    return {
+        "command": command,
+        "params_file": os.path.relpath(params_path, root),
+        "params_sha256": params_digest(params_path),
+        "commit": git_commit(root),
+        "date": date.today().isoformat(),
+        "machine": machine_info(),
+    }

@@ -1,0 +1,4 @@
+"""Scoring: text normalisers (`normalizers`), WER/CER and alignments (`metrics`), bootstrap intervals (`intervals`).
+
+Pure computation on strings and numbers: it knows no model, corpus or stage.
+"""

@@ -1,0 +1,33 @@
+"""Text normalisers: kdlib's Arabic views and the authors' evaluation normaliser (`arabic`)."""
+
+from kdlib.scoring.normalizers.arabic import (
+    VIEWS,
+    apply_view,
+    lowercase_latin,
+    map_eastern_arabic_digits,
+    normalize,
+    normalize_alef_maqsura,
+    normalize_authors,
+    normalize_taa_marbuta,
+    orthographic,
+    remove_diacritics,
+    remove_punctuation,
+    remove_tatweel,
+    unify_alef,
+)
+
+__all__ = [
+    "apply_view",
+    "lowercase_latin",
+    "map_eastern_arabic_digits",
+    "normalize",
+    "normalize_alef_maqsura",
+    "normalize_authors",
+    "normalize_taa_marbuta",
+    "orthographic",
+    "remove_diacritics",
+    "remove_punctuation",
+    "remove_tatweel",
+    "unify_alef",
+    "VIEWS",
+]
