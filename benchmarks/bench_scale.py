@@ -104,7 +104,7 @@ def build_pool(work: Path, clips: int, entries: list[tuple[str, str]]) -> Path:
 def teacher_path() -> str:
     """The tiny profile's teacher (trained here once if the cache has none)."""
     from kdlib.config import load_params
-    from kdlib.stages.pseudo_label import find_teacher
+    from kdlib.models.teacher import find_teacher
 
     return find_teacher(load_params(REPO / "params" / "tiny.yaml"))
 

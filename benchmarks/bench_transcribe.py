@@ -46,9 +46,9 @@ from kdlib.corpus.preparation import load_test_sets
 from kdlib.models.families import WhisperModel, load_model
 from kdlib.models.runtime import parameter_count, resolve_device
 from kdlib.models.students import WHISPER_LARGE_V2, make_student
+from kdlib.models.teacher import find_teacher
 from kdlib.models.transcription import transcribe
 from kdlib.stages.evaluate import device_name
-from kdlib.stages.pseudo_label import find_teacher
 
 MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the side of the square products that measure the matmul rate
 

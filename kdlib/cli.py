@@ -110,8 +110,7 @@ def _run(args: argparse.Namespace) -> None:
             for key, default, text in describe_params():
                 print(f"{key:<52} {default:<22} {text}" if default else f"\n{key}: {text}")
     elif args.command == "teacher":
-        from kdlib.models.teacher import retrain
-        from kdlib.stages.pseudo_label import find_teacher
+        from kdlib.models.teacher import find_teacher, retrain
 
         params = load_params(args.params, settings=args.settings)
         print(retrain(params) if args.retrain else find_teacher(params))

@@ -41,8 +41,7 @@ from kdlib.corpus import preparation as data
 from kdlib.report import findings, palette
 from kdlib.report import render as report
 from kdlib.scoring.metrics import corpus_scores
-from kdlib.stages.products import labelled_pools, read_corpora, read_pseudo_labels, read_teacher
-from kdlib.stages.pseudo_label import TIMESTAMPED
+from kdlib.stages.products import TIMESTAMPED, labelled_pools, read_corpora, read_pseudo_labels, read_teacher
 
 palette.set_theme()
 teacher = read_teacher(cfg)

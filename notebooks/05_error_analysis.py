@@ -38,7 +38,8 @@ from IPython.display import HTML, display
 
 from kdlib.report import findings, palette
 from kdlib.report import render as report
-from kdlib.stages.error_analysis import CATEGORIES, aligned_html, category_shares
+from kdlib.scoring.alignment import aligned_html
+from kdlib.stages.error_analysis import CATEGORIES, category_shares
 from kdlib.stages.products import read_categories
 
 palette.set_theme()

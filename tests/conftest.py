@@ -31,7 +31,7 @@ def ci_params(ci_yaml: Path) -> Params:
 @pytest.fixture(scope="session")
 def ci_teacher(ci_params: Params) -> str:
     """The ci profile's teacher, trained once per session (seconds)."""
-    from kdlib.stages.pseudo_label import find_teacher
+    from kdlib.models.teacher import find_teacher
 
     return find_teacher(ci_params)
 

@@ -5,12 +5,11 @@ import pandas as pd
 import pytest
 
 from kdlib.config import ParamsError, params_from_dict
+from kdlib.scoring.alignment import aligned_example, aligned_html
 from kdlib.stages.error_analysis import (
     CATEGORIES,
     DialectLexicon,
     ErrorRules,
-    aligned_example,
-    aligned_html,
     categorise,
     categorise_frame,
     category_shares,

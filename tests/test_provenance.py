@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from kdlib.models.machine import describe_machine
 from kdlib.pipeline import provenance
 
 
@@ -50,7 +51,7 @@ def test_provenance_names_no_machine_path(tmp_path: Path) -> None:
     assert record["params_file"] == "params/p.yaml" and record["command"] == "kdlib run params/p.yaml"
     assert record["params_sha256"] == hashlib.sha256(b"profile: p\n").hexdigest()
     assert len(record["date"]) == 10 and "T" not in record["date"]  # a date, no time of day
-    line = provenance.describe_machine(record["machine"])
+    line = describe_machine(record["machine"])
     assert f"{record['machine']['cpus']} CPUs" in line and "torch" in line
     assert str(tmp_path) not in repr(record) and str(Path.home()) not in line
 
@@ -86,4 +87,4 @@ def test_two_processes_updating_the_run_log_lose_no_entry(tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("machine", [{}, {"cpu": "X", "cpus": 2, "memory_gib": None}])
 def test_a_partial_machine_record_still_describes(machine: dict) -> None:
-    assert "CPUs" in provenance.describe_machine(machine)
+    assert "CPUs" in describe_machine(machine)

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from pandas.io.formats.style import Styler
 
-from kdlib.config import DatasetSpec, Params
+from kdlib.config import DatasetSpec, Params, safe_component
 from kdlib.corpus import preparation as data
 from kdlib.corpus.audio import AudioError, decode, encode_wav
 from kdlib.report import render as report
@@ -118,7 +118,7 @@ UNSAFE_NAMES = {
 def test_unsafe_dataset_names_are_rejected(ci_params: Params, tmp_path: Path, name: str, problem: str) -> None:
     expected = f"dataset {name!r}: not usable as a folder name ({problem})"
     with pytest.raises(ValueError) as caught:
-        cache.safe_component(name)
+        safe_component(name)
     assert str(caught.value) == expected
     params = with_sets(ci_params, tmp_path / "deep" / "er")
     with pytest.raises(ValueError) as caught:
@@ -129,7 +129,7 @@ def test_unsafe_dataset_names_are_rejected(ci_params: Params, tmp_path: Path, na
 
 @pytest.mark.parametrize("name", ["CV-15_ar.test", "اختبار الجزائر", "x.y"])
 def test_safe_dataset_names_pass(name: str) -> None:
-    assert cache.safe_component(name) == name
+    assert safe_component(name) == name
 
 
 def test_builds_are_published_only_when_complete(tmp_path: Path) -> None:
@@ -266,7 +266,7 @@ def test_an_unreadable_cached_teacher_is_named_and_made_again(ci_yaml: Path, tmp
     from conftest import with_overrides
 
     from kdlib.config import load_params
-    from kdlib.stages.pseudo_label import find_teacher
+    from kdlib.models.teacher import find_teacher
 
     params = load_params(with_overrides(ci_yaml, tmp_path / "teacher.yaml", cache_dir=str(tmp_path / "cache")))
     teacher = Path(find_teacher(params))

@@ -22,8 +22,7 @@ from kdlib.models.transcription import transcribe
 from kdlib.pipeline.graph import build, stage_named
 from kdlib.scoring.metrics import score_pairs
 from kdlib.stages.distill import distill_one, keeps_timestamps, target_texts
-from kdlib.stages.products import read_pseudo_labels
-from kdlib.stages.pseudo_label import TIMESTAMPED
+from kdlib.stages.products import TIMESTAMPED, read_pseudo_labels
 
 TIMESTAMP = re.compile(r"<\|\d+\.\d\d\|>")
 

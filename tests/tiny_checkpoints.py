@@ -18,7 +18,7 @@ def timestamp_whisper_checkpoint(directory: Path, window_s: int = 6) -> Path:
     """A one-layer Whisper with kdlib's small-teacher tokenizer plus Whisper's timestamp tokens
     (`<|0.00|>` … every 0.02 s of the window, right after `<|notimestamps|>`, as in OpenAI's vocabulary)."""
     from kdlib.config import TeacherArchitecture
-    from kdlib.models.teacher import build_processor, new_model
+    from kdlib.models.whisper import build_processor, new_model
 
     settings = TeacherArchitecture(
         d_model=32,

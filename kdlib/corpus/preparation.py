@@ -31,10 +31,10 @@ import pandas as pd
 import pyarrow as pa
 from datasets.table import InMemoryTable, MemoryMappedTable, concat_tables
 
-from kdlib.config import DataParams, DatasetSpec, Params
+from kdlib.config import DataParams, DatasetSpec, Params, safe_component
 from kdlib.corpus.audio import dataset_with_audio, screen_batch
 from kdlib.corpus.synthesis import build_split
-from kdlib.storage.cache import build_once, fingerprint, safe_component
+from kdlib.storage.cache import build_once, fingerprint
 from kdlib.storage.paths import RunLayout
 
 Purpose = Literal["teacher", "train", "test"]  # teacher: training a teacher here, non-speech captioned empty kept

@@ -25,7 +25,6 @@ profile's code path runs at the paper's shapes, offline. It has learnt nothing: 
 from __future__ import annotations
 
 import json
-import platform
 import shlex
 import shutil
 import sys
@@ -37,119 +36,24 @@ import torch
 from accelerate import PartialState
 from safetensors import SafetensorError
 from safetensors.torch import load_file
-from tokenizers import ByteLevelBPETokenizer
 from transformers import (
-    GenerationConfig,
-    WhisperConfig,
-    WhisperFeatureExtractor,
     WhisperForConditionalGeneration,
     WhisperProcessor,
-    WhisperTokenizer,
 )
 
-from kdlib.config import Params, TeacherArchitecture, params_arguments
+from kdlib.config import Params, params_arguments
 from kdlib.corpus.preparation import Corpus, load_mixture, load_test_sets
 from kdlib.models import tokenizer as whisper_tokenizer
 from kdlib.models.cards import CARD, random_teacher_facts, teacher_facts, write_card
 from kdlib.models.families import SpeechModel, WhisperModel, load_model
+from kdlib.models.machine import describe_machine, machine_info
 from kdlib.models.runtime import cpu_only, resolve_device
 from kdlib.models.training import Seq2SeqData, recipe, train
 from kdlib.models.transcription import transcribe
+from kdlib.models.whisper import build_processor, multilingual_processor, new_model, random_model, whole_checkpoint
 from kdlib.scoring.metrics import corpus_scores
 from kdlib.storage.cache import atomic_directory, atomic_write_json, build_once, file_digest, fingerprint
 from kdlib.storage.paths import RunLayout
-
-LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
-TASKS = ("transcribe", "translate")
-SPECIALS = (
-    "<|endoftext|>",
-    "<|startoftranscript|>",
-    *(f"<|{code}|>" for code in LANGUAGES),
-    *(f"<|{task}|>" for task in TASKS),
-    "<|startoflm|>",
-    "<|startofprev|>",
-    "<|nospeech|>",
-    "<|notimestamps|>",
-)
-
-
-def log_mel_front_end(settings: TeacherArchitecture, sampling_rate: int) -> WhisperFeatureExtractor:
-    """Whisper's log-mel front end (80 mel bins) with the configured window and frame shift."""
-    return WhisperFeatureExtractor(
-        feature_size=80,
-        sampling_rate=sampling_rate,
-        chunk_length=settings.chunk_length_s,
-        hop_length=settings.hop_length,
-    )
-
-
-def whisper_config(
-    processor: WhisperProcessor, settings: TeacherArchitecture, ids: dict[str, int], **extra
-) -> WhisperConfig:
-    """The config of a Whisper of the configured size, sized to the processor's vocabulary and window and
-    wired to its special token ids (`ids`); `extra` goes to the config as it is."""
-    return WhisperConfig(
-        vocab_size=len(processor.tokenizer),
-        num_mel_bins=80,
-        d_model=settings.d_model,
-        encoder_layers=settings.encoder_layers,
-        decoder_layers=settings.decoder_layers,
-        encoder_attention_heads=settings.attention_heads,
-        decoder_attention_heads=settings.attention_heads,
-        encoder_ffn_dim=settings.ffn_dim,
-        decoder_ffn_dim=settings.ffn_dim,
-        max_source_positions=processor.feature_extractor.nb_max_frames // 2,
-        max_target_positions=settings.max_target_positions,
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        **extra,
-    )
-
-
-def build_processor(texts: list[str], settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
-    """A Whisper processor whose tokenizer is a byte-level BPE learnt on `texts`."""
-    bpe = ByteLevelBPETokenizer(add_prefix_space=False)
-    bpe.train_from_iterator(texts, vocab_size=settings.vocab_size - len(SPECIALS), min_frequency=2, show_progress=False)
-    vocab = bpe.get_vocab()
-    merges = [
-        tuple(pair.split(" ")) if isinstance(pair, str) else tuple(pair)
-        for pair in json.loads(bpe.to_str())["model"]["merges"]
-    ]
-    tokenizer = WhisperTokenizer(
-        vocab=vocab, merges=merges, pad_token="<|endoftext|>", model_max_length=settings.max_target_positions
-    )  # padding with end-of-text, as Whisper's own tokenizer does
-    tokenizer.add_special_tokens({"additional_special_tokens": [t for t in SPECIALS if t != "<|endoftext|>"]})
-    return WhisperProcessor(feature_extractor=log_mel_front_end(settings, sampling_rate), tokenizer=tokenizer)
-
-
-def new_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> WhisperForConditionalGeneration:
-    """A randomly initialised Whisper of the configured size, wired to the processor's tokens."""
-    tokenizer = processor.tokenizer
-    ids = {token: tokenizer.convert_tokens_to_ids(token) for token in SPECIALS}
-    config = whisper_config(processor, settings, ids, suppress_tokens=[], begin_suppress_tokens=[])
-    torch.manual_seed(settings.seed)
-    model = WhisperForConditionalGeneration(config)
-    for conv in (model.model.encoder.conv1, model.model.encoder.conv2):
-        # He init: with Whisper's std 0.02 the audio drowns under the positional sinusoids and a
-        # model trained from scratch learns a language model that ignores it
-        torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
-        torch.nn.init.zeros_(conv.bias)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        max_length=settings.max_target_positions,
-        is_multilingual=True,
-        lang_to_id={f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES},
-        task_to_id={task: ids[f"<|{task}|>"] for task in TASKS},
-        no_timestamps_token_id=ids["<|notimestamps|>"],
-        suppress_tokens=[],
-        begin_suppress_tokens=[],
-    )
-    return model
 
 
 def teacher_key(params: Params, corpus_fingerprint: str) -> str:
@@ -219,48 +123,10 @@ def train_teacher(params: Params) -> Path:
         trained.save_pretrained(temporary, safe_serialization=True)
         processor.save_pretrained(temporary)
         write_card(temporary, teacher_facts(params, len(corpus.dataset)))
-    atomic_write_json(root / TIMING, {"seconds": round(time.perf_counter() - started, 1), "machine": machine()})
-    return root / "model"
-
-
-# ------------------------------------------------------------------------------ a teacher with random weights
-
-
-def multilingual_processor(settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
-    """Whisper's multilingual tokenizer and a log-mel front end of the configured window (80 mel bins)."""
-    tokenizer = whisper_tokenizer.multilingual_tokenizer(model_max_length=settings.max_target_positions)
-    return WhisperProcessor(feature_extractor=log_mel_front_end(settings, sampling_rate), tokenizer=tokenizer)
-
-
-def random_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> WhisperForConditionalGeneration:
-    """A Whisper of the configured architecture with random weights (transformers' initialisation, seeded),
-    configured as the hub's multilingual checkpoints are: special token ids in its config; languages, tasks,
-    timestamps and suppressed tokens in its generation config."""
-    tokenizer = processor.tokenizer
-    specials = whisper_tokenizer.special_tokens()
-    ids = dict(zip(specials, tokenizer.convert_tokens_to_ids(specials)))
-    suppress = whisper_tokenizer.suppress_tokens(tokenizer)
-    begin_suppress = whisper_tokenizer.begin_suppress_tokens(tokenizer)
-    config = whisper_config(processor, settings, ids)  # suppressed tokens: in the generation config alone,
-    # where transformers 5 reads them
-    torch.manual_seed(settings.seed)
-    model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        max_length=settings.max_target_positions,
-        is_multilingual=True,
-        lang_to_id={token: ids[token] for token in specials[2 : 2 + whisper_tokenizer.LARGE_V2_LANGUAGES]},
-        task_to_id={task: ids[f"<|{task}|>"] for task in whisper_tokenizer.TASKS},
-        no_timestamps_token_id=ids["<|notimestamps|>"],
-        prev_sot_token_id=ids["<|startofprev|>"],
-        max_initial_timestamp_index=50,  # a first timestamp of at most 1 s, as Whisper's decoding allows
-        suppress_tokens=suppress,
-        begin_suppress_tokens=begin_suppress,
+    atomic_write_json(
+        root / TIMING, {"seconds": round(time.perf_counter() - started, 1), "machine": describe_machine(machine_info())}
     )
-    return model
+    return root / "model"
 
 
 def random_teacher_key(params: Params) -> str:
@@ -268,23 +134,6 @@ def random_teacher_key(params: Params) -> str:
     file it is made from, and the sampling rate of its front end."""
     tokens = file_digest(whisper_tokenizer.tiktoken_file())
     return fingerprint("random-teacher-v1", params.teacher.architecture, tokens, params.data.sampling_rate)
-
-
-def whole_checkpoint(folder: Path) -> bool:
-    """Whether a model folder holds its configs, processor and weights, the weights as long as their header
-    says (a truncated file is caught without reading gigabytes of tensors)."""
-    needed = ("config.json", "generation_config.json", "processor_config.json", "tokenizer.json")
-    weights = folder / "model.safetensors"
-    if not all((folder / name).is_file() for name in needed) or not weights.is_file():
-        return False
-    try:
-        with open(weights, "rb") as handle:
-            length = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(length))
-        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return weights.stat().st_size == 8 + length + end
 
 
 def random_teacher(params: Params) -> Path:
@@ -303,13 +152,6 @@ def random_teacher(params: Params) -> Path:
 
 
 TIMING = "training_time.json"  # beside the trained model: how long this run of the training took, and where
-
-
-def machine() -> str:
-    """This machine, in words: processor, cores and the torch device kind (no host name or path)."""
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    cores = f"{torch.get_num_threads()} torch threads"
-    return ", ".join(part for part in (platform.processor() or platform.machine(), cores, gpu) if part)
 
 
 def local_teacher(params: Params) -> Path:
@@ -363,3 +205,15 @@ def retrain(params: Params) -> Path:
         )
         write_card(temporary, facts)
     return target
+
+
+def find_teacher(params: Params) -> str:
+    """The teacher's hub id or folder: a checkpoint folder (`local`), a teacher trained first (`train`), one with
+    random weights made first (`random`), each once."""
+    if params.teacher.source == "train":
+        return str(train_teacher(params))
+    if params.teacher.source == "random":
+        return str(random_teacher(params))
+    if params.teacher.source == "local":
+        return str(local_teacher(params))
+    return params.teacher.model

@@ -15,10 +15,12 @@ from typing import Any
 import pandas as pd
 
 from kdlib.config import Params
-from kdlib.pipeline.provenance import RUN_LOG, describe_machine, read_log
+from kdlib.models.machine import describe_machine
+from kdlib.pipeline.provenance import RUN_LOG, read_log
 from kdlib.report import findings
 from kdlib.report import render as report
 from kdlib.report.story import STORY, Section
+from kdlib.scoring.alignment import aligned_html
 
 PAPER = "https://arxiv.org/abs/2406.04512"
 esc = html.escape
@@ -71,8 +73,7 @@ def _figures(records: list[report.FigureRecord]) -> str:
 
 
 def _examples(path: Path) -> str:
-    """The first example of each category, aligned (`kdlib.stages.error_analysis.aligned_html`)."""
-    from kdlib.stages.error_analysis import aligned_html  # here: the stage module reads products (datasets)
+    """The first example of each category, aligned (`kdlib.scoring.alignment.aligned_html`)."""
 
     frame = pd.read_csv(path, keep_default_na=False).drop_duplicates("category")
     parts = [

@@ -39,8 +39,14 @@ from kdlib.models.students import layer_indices, make_student
 from kdlib.models.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.models.transcription import transcribe
 from kdlib.scoring.metrics import corpus_scores
-from kdlib.stages.products import pseudo_label_key, read_pseudo_labels, read_split, read_teacher, read_training_ids
-from kdlib.stages.pseudo_label import TIMESTAMPED
+from kdlib.stages.products import (
+    TIMESTAMPED,
+    pseudo_label_key,
+    read_pseudo_labels,
+    read_split,
+    read_teacher,
+    read_training_ids,
+)
 from kdlib.storage.cache import atomic_write_json, atomic_write_text, fingerprint
 from kdlib.storage.paths import RunLayout, in_run
 

@@ -18,7 +18,6 @@ unweighted means over test sets, as in the paper's tables.
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +31,7 @@ from kdlib.config import GenerationParams, Params, run_name, threshold_label
 from kdlib.corpus.audio import decode
 from kdlib.models.cards import add_scores
 from kdlib.models.families import SpeechModel, load_model
+from kdlib.models.machine import cpu_model
 from kdlib.models.runtime import cpu_only, release_memory, resolve_device
 from kdlib.models.transcription import generate, transcribe
 from kdlib.scoring import intervals as bootstrap
@@ -275,10 +275,7 @@ def device_name(device: torch.device) -> str:
     """The machine a timing was taken on, in words."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    lines = cpuinfo.read_text().splitlines() if cpuinfo.exists() else []
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), None)
-    return f"CPU: {model or platform.processor() or platform.machine()} ({torch.get_num_threads()} threads)"
+    return f"CPU: {cpu_model()} ({torch.get_num_threads()} threads)"
 
 
 def efficiency(params: Params, entries: list[ModelEntry], test_sets: dict[str, PreparedSet]) -> pd.DataFrame:

@@ -19,6 +19,8 @@ from kdlib.corpus.preparation import read_prepared
 from kdlib.pipeline.graph import StaleProduct, require
 from kdlib.storage.paths import RunLayout, absolute, from_run
 
+TIMESTAMPED = "pseudo_label_timestamped"  # stage 01's column of timestamped pseudo-labels, when there are any
+
 
 @dataclass(frozen=True)
 class PreparedSet:

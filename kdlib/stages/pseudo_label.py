@@ -35,13 +35,12 @@ from kdlib.corpus.loader import WaitClock
 from kdlib.corpus.preparation import mixture, prepare
 from kdlib.models.families import load_model
 from kdlib.models.runtime import cpu_only
-from kdlib.models.teacher import local_teacher, random_teacher, train_teacher
+from kdlib.models.teacher import find_teacher
 from kdlib.models.transcription import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 from kdlib.scoring.metrics import score_pairs
+from kdlib.stages.products import TIMESTAMPED
 from kdlib.storage.cache import atomic_write_json, fingerprint, model_digest, replacing_file
 from kdlib.storage.paths import RunLayout, in_run, relative
-
-TIMESTAMPED = "pseudo_label_timestamped"  # the column of timestamped pseudo-labels, when there are any
 
 
 @dataclass(frozen=True)
@@ -159,18 +158,6 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
             labels.to_parquet(temporary, index=False)
     accelerator.wait_for_everyone()
     return run
-
-
-def find_teacher(params: Params) -> str:
-    """The teacher's hub id or folder: a checkpoint folder (`local`), a teacher trained first (`train`), one with
-    random weights made first (`random`), each once."""
-    if params.teacher.source == "train":
-        return str(train_teacher(params))
-    if params.teacher.source == "random":
-        return str(random_teacher(params))
-    if params.teacher.source == "local":
-        return str(local_teacher(params))
-    return params.teacher.model
 
 
 def build(params: Params) -> dict | None:

@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import sys
-import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -180,21 +179,6 @@ def loads_from_disk(path: str | Path) -> bool:
     except (OSError, ValueError, LookupError):
         return False
     return True
-
-
-def safe_component(name: str, kind: str = "dataset") -> str:
-    """`name` if it can be one folder name inside the cache; else a ValueError naming the `kind` and `name`."""
-    problems = [
-        (not name, "it is empty"),
-        (any(unicodedata.category(c) == "Cc" for c in name), "it holds a NUL or control character"),
-        ("/" in name or "\\" in name, "it holds a path separator"),
-        (".." in name, "it holds '..'"),
-        (name.startswith("."), "it starts with a dot"),
-    ]
-    for found, problem in problems:
-        if found:
-            raise ValueError(f"{kind} {name!r}: not usable as a folder name ({problem})")
-    return name
 
 
 def model_digest(source: str | Path) -> str:
