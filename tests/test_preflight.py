@@ -378,6 +378,9 @@ def test_paper_public_passes_its_preflight_offline_except_for_the_network(
     clips = 600_000 + 3  # the pools by their names (offline), and Common Voice's rows
     assert shown["disk"].startswith(f"about {sizing.prepared_bytes(clips) / 1e9:,.0f} GB to prepare ({clips:,} clips")
     assert "size unknown, not counted: MGB-2, MGB-3, MGB-5, Fleurs" in shown["disk"]
+    students = sum(sizing.student_size(run.student) * len(run.thresholds) for run in params.distill.runs)
+    assert students == 13_263_301_120  # 14 students: DW-16-16 and DW-32-16 × 6, DW-8-8, DW-16-32
+    assert shown["disk, students"].startswith(f"about {students * 28 / 1e9:,.0f} GB (14 students: float32 weights")
     assert shown["hours"].startswith("unknown: no GPU record of NVIDIA H100 80GB HBM3 under benchmarks/results")
     assert "on 8 GPUs: 01 ≈ " in shown["hours"] and ", 03 ≈ " in shown["hours"]
 

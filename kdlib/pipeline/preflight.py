@@ -106,8 +106,12 @@ def check(
         findings += _check_teacher(params, states)
     for source in baselines:
         findings += _check_model(f"baseline {source}", source, params, states)
+    prepared = 0.0
     if "pseudo-label" in commands:
-        findings.append(_check_disk(params, sets, clips))
+        disk, prepared = _check_disk(params, sets, clips)
+        findings.append(disk)
+    if "distill" in commands and _large_v2(params):
+        findings.append(_check_students_disk(params, prepared))
     if any(stage.launched for stage in stages):
         visible = list(visible_gpus() if gpus is None else gpus)
         findings += _check_launch(params, visible)
@@ -311,14 +315,20 @@ def _prepared_already(params: Params, spec: DatasetSpec) -> bool:
     return folder.is_dir() and any(folder.glob(f"{safe_component(spec.name)}-*/prepared.json"))
 
 
-def _check_disk(params: Params, sets: Sequence[_Set], clips: dict[str, int | None]) -> Finding:
+def _free(folder: Path) -> tuple[int, int]:
+    """Free bytes on the file system that holds `folder` (or would: its nearest existing parent), and its device."""
+    existing = next(parent for parent in (folder, *folder.parents) if parent.exists())
+    return shutil.disk_usage(existing).free, os.stat(existing).st_dev
+
+
+def _check_disk(params: Params, sets: Sequence[_Set], clips: dict[str, int | None]) -> tuple[Finding, float]:
+    """The finding on the disk the sets to prepare need under cache_dir, and that need in bytes."""
     to_prepare = [entry.spec for entry in sets if entry.spec.source != "synthetic"]
     fresh = [spec for spec in to_prepare if not _prepared_already(params, spec)]
     known = {spec.name: clips[spec.name] for spec in fresh if clips.get(spec.name) is not None}
     unknown = [spec.name for spec in fresh if clips.get(spec.name) is None]
     needed = sum(sizing.prepared_bytes(count, params.data.audio_format) for count in known.values())
-    existing = next(folder for folder in (params.cache_path, *params.cache_path.parents) if folder.exists())
-    free = shutil.disk_usage(existing).free
+    free, _ = _free(params.cache_path)
     rate = sizing.FLAC_BYTES_PER_S if params.data.audio_format == "flac" else sizing.WAV_BYTES_PER_S
     model = f"{sum(known.values()):,} clips × {sizing.MEAN_SEGMENT_S:g} s × {rate / 1000:.1f} KB/s, the sizing model"
     unknown_text = f"; size unknown, not counted: {', '.join(unknown)}" if unknown else ""
@@ -326,19 +336,41 @@ def _check_disk(params: Params, sets: Sequence[_Set], clips: dict[str, int | Non
     done_text = f"; {done} set{'s' * (done != 1)} already prepared" if done else ""
     where = f"under cache_dir ({params.cache_dir})"
     if needed > free:
-        return Finding(
-            "problem",
-            "disk",
+        text = (
             f"the sets to prepare need about {_gb(needed)} ({model}) and {_gb(free)} are free {where}: "
-            f"free space there or point cache_dir at a larger disk (--set cache_dir=PATH){unknown_text}",
+            f"free space there or point cache_dir at a larger disk (--set cache_dir=PATH){unknown_text}"
         )
+        return Finding("problem", "disk", text), needed
     if not known:
-        return Finding(
-            "ok", "disk", f"{_gb(free)} free {where}; nothing of known size to prepare{unknown_text}{done_text}"
-        )
-    return Finding(
-        "ok", "disk", f"about {_gb(needed)} to prepare ({model}), {_gb(free)} free {where}{unknown_text}{done_text}"
+        text = f"{_gb(free)} free {where}; nothing of known size to prepare{unknown_text}{done_text}"
+        return Finding("ok", "disk", text), needed
+    text = f"about {_gb(needed)} to prepare ({model}), {_gb(free)} free {where}{unknown_text}{done_text}"
+    return Finding("ok", "disk", text), needed
+
+
+def _check_students_disk(params: Params, prepared: float) -> Finding:
+    """The disk the students to train keep under run_dir (weights and checkpoints, `kdlib.pipeline.sizing`),
+    against the free space there (less what the prepared sets take when they share its file system)."""
+    keep = params.distill.training.keep_checkpoints
+    students = [run.student for run in params.distill.runs for _ in run.thresholds]
+    needed = sum(sizing.student_bytes(student, keep) for student in students)
+    free, device = _free(params.run_path)
+    shared = prepared and _free(params.cache_path)[1] == device
+    available = free - prepared if shared else free
+    after = f" after the prepared sets ({_gb(prepared)})" if shared else ""
+    model = (
+        f"{len(students)} students: float32 weights and keep_checkpoints={keep} checkpoints of weights and AdamW "
+        f"states, {sizing.WEIGHT_BYTES_PER_PARAMETER + keep * sizing.CHECKPOINT_BYTES_PER_PARAMETER} bytes per parameter"
     )
+    where = f"under run_dir ({params.run_dir})"
+    if needed > available:
+        text = (
+            f"the students keep about {_gb(needed)} ({model}) and {_gb(max(available, 0))} are free {where}{after}: "
+            "free space, point run_dir at a larger disk, or keep fewer checkpoints "
+            "(--set distill.training.keep_checkpoints=1)"
+        )
+        return Finding("problem", "disk, students", text)
+    return Finding("ok", "disk, students", f"about {_gb(needed)} ({model}), {_gb(available)} free {where}{after}")
 
 
 def _gb(size: float) -> str:
@@ -431,7 +463,7 @@ def _estimate_hours(
     if not flops:
         return Finding("note", "hours", "only 04 is built: its hours are not estimated (they depend on the test sets)")
     gaps = f"; pools of unknown size not counted: {', '.join(unknown)}" if unknown else ""
-    bound = "03 counts every pair of a pool (a λ keeps a share), 04 is not estimated"
+    bound = "03 as if each λ kept every pair of its pool; 04 not estimated"
     measured = sizing.measured_rate(params.base_path / RESULTS, gpus[0])
     if measured is not None:
         rate, record = measured

@@ -5,6 +5,8 @@ From what was measured here (README, "Scale") and what is assumed, each named:
 - Disk: 16-bit FLAC at `FLAC_BYTES_PER_S` bytes per audio second (measured on the embedded corpus: 19.2 KB/s,
   24.4 KB/s with noise; the noisier rate is used), WAV at `WAV_BYTES_PER_S`, times `MEAN_SEGMENT_S` seconds per
   clip (assumed: the released pools' segment length is not published; at most 30 s).
+- Students: a DW-e-d student of whisper-large-v2 keeps its float32 weights and its last checkpoints (weights and
+  AdamW's two moments, 12 bytes per parameter each) under the run folder (`student_bytes`).
 - Compute: 2 · parameters · positions per forward pass (encoder over its 1,500 frames per 30 s window, decoder
   over `TOKENS` tokens); a training step is a forward, a backward (twice a forward) and, with gradient
   checkpointing, one more forward, plus the teacher's forward for the KL term. Parameter counts are
@@ -36,6 +38,13 @@ EPOCHS = 10
 # parameters of whisper-large-v2: encoder, decoder without the shared embedding (32 layers each)
 TEACHER = {"encoder": 637e6, "decoder": 840e6}
 TEACHER_LAYERS = 32
+# exact parameter counts of whisper-large-v2's parts (from its config; the paper brief's student sizes check them):
+# one encoder layer, one decoder layer, and what every DW-e-d student copies whole (embeddings, convolutions, norms)
+ENCODER_LAYER_PARAMETERS = 19_676_160
+DECODER_LAYER_PARAMETERS = 26_236_160
+SHARED_PARAMETERS = 74_110_720
+CHECKPOINT_BYTES_PER_PARAMETER = 12  # float32 weights and AdamW's two float32 moments (kdlib.models.training)
+WEIGHT_BYTES_PER_PARAMETER = 4  # a trained student's float32 safetensors
 
 
 def prepared_bytes(clips: int, audio_format: str = "flac") -> float:
@@ -59,6 +68,18 @@ def student_parameters(student: str) -> dict[str, float]:
         "encoder": TEACHER["encoder"] * encoder / TEACHER_LAYERS,
         "decoder": TEACHER["decoder"] * decoder / TEACHER_LAYERS,
     }
+
+
+def student_size(student: str) -> int:
+    """The exact parameter count of a DW-e-d student of whisper-large-v2 (DW-16-16: 808,707,840)."""
+    encoder, decoder = (int(part) for part in student.split("-")[1:3])
+    return SHARED_PARAMETERS + encoder * ENCODER_LAYER_PARAMETERS + decoder * DECODER_LAYER_PARAMETERS
+
+
+def student_bytes(student: str, keep_checkpoints: int) -> int:
+    """Disk a trained student keeps under the run folder: its weights and its last `keep_checkpoints` checkpoints."""
+    per_parameter = WEIGHT_BYTES_PER_PARAMETER + keep_checkpoints * CHECKPOINT_BYTES_PER_PARAMETER
+    return student_size(student) * per_parameter
 
 
 def forward_flops(parameters: Mapping[str, float]) -> float:
