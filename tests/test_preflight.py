@@ -28,6 +28,7 @@ from kdlib import cli
 from kdlib.config import load_params
 from kdlib.corpus import common_voice
 from kdlib.corpus import preparation as data
+from kdlib.corpus.audio import decode
 from kdlib.pipeline import preflight, sizing
 from kdlib.pipeline.graph import STAGES
 from kdlib.storage import hub
@@ -338,6 +339,8 @@ def test_common_voice_metadata_from_mozillas_download(tmp_path: Path, caches, ca
     raw = data.read_audiofolder(data.local_spec(spec, load_params(tmp_path / "params" / "test.yaml")))
     assert raw["sentence"] == [f'قال "نعم" {index}' for index in range(3)]  # the quote kept, not parsed
     assert raw["path"] == [f"common_voice_ar_{1000 + index}.mp3" for index in range(3)]
+    clip = decode(raw[0]["audio"])  # Common Voice's MP3, as stage 01 decodes it
+    assert clip.sampling_rate == 16_000 and abs(clip.duration_s - 0.5) < 0.1
     assert common_voice.main([str(tmp_path)]) == 2  # no test.tsv: one line
     assert capsys.readouterr().err.startswith(f"error: no {tmp_path / 'test.tsv'}: point at the locale folder")
 

@@ -2,7 +2,9 @@
 
 Columns: `id`, `audio` (16 kHz, 16-bit FLAC or WAV bytes, an `Audio` feature), `text`, `dataset`,
 `variety`, `duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
-`metadata.csv`) and hub datasets by name (downloaded, or streamed; at a `revision`, e.g. the hub's parquet
+`metadata.csv`, relative to the repository of the params file) and hub datasets by name (probed once first,
+without retries, `kdlib.storage.hub`: one line when gated, missing or unreachable; downloaded, or streamed; at a
+`revision`, e.g. the hub's parquet
 export `refs/convert/parquet` of a set published with a loading script, which `datasets` 4 and later refuse,
 and from a `data_dir`, the export's folder of one configuration). Each clip is decoded once while
 preparing: a clip that is missing, corrupt, empty or too long is skipped with its reason, an empty

@@ -98,6 +98,14 @@ def check(
 
     findings: list[Finding] = []
     clips: dict[str, int | None] = {}
+    synthetic = [entry.spec.name for entry in sets if entry.spec.source == "synthetic"]
+    if synthetic:
+        text = "the embedded corpus, spoken here with espeak-ng"
+        if shutil.which("espeak-ng") is None:
+            text += " (not installed: needed unless the spoken corpus is in the cache; `make setup` installs it)"
+        findings.append(
+            Finding("ok" if shutil.which("espeak-ng") else "note", f"synthetic sets {', '.join(synthetic)}", text)
+        )
     for entry in sets:
         found, count = _check_set(entry, params, states)
         findings += found
@@ -183,8 +191,8 @@ def _check_set(entry: _Set, params: Params, states: dict) -> tuple[list[Finding]
     """The findings for one set, and its clip count when known (for disk and hours)."""
     spec, subject = entry.spec, _subject(entry)
     named = sizing.clips_in_name(entry.pool or "") if entry.pool and len(params.data.pool(entry.pool)) == 1 else None
-    if spec.source == "synthetic":
-        return [Finding("ok", subject, "the embedded corpus, spoken here with espeak-ng")], 0
+    if spec.source == "synthetic":  # one finding for them all (`check`)
+        return [], 0
     if spec.source == "local":
         return _check_local(spec, subject, params)
     if not spec.path:
