@@ -48,6 +48,7 @@ REPOS = {
 }
 GRANTED = {"kdlib-test/granted"}  # gated, and the (test) user has accepted its conditions
 DROPPED = "kdlib-test/dropped"  # the server closes the connection: a network failure mid-way
+BUSY = "kdlib-test/busy"  # the server answers 503
 
 
 class HubAPI(BaseHTTPRequestHandler):
@@ -68,6 +69,8 @@ class HubAPI(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return None
+        if repo_id == BUSY:
+            return self._answer(503, {"error": "Service Unavailable"})
         if repo_id not in REPOS:
             return self._answer(401, {"error": "Repository Not Found"}, "RepoNotFound")
         if check:
@@ -480,3 +483,16 @@ def test_split_examples_from_a_card() -> None:
     assert hub.split_examples(card, "ar", "test") == 10
     assert hub.split_examples(card, None, "test") == 7
     assert hub.split_examples(card, None, "train") is None and hub.split_examples({}, None, "test") is None
+
+
+def test_a_server_error_is_a_problem_for_the_preflight_and_left_to_datasets_at_load_time(
+    tmp_path: Path, hub_api: Counter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audiofolder(tmp_path / "data" / "pool")
+    params = load_params(repository(tmp_path, profile(test=[{"name": "busy-set", "source": "hub", "path": BUSY}])))
+    (problem,) = preflight.check(params, STAGES, gpus=[]).problems
+    assert problem.line.startswith("test set 'busy-set' (hub kdlib-test/busy): the hub answered with an error (")
+    assert problem.line.endswith("try again later")
+    stand_in = datasets.Dataset.from_dict({"audio": [], "text": []})
+    monkeypatch.setattr(data.datasets, "load_dataset", lambda path, *a, **k: stand_in)
+    assert data.load_raw(params.data.test[0], params).num_rows == 0  # datasets' own retries handle 429/5xx

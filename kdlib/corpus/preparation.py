@@ -99,16 +99,17 @@ def local_spec(spec: DatasetSpec, params: Params) -> DatasetSpec:
 def load_hub_set(spec: DatasetSpec) -> datasets.Dataset | datasets.IterableDataset:
     """A hub set through `datasets.load_dataset`, after one probe of the hub (`kdlib.storage.hub.probe`: no retry):
     a set that is gated, missing or unreachable (and not cached) is a `HubError` of one line; one that is
-    unreachable but cached is read from the cache in offline mode."""
+    unreachable but cached is read from the cache in offline mode; after a server error, `load_dataset` tries
+    (and retries) as it does."""
     if spec.path is None:
         raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
     state = hub.probe(spec.path, "dataset", spec.revision)
+    arguments = {"split": spec.split, "streaming": spec.streaming, "revision": spec.revision, "data_dir": spec.data_dir}
+    if state.status in ("reachable", "error"):  # a server error (429, 5xx) may pass: datasets retries those
+        return datasets.load_dataset(spec.path, spec.config, **arguments)
     advice = state.advice(spec.streaming)
     if advice is not None:
         raise hub.HubError(f"dataset {spec.name!r} (hub {spec.path}): {advice}")
-    arguments = {"split": spec.split, "streaming": spec.streaming, "revision": spec.revision, "data_dir": spec.data_dir}
-    if state.status == "reachable":
-        return datasets.load_dataset(spec.path, spec.config, **arguments)
     with hub.offline():
         return datasets.load_dataset(spec.path, spec.config, **arguments)
 
