@@ -3,7 +3,9 @@
     kdlib run params/tiny.yaml [--only 03 ...] [--from 02] [--force] [--plan]
 
 First the plan: for each stage of `kdlib.pipeline.graph.STAGES`, whether it will be built (and why:
-not built yet, a param changed, an input rebuilt) or is up to date. Then, in graph order, each
+not built yet, a param changed, an input rebuilt) or is up to date; then the preflight
+(`kdlib.pipeline.preflight`): the data sources, teacher, GPUs, launch mode, disk and hours the stages to build
+need, every problem one line, exit 2 before any work. Then, in graph order, each
 selected stage is built in this process when stale (or with `--force`), with its progress bars
 in this terminal, and its notebook (`notebooks/NN_name.py`, jupytext percent format) is
 executed with papermill, its params file and `--set` overrides injected, into `<reports_dir>/NN_name.ipynb`
@@ -30,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 from kdlib.config import Params, load_params, params_arguments
+from kdlib.pipeline import preflight
 from kdlib.pipeline.graph import STAGES, Stage, build, read_manifest, stage_named, staleness
+from kdlib.pipeline.preflight import PreflightError, launch_processes
 from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, update_log
 from kdlib.storage.cache import atomic_write_text
+from kdlib.storage.hub import HubError
 from kdlib.storage.paths import repo_root
 
 
@@ -234,7 +239,10 @@ def run_pipeline(
     `settings` are `--set KEY=VALUE` overrides of the params file (`kdlib.config.apply_overrides`):
     the stages, the notebooks and the run log all get the overridden params.
 
-    Everything is validated before anything runs (ParamsError, PlanError, FileNotFoundError).
+    Everything is validated before anything runs (ParamsError, PlanError, FileNotFoundError), and the
+    preflight (`kdlib.pipeline.preflight`) checks what the stages to build need: its problems are printed
+    on stderr, one per line, and raised as PreflightError (exit 2) before anything is prepared; `plan_only`
+    prints the plan and the preflight and stops there.
     A notebook that raises stops the run with NotebookError, after its HTML, the run log and
     the index were written.
     """
@@ -248,6 +256,15 @@ def run_pipeline(
         raise FileNotFoundError(f"notebook source not found: {', '.join(missing)}")
     steps = plan(params, selected, graph, force)
     print(format_plan(params, steps), flush=True)
+    checked = preflight.check(params, [step.stage for step in steps if step.build])
+    print(checked.format(), flush=True)
+    if checked.problems:
+        for finding in checked.problems:
+            print(f"error: {finding.line}", file=sys.stderr, flush=True)
+        count = len(checked.problems)
+        raise PreflightError(
+            f"the preflight found {count} problem{'s' * (count != 1)} (one per line above): nothing was prepared"
+        )
     if plan_only:
         return {}
 
@@ -272,7 +289,8 @@ def run_pipeline(
                 _record_failure(params, log_path, name, started, "interrupted", "interrupted (Ctrl-C)")
                 raise
             except Exception as failure:  # recorded, then raised as one line after its traceback
-                traceback.print_exc()
+                if not isinstance(failure, HubError):  # a hub set that cannot be read: its one line says it all
+                    traceback.print_exc()
                 error = f"build: {type(failure).__name__}: {' '.join(str(failure).split())}"
                 _record_failure(params, log_path, name, started, "failed", error)
                 raise StageError(f"{name} failed in {error}") from failure
@@ -298,13 +316,13 @@ def launch_command(params: Params, stage: Stage, gpus: int | None = None) -> lis
     import torch  # here: the runner's other paths need no torch
 
     settings = params.launch
-    processes = settings.num_processes or (torch.cuda.device_count() if gpus is None else gpus)
-    if not stage.launched or (settings.config_file is None and processes <= 1):
+    processes = launch_processes(params, torch.cuda.device_count() if gpus is None else gpus)
+    if not stage.launched or processes is None:
         return None
     command = [sys.executable, "-m", "accelerate.commands.launch"]
     if settings.config_file is not None:
         command += ["--config_file", str(params.base_path / settings.config_file)]
-        command += ["--num_processes", str(settings.num_processes)] if settings.num_processes else []
+        command += ["--num_processes", str(processes)] if processes else []
     else:  # one machine, every process on its GPU (or on the CPU, gloo); precision is kdlib's choice
         command += ["--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
         command += ["--mixed_precision", "no", "--dynamo_backend", "no"]

@@ -14,6 +14,7 @@ import soundfile
 from kdlib.config import DatasetSpec, Params
 from kdlib.corpus import preparation as data
 from kdlib.corpus.audio import AudioError, dataset_with_audio, decode, encode_wav
+from kdlib.storage.hub import HubState
 
 
 def tone(seconds: float, rate: int, channels: int = 1) -> np.ndarray:
@@ -130,6 +131,10 @@ def test_hub_source_maps_its_columns(ci_params: Params, tmp_path: Path, monkeypa
     )
     calls = []
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args, **kwargs: calls.append((args, kwargs)) or stand_in)
+    # the probe before loading (tests/test_preflight.py) answers as the hub does for a reachable set
+    monkeypatch.setattr(
+        data.hub, "probe", lambda path, kind, revision=None, **_: HubState(path, kind, "reachable", False)
+    )
     spec = DatasetSpec(
         name="CV",
         source="hub",

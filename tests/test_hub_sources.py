@@ -6,7 +6,8 @@ The layouts: the authors' pools as their pseudo-labelling command reads them (`a
 `train`); Common Voice 15 and FLEURS as the hub's parquet export holds them (`refs/convert/parquet`, one folder
 per configuration, the columns of their loading scripts); the released MGB-2/3/5 evaluation copies with
 `audio` and `transcription` (the default text column of the authors' evaluation script: their cards could
-not be read here, see the README).
+not be read here, see the README). params/paper-public.yaml names the same hub sets (its Common Voice is a local
+folder), so they are covered here too.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from conftest import REPO
 from kdlib.config import DatasetSpec, ParamsError, load_params, params_from_dict, params_to_dict
 from kdlib.corpus import preparation as data
 from kdlib.corpus.audio import dataset_with_audio, decode
+from kdlib.storage.hub import HubState
 
 PAPER = REPO / "params" / "paper.yaml"
 AUDIO = datasets.Audio(decode=False)
@@ -147,6 +149,10 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
         return real(str(root), name, data_dir=data_dir, **kwargs)
 
     monkeypatch.setattr(data.datasets, "load_dataset", from_stand_in)
+    # the one probe before loading (tests/test_preflight.py tests it): the stand-in's hub answers "reachable"
+    monkeypatch.setattr(
+        data.hub, "probe", lambda path, kind, revision=None, **_: HubState(path, kind, "reachable", False)
+    )
     return calls
 
 
@@ -178,3 +184,13 @@ def test_a_parquet_export_is_read_by_its_folder_not_a_configuration() -> None:
     fleurs.update(config="ar_eg", data_dir=None)
     with pytest.raises(ParamsError, match=r"'data.test\[4\].config'.*data_dir: ar_eg"):
         params_from_dict(raw)
+
+
+def test_the_public_profile_reads_the_same_hub_sets() -> None:
+    """params/paper-public.yaml: the paper's hub sets, so each is covered above; its Common Voice is a local folder."""
+    public = load_params(REPO / "params" / "paper-public.yaml")
+    pools = [spec for name in [public.data.default_pool, *public.data.pools] for spec in public.data.pool(name)]
+    hub_sets = {(spec.path, spec.revision) for spec in [*pools, *public.data.test] if spec.source == "hub"}
+    assert hub_sets <= set(LAYOUTS)
+    (cv,) = [spec for spec in public.data.test if spec.name == "CV-15.0"]
+    assert (cv.source, cv.text_column, cv.id_column) == ("local", "sentence", "path")

@@ -57,3 +57,20 @@ def test_the_paper_profile_distils_on_the_released_pools() -> None:
     names = params.evaluate.published_names
     assert names["DW-16-16@500K λ=80"] == "DW-16-16++" and names["DW-32-16@500K λ=80"] == "DW-32-16++"
     assert {name for name in names.values() if name.startswith("DW-")} <= published
+
+
+def test_the_public_profile_is_the_paper_on_its_public_test_sets() -> None:
+    """params/paper-public.yaml: the same teacher, pools, recipe, filter and scoring as params/paper.yaml; only the
+    test sets (the five a user can obtain) and the average mapping differ."""
+    from kdlib.config import params_to_dict
+
+    paper = params_to_dict(load_params(PAPER))
+    public = params_to_dict(load_params(PAPER.with_name("paper-public.yaml")))
+    for raw in (paper, public):
+        for key in ("profile", "run_dir", "reports_dir", "source_file"):
+            raw.pop(key)
+    assert [spec["name"] for spec in public["data"].pop("test")] == ["CV-15.0", "MGB-2", "MGB-3", "MGB-5", "Fleurs"]
+    tests = {spec["name"]: spec for spec in paper["data"].pop("test")}
+    assert {name for name, spec in tests.items() if spec["source"] == "local"} == {"ALG", "JOR", "PAL", "UAE", "YEM"}
+    assert paper["evaluate"]["published_names"].pop("avg all") == "avg_10"  # 04 recomputes the averages
+    assert public == paper

@@ -2,7 +2,9 @@
 
 Columns: `id`, `audio` (16 kHz, 16-bit FLAC or WAV bytes, an `Audio` feature), `text`, `dataset`,
 `variety`, `duration_s`. Sources: the embedded synthetic corpus, a local folder (audiofolder with a
-`metadata.csv`) and hub datasets by name (downloaded, or streamed; at a `revision`, e.g. the hub's parquet
+`metadata.csv`, relative to the repository of the params file) and hub datasets by name (probed once first,
+without retries, `kdlib.storage.hub`: one line when gated, missing or unreachable; downloaded, or streamed; at a
+`revision`, e.g. the hub's parquet
 export `refs/convert/parquet` of a set published with a loading script, which `datasets` 4 and later refuse,
 and from a `data_dir`, the export's folder of one configuration). Each clip is decoded once while
 preparing: a clip that is missing, corrupt, empty or too long is skipped with its reason, an empty
@@ -22,7 +24,7 @@ import os
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -34,6 +36,7 @@ from datasets.table import InMemoryTable, MemoryMappedTable, concat_tables
 from kdlib.config import DataParams, DatasetSpec, Params, safe_component
 from kdlib.corpus.audio import dataset_with_audio, screen_batch
 from kdlib.corpus.synthesis import build_split
+from kdlib.storage import hub
 from kdlib.storage.cache import build_once, fingerprint
 from kdlib.storage.paths import RunLayout
 
@@ -74,18 +77,9 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.I
             raise ValueError(f"dataset {spec.name!r}: {error}") from None
         raw = datasets.load_from_disk(str(path))
     elif spec.source == "local":
-        raw = read_audiofolder(spec)
+        raw = read_audiofolder(local_spec(spec, params))
     else:
-        if spec.path is None:
-            raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
-        raw = datasets.load_dataset(
-            spec.path,
-            spec.config,
-            split=spec.split,
-            streaming=spec.streaming,
-            revision=spec.revision,
-            data_dir=spec.data_dir,
-        )
+        raw = load_hub_set(spec)
     columns = list(raw.features) if raw.features is not None else []
     if spec.audio_column not in columns or spec.text_column not in columns:
         raise ValueError(
@@ -95,6 +89,29 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.I
     if spec.max_samples is not None:
         raw = raw.take(spec.max_samples) if spec.streaming else raw.select(range(min(spec.max_samples, len(raw))))
     return raw
+
+
+def local_spec(spec: DatasetSpec, params: Params) -> DatasetSpec:
+    """A local set with its folder relative to the repository of the params file (as every path of a params file)."""
+    return replace(spec, path=str(params.resolve(spec.path))) if spec.path else spec
+
+
+def load_hub_set(spec: DatasetSpec) -> datasets.Dataset | datasets.IterableDataset:
+    """A hub set through `datasets.load_dataset`, after one probe of the hub (`kdlib.storage.hub.probe`: no retry):
+    a set that is gated, missing or unreachable (and not cached) is a `HubError` of one line; one that is
+    unreachable but cached is read from the cache in offline mode; after a server error, `load_dataset` tries
+    (and retries) as it does."""
+    if spec.path is None:
+        raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
+    state = hub.probe(spec.path, "dataset", spec.revision)
+    arguments = {"split": spec.split, "streaming": spec.streaming, "revision": spec.revision, "data_dir": spec.data_dir}
+    if state.status in ("reachable", "error"):  # a server error (429, 5xx) may pass: datasets retries those
+        return datasets.load_dataset(spec.path, spec.config, **arguments)
+    advice = state.advice(spec.streaming)
+    if advice is not None:
+        raise hub.HubError(f"dataset {spec.name!r} (hub {spec.path}): {advice}")
+    with hub.offline():
+        return datasets.load_dataset(spec.path, spec.config, **arguments)
 
 
 def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
@@ -132,7 +149,7 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     )
     raw = load_raw(spec, params)
     source = getattr(raw, "_fingerprint", None)  # a streamed hub set has none: its spec names it
-    key = fingerprint(key, source, _local_files(raw, spec))
+    key = fingerprint(key, source, _local_files(raw, spec, params))
     target = RunLayout(params).prepared(name, key)
     build_once(target, _is_prepared, lambda directory: _screen_to_disk(raw, spec, data, purpose, directory, key))
     return read_prepared(target)
@@ -156,12 +173,16 @@ def _is_prepared(directory: Path) -> bool:
     return len(corpus.dataset) == json.loads((directory / "prepared.json").read_text(encoding="utf-8"))["clips"]
 
 
-def _local_files(raw: datasets.Dataset, spec: DatasetSpec) -> list[tuple[str, int, int]]:
-    """Size and modification time of a local set's audio files: replaced audio is prepared anew."""
+def _local_files(raw: datasets.Dataset, spec: DatasetSpec, params: Params) -> list[tuple[str, int, int]]:
+    """Name (relative to the set's folder), size and modification time of a local set's audio files: replaced
+    audio is prepared anew."""
     if spec.source != "local":
         return []
+    folder = params.resolve(spec.path or "")
     paths = [cell["path"] for cell in raw[spec.audio_column]]
-    return [(path, stat.st_size, stat.st_mtime_ns) for path in paths if (stat := _stat(path)) is not None]
+    return [
+        (os.path.relpath(p, folder), stat.st_size, stat.st_mtime_ns) for p in paths if (stat := _stat(p)) is not None
+    ]
 
 
 def _stat(path: str) -> os.stat_result | None:

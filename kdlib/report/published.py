@@ -15,7 +15,7 @@ columns); ``teacher`` (True for whisper-large-v2). Not published there, so absen
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -35,19 +35,43 @@ def read_published() -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
-def compare_with_published(scores: pd.DataFrame, names: Mapping[str, str]) -> pd.DataFrame:
+def compare_with_published(
+    scores: pd.DataFrame, names: Mapping[str, str], averages: Mapping[str, Sequence[str]] | None = None
+) -> pd.DataFrame:
     """This run's WER % (`scores`: models × test sets) next to the published WER, one row per (model, test set)
     present in both; `names` maps this run's model and test-set names to the published ones (unmapped names are
     used as they are). Rows carry the published names; ``difference`` is this run minus published. Missing
-    scores (NaN) are skipped; nothing in common gives an empty frame with the same columns."""
-    published = read_published().set_index("model")[[*TEST_SETS, "avg_10"]]
-    rows = [
-        (model, test_set, float(published.at[model, test_set]), float(value))
-        for run_model, row in scores.iterrows()
-        if (model := names.get(run_model, run_model)) in published.index
-        for run_test_set, value in row.items()
-        if (test_set := names.get(run_test_set, run_test_set)) in published.columns and pd.notna(value)
-    ]
+    scores (NaN) are skipped; nothing in common gives an empty frame with the same columns.
+
+    `averages` names the average columns of `scores` and the run's test sets each is the mean of (as
+    `kdlib.stages.evaluate.average_groups` gives them): both sides of such a row average the same columns.
+    The published side is the mean of the published cells of those test sets (those this model has a score
+    on), and its row is named by the average and its sets, e.g. ``avg all (CV15, MGB2, MGB3, MGB5, FLEURS)``;
+    over all ten sets it is the published ``avg_10`` itself. An average over a test set with no published
+    column is left out. Without `averages`, a column mapped to ``avg_10`` is compared as it is."""
+    published = read_published().set_index("model")
+    averages = dict(averages or {})
+    columns = [*TEST_SETS] if averages else [*TEST_SETS, "avg_10"]
+    rows = []
+    for run_model, row in scores.iterrows():
+        model = names.get(run_model, run_model)
+        if model not in published.index:
+            continue
+        for run_test_set, value in row.items():
+            test_set = names.get(run_test_set, run_test_set)
+            if run_test_set not in averages and test_set in columns and pd.notna(value):
+                rows.append((model, test_set, float(published.at[model, test_set]), float(value)))
+        for average, run_sets in averages.items():
+            value = row.get(average)
+            present = [name for name in run_sets if name not in row.index or pd.notna(row[name])]
+            mapped = [names.get(name, name) for name in present]
+            if value is None or pd.isna(value) or not mapped or any(name not in TEST_SETS for name in mapped):
+                continue
+            if sorted(mapped) == sorted(TEST_SETS):
+                rows.append((model, "avg_10", float(published.at[model, "avg_10"]), float(value)))
+            else:
+                label = f"{average} ({', '.join(mapped)})"
+                rows.append((model, label, float(published.loc[model, mapped].mean()), float(value)))
     frame = pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS[:4])).astype({"published": float, "this_run": float})
     frame["difference"] = frame["this_run"] - frame["published"]
     return frame

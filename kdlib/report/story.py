@@ -83,7 +83,9 @@ STORY = (
     Section(
         "published",
         "Published vs this run",
-        "The paper's published WER beside this run's, for every model and test set that maps to a published one.",
+        "The paper's published WER beside this run's, for every model and test set that maps to a published one; "
+        "each average is taken over the same test sets on both sides (the published one recomputed from its cells "
+        "when this run has fewer than the paper's ten).",
         "04_evaluate",
         tables=(("published_vs_this_run", "Published and this run (WER %)"),),
         figures=("published_parity",),
