@@ -128,7 +128,7 @@ def test_the_code_of_a_stage_is_its_builder_and_what_it_imports() -> None:
 def test_a_builder_outside_kdlib_counts_itself_and_the_kdlib_modules_it_imports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "outside_builder.py").write_text("from kdlib.storage.paths import RunLayout\n\n\ndef build(p): ...\n")
+    (tmp_path / "outside_builder.py").write_text("from kdlib.storage.paths import RunLayout\n\n\ndef make(p): ...\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     modules = code.dependencies("outside_builder")
     assert modules["outside_builder"] == tmp_path / "outside_builder.py"
