@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make reproduce   set up, then build every stage of params/tiny.yaml and render reports/tiny/
 #   make test        set up, then lint (ruff) and run the test suite
+#   make test-fast   set up, then lint and run the unit tests (under a minute): no pipeline, training or launch
 #   make screenshots every page of reports/$(PROFILE)/ in headless Chromium → reports/$(PROFILE)/screenshots/
 #   make smoke-paper  the paper profile's code path at the paper's shapes (random-weight whisper-large-v2), offline
 #                     on the CPU: params/paper-smoke.yaml → reports/paper-smoke/, its wall time and peak memory
@@ -20,7 +21,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 CHROMIUM_FLAGS := --headless --disable-gpu --hide-scrollbars --window-size=1280,2000 $(shell [ "$$(id -u)" = 0 ] && echo --no-sandbox)
 
-.PHONY: setup setup-cuda reproduce test smoke-paper lab screenshots clean
+.PHONY: setup setup-cuda reproduce test test-fast smoke-paper lab screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -55,6 +56,11 @@ test: setup  # lint and format check first (seconds), then the suite
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q
+
+test-fast: setup  # tests/conftest.py marks `pipeline` the tests that build the ci run, train or start processes
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(PY) -m pytest -q -m "not slow and not pipeline"
 
 smoke-paper: setup  # about 9 min and 13 GiB here (README: "A dry run of the paper profile"); not in CI
 	$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('whisper') is None)" || $(PY) -m pip install -q -e ".[smoke]"

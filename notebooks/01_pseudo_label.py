@@ -32,16 +32,14 @@ from kdlib.run import notebook_params
 cfg = notebook_params(params_file, overrides)
 
 # %%
-import datasets
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib.corpus import preparation as data
 from kdlib.report import findings, palette
 from kdlib.report import render as report
-from kdlib.scoring.metrics import corpus_scores
-from kdlib.stages.products import TIMESTAMPED, labelled_pools, read_corpora, read_pseudo_labels, read_teacher
+from kdlib.report import tables as derived
+from kdlib.stages.products import TIMESTAMPED, labelled_pools, read_teacher
 
 palette.set_theme()
 teacher = read_teacher(cfg)
@@ -61,34 +59,14 @@ print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source}, {described}")
 # the test sets are evaluated in 04. Clips that could not be used are counted here, with the reason.
 
 # %%
-corpora = read_corpora(cfg)
 pools = labelled_pools(cfg)
-pool_names = {name: "pool" if name == cfg.data.default_pool else f"pool {name}" for name in pools}
-sets = []
-for name in pools:
-    pool_sets = [corpus for corpus in corpora if corpus.role == "train" and corpus.pool == name]
-    pool = datasets.concatenate_datasets([corpus.dataset for corpus in pool_sets])
-    sets.append(("train", pool_names[name], pool, pd.concat([c.skipped for c in pool_sets])))
-sets += [("test", corpus.name, corpus.dataset, corpus.skipped) for corpus in corpora if corpus.role == "test"]
-overview = pd.DataFrame(
-    [
-        {
-            "role": role,
-            "set": name,
-            "clips": len(dataset),
-            "hours": sum(dataset["duration_s"]) / 3600,
-            "varieties": ", ".join(sorted(set(dataset["variety"]))),
-            "skipped or flagged": len(skipped),
-        }
-        for role, name, dataset, skipped in sets
-    ]
-)
+pool_names = derived.pool_names(cfg)
+overview = derived.corpora(cfg)
 report.write_table(overview, cfg.reports_path, "corpora", floatfmt=".3f")
 overview
 
 # %%
-skipped = pd.concat([corpus.skipped for corpus in corpora], ignore_index=True)
-skip_counts = data.skip_summary(skipped)
+skip_counts = derived.skipped_clips(cfg)
 report.write_table(skip_counts, cfg.reports_path, "skipped_clips")
 skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
 
@@ -96,31 +74,13 @@ skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
 # ## The teacher and its pseudo-labels
 
 # %%
-labels = pd.concat(
-    [read_pseudo_labels(cfg, name).remove_columns("audio").to_pandas().assign(pool=pool_names[name]) for name in pools],
-    ignore_index=True,
-)
+labels = derived.pool_labels(cfg)
 print(f"teacher: {teacher['kind']} ({teacher['digest']})")
 print("pseudo-labels: " + ", ".join(f"{name} {len(part)} clips" for name, part in labels.groupby("pool", sort=False)))
 
 # %%
 varieties = palette.variety_order(labels["variety"])
-per_variety = pd.DataFrame(
-    [
-        {
-            "pool": pool,
-            "variety": variety,
-            "clips": len(part),
-            **corpus_scores(part["text"].tolist(), part["pseudo_label"].tolist(), cfg.filter.view, cfg.normalization),
-        }
-        for pool, in_pool in labels.groupby("pool", sort=False)
-        for variety, part in [
-            *((v, in_pool[in_pool["variety"] == v]) for v in varieties if (in_pool["variety"] == v).any()),
-            ("all", in_pool),
-        ]
-    ]
-).drop(columns="n")
-per_variety = report.percent(per_variety, ["wer", "cer"])
+per_variety = derived.teacher_pool_wer(cfg, labels)
 report.write_table(per_variety, cfg.reports_path, "teacher_pool_wer")
 report.style_table(per_variety, ["wer", "cer"])
 

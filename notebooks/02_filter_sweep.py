@@ -37,7 +37,8 @@ import seaborn as sns
 from kdlib.config import threshold_label
 from kdlib.report import findings, palette
 from kdlib.report import render as report
-from kdlib.stages.products import labelled_pools, read_pseudo_labels, read_split, read_sweep_counts, read_training_ids
+from kdlib.report import tables as derived
+from kdlib.stages.products import labelled_pools, read_pseudo_labels, read_sweep_counts
 
 palette.set_theme()
 pools = labelled_pools(cfg)
@@ -119,18 +120,7 @@ report.show_figure(
 # The held-out pairs are left out of every training set, whatever their WER.
 
 # %%
-training_sets = pd.DataFrame(
-    [
-        {
-            "pool": pool,
-            "λ": threshold_label(t),
-            "training pairs": len(read_training_ids(cfg, t, pool)),
-            "held-out pairs": len(read_split(cfg, pool)["eval"]),
-        }
-        for pool in pools
-        for t in cfg.filter.thresholds
-    ]
-)
+training_sets = derived.training_sets(cfg)
 report.write_table(training_sets, cfg.reports_path, "training_sets")
 training_sets
 

@@ -36,11 +36,11 @@ import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
 
-from kdlib.config import parse_student, run_name, threshold_label
-from kdlib.models.students import layer_indices
+from kdlib.config import threshold_label
 from kdlib.report import findings, palette
 from kdlib.report import render as report
-from kdlib.stages.products import read_history, read_student_sizes, read_students, read_teacher
+from kdlib.report import tables as derived
+from kdlib.stages.products import read_student_sizes
 
 palette.set_theme()
 pd.DataFrame(
@@ -59,30 +59,7 @@ pd.DataFrame(
 # For this profile's students, and for the paper's students of whisper-large-v2 (32 + 32 layers).
 
 # %%
-from transformers import WhisperConfig
-
-teacher_config = WhisperConfig.from_pretrained(read_teacher(cfg)["source"])
-rows = []
-for name, (encoder, decoder) in {run.student: parse_student(run.student) for run in cfg.distill.runs}.items():
-    rows.append(
-        {
-            "teacher": "this profile's",
-            "student": name,
-            "encoder layers": layer_indices(teacher_config.encoder_layers, encoder),
-            "decoder layers": layer_indices(teacher_config.decoder_layers, decoder),
-        }
-    )
-for name in ("DW-32-16", "DW-16-16", "DW-8-8"):
-    encoder, decoder = parse_student(name)
-    rows.append(
-        {
-            "teacher": "whisper-large-v2",
-            "student": name,
-            "encoder layers": layer_indices(32, encoder),
-            "decoder layers": layer_indices(32, decoder),
-        }
-    )
-layers = pd.DataFrame(rows)
+layers = derived.student_layers(cfg)
 report.write_table(layers, cfg.reports_path, "student_layers")
 layers
 
@@ -101,21 +78,12 @@ sizes
 # ## Training
 
 # %%
-records = read_students(cfg)
-results = pd.DataFrame(records)
-shown = report.percent(results.assign(eval_wer=results["eval_wer"].astype(float)), ["eval_wer"]).drop(
-    columns=["model_dir"]
-)
+shown = derived.distillation_runs(cfg)
 report.write_table(shown, cfg.reports_path, "distillation_runs", floatfmt=".3f")
 shown
 
 # %%
-histories = []
-for record in records:
-    if record["model_dir"] is not None:  # a λ that keeps no pair trains no student
-        name = run_name(record["student"], record["pool"], cfg.data.default_pool)
-        histories.append(read_history(record).assign(run=f"{name} λ={record['threshold']}"))
-history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["step", "run"])
+history = derived.distillation_history(cfg)
 colours = palette.model_colours(list(dict.fromkeys(history["run"])))  # the same colours as in 04
 terms = [column for column in ("loss", "kl", "ce", "hidden") if column in history]
 if terms:

@@ -43,8 +43,9 @@ from kdlib.config import threshold_label
 from kdlib.corpus import preparation as data
 from kdlib.report import findings, palette
 from kdlib.report import render as report
-from kdlib.report.published import TEST_SETS, compare_with_published, parity_plot
-from kdlib.stages.evaluate import average_groups, main_table, threshold_table
+from kdlib.report import tables as derived
+from kdlib.report.published import TEST_SETS, parity_plot
+from kdlib.stages.evaluate import threshold_table
 from kdlib.stages.products import (
     read_differences,
     read_efficiency,
@@ -79,11 +80,9 @@ test_skips if len(test_skips) else print("no test clip was skipped or flagged")
 # ## The main table: WER (%) in the headline view
 
 # %%
-tables = {}
-for metric in ("wer", "cer"):
-    for view in cfg.evaluate.views:
-        tables[metric, view] = main_table(scores, metric, view) * 100
-        report.write_table(tables[metric, view], cfg.reports_path, f"{metric}_{view}")
+tables = derived.main_tables(cfg, scores)
+for (metric, view), table in tables.items():
+    report.write_table(table, cfg.reports_path, f"{metric}_{view}")
 print(f"view: {headline_view}")
 report.style_table(tables["wer", headline_view], list(tables["wer", headline_view].columns))
 
@@ -116,8 +115,8 @@ report.stable_style(speed).format(
 # ## Headline
 
 # %%
-averages = tables["wer", headline_view][["avg all", "avg MSA", "avg dialects"]].add_prefix("WER ")
-headline = averages.join(speed.set_index("model")[["parameters_M", "latency_ms", "speedup"]])
+headline = derived.headline(cfg, tables["wer", headline_view], speed)
+averages = headline.filter(like="WER ")
 report.write_table(headline.reset_index(), cfg.reports_path, "headline")
 report.style_table(headline, list(averages.columns)).format(
     {**{column: "{:.2f}" for column in averages.columns}, "parameters_M": "{:.2f}", "latency_ms": "{:.1f}"}
@@ -241,8 +240,7 @@ report.show_figure(
 # published ten-set average. Each average's row names the sets it covers.
 
 # %%
-averages = average_groups(scores[scores["view"] == headline_view])
-comparison = compare_with_published(tables["wer", headline_view], cfg.evaluate.published_names, averages)
+comparison = derived.published_vs_this_run(cfg, tables["wer", headline_view], scores)
 if len(comparison):
     covered = sorted(set(comparison["test_set"]) & set(TEST_SETS), key=TEST_SETS.index)
     print(

@@ -38,6 +38,7 @@ from IPython.display import HTML, display
 
 from kdlib.report import findings, palette
 from kdlib.report import render as report
+from kdlib.report import tables as derived
 from kdlib.scoring.alignment import aligned_html
 from kdlib.stages.error_analysis import CATEGORIES, category_shares
 from kdlib.stages.products import read_categories
@@ -120,13 +121,8 @@ counts
 # of each is also on the index page.
 
 # %%
-examples = predictions[predictions["category"].isin(errors)].groupby("category", sort=False).head(3)
-examples = examples.sort_values("category", key=lambda column: column.map(errors.index), kind="stable")
-report.write_table(
-    examples[["category", "model", "dataset", "id", "reference", "hypothesis"]].reset_index(drop=True),
-    cfg.reports_path,
-    "error_examples",
-)
+examples = derived.error_examples(cfg, predictions)
+report.write_table(examples, cfg.reports_path, "error_examples")
 for category in errors:
     chosen = examples[examples["category"] == category]
     display(HTML(f"<h4>{category}: {int((predictions['category'] == category).sum())} predictions</h4>"))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,63 @@ import yaml
 from kdlib.config import Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
+
+# what makes a test a pipeline test (`make test-fast` leaves them out): the ci profile's teacher or its whole run
+# (these fixtures, used directly or through another), a stage built, a model trained, or another process started
+# (a kernel, `accelerate launch`, `python -m kdlib`), by the test or by a fixture it uses
+PIPELINE_FIXTURES = {"ci_teacher", "ci_report"}
+HEAVY = re.compile(
+    r"\b(subprocess|Popen|two_cpu_processes|run_pipeline)\b|\bmain\(\[\s*\"run\""
+    r"|\b(_execute|build|distill_one|distil|train|train_teacher|find_teacher|random_teacher|retrain)\("
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "pipeline: builds a stage or the ci run, trains, or starts a process (marked by tests/conftest.py)"
+    )
+
+
+def _launchers(module) -> set[str]:
+    """The module's own helper functions that start something heavy (`HEAVY`), e.g. a process."""
+    found = set()
+    for name, value in vars(module).items():
+        if inspect.isfunction(value) and value.__module__ == module.__name__ and not name.startswith("test_"):
+            with contextlib.suppress(OSError, TypeError):
+                if HEAVY.search(inspect.getsource(value)):
+                    found.add(name)
+    return found
+
+
+def _sources(item: pytest.Item) -> list[str]:
+    """The source of a test function and of every fixture it uses (directly or through another)."""
+    functions = [getattr(item, "function", None)]
+    fixtures = getattr(getattr(item, "_fixtureinfo", None), "name2fixturedefs", {})
+    functions += [definitions[-1].func for definitions in fixtures.values() if definitions]
+    sources = []
+    for function in functions:
+        try:
+            sources.append(inspect.getsource(function))
+        except (OSError, TypeError):  # a built-in fixture
+            continue
+    return sources
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the pipeline tests `pipeline`, so that `pytest -m "not slow and not pipeline"` runs the unit tests."""
+    launchers: dict[str, re.Pattern | None] = {}
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__ not in launchers:
+            names = _launchers(module)
+            launchers[module.__name__] = (
+                re.compile(rf"\b({'|'.join(map(re.escape, sorted(names)))})\(") if names else None
+            )
+        calls = launchers.get(getattr(module, "__name__", ""))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        sources = _sources(item)
+        if PIPELINE_FIXTURES & fixtures or any(HEAVY.search(text) or calls and calls.search(text) for text in sources):
+            item.add_marker(pytest.mark.pipeline)
 
 
 @pytest.fixture(scope="session")

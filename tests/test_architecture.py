@@ -3,10 +3,11 @@ no stage module importing another (an AST scan of every module, lazy imports ins
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
 import pytest
+
+from kdlib.pipeline.code import import_graph, package_modules
 
 PACKAGE = Path(__file__).resolve().parents[1] / "kdlib"
 
@@ -24,26 +25,8 @@ LAYERS = {
 }
 
 
-def module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def imports(path: Path) -> set[str]:
-    """The kdlib modules `path` imports, anywhere in it (a `from kdlib.x import y` of a submodule y counts as it)."""
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name.startswith("kdlib"))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("kdlib") and not node.level:
-            for alias in node.names:
-                child = f"{node.module}.{alias.name}"
-                found.add(child if child in MODULES else node.module)
-    return found
-
-
-MODULES = {module_name(path): path for path in PACKAGE.rglob("*.py")}
-GRAPH = {name: imports(path) - {name} for name, path in MODULES.items()}
+MODULES = package_modules(PACKAGE)
+GRAPH = {name: set(targets) for name, targets in import_graph(PACKAGE).items()}  # the scan stage digests use too
 
 
 def layer(module: str) -> str:

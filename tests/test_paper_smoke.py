@@ -91,7 +91,7 @@ def test_counted_students_are_checked_like_trained_ones(tmp_path: Path) -> None:
 def test_the_random_teacher_is_a_hub_like_checkpoint_made_once(tmp_path: Path) -> None:
     from kdlib.models.families import WhisperModel
     from kdlib.models.teacher import random_teacher
-    from kdlib.models.whisper import whole_checkpoint
+    from kdlib.storage.whole import whole_checkpoint
 
     params = load_params(smoke_params(tmp_path))
     folder = random_teacher(params)

@@ -19,7 +19,7 @@ from kdlib.config import DatasetSpec, Params, safe_component
 from kdlib.corpus import preparation as data
 from kdlib.corpus.audio import AudioError, decode, encode_wav
 from kdlib.report import render as report
-from kdlib.storage import cache
+from kdlib.storage import cache, whole
 
 REPO = Path(__file__).resolve().parents[1]
 GOOD = encode_wav(np.full(16_000, 0.1, np.float32))
@@ -136,13 +136,13 @@ def test_builds_are_published_only_when_complete(tmp_path: Path) -> None:
     entry = tmp_path / "entry"
     broken = datasets.Dataset.from_dict({"x": []})
     broken.save_to_disk(str(entry))  # the old empty save: no shard, does not load back
-    assert not cache.loads_from_disk(entry)
+    assert not whole.loads_from_disk(entry)
     with pytest.raises(RuntimeError, match="does not load back; not published"):
-        cache.build_once(entry, cache.loads_from_disk, lambda directory: (directory / "half").write_text(""))
+        cache.build_once(entry, whole.loads_from_disk, lambda directory: (directory / "half").write_text(""))
     assert sorted(p.name for p in entry.iterdir()) == sorted(["dataset_info.json", "state.json"])
     with pytest.raises(KeyError):
-        cache.build_once(entry, cache.loads_from_disk, lambda directory: {}["build fails"])
-    cache.build_once(entry, cache.loads_from_disk, datasets.Dataset.from_dict({"x": [1]}).save_to_disk)
+        cache.build_once(entry, whole.loads_from_disk, lambda directory: {}["build fails"])
+    cache.build_once(entry, whole.loads_from_disk, datasets.Dataset.from_dict({"x": [1]}).save_to_disk)
     assert datasets.load_from_disk(str(entry))["x"] == [1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["entry", "entry.lock"]  # no temporary left
 

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from kdlib.config.vocabulary import LANGUAGES, TIMESTAMPS, VOCAB_SIZE
 from kdlib.corpus import resources
 from kdlib.models.tokenizer import (
-    LANGUAGES,
-    TIMESTAMPS,
-    VOCAB_SIZE,
     begin_suppress_tokens,
     multilingual_tokenizer,
     read_ranks,

@@ -152,10 +152,10 @@ def params_to_dict(params: Any) -> Any:
     return _plain(dataclasses.asdict(params) if dataclasses.is_dataclass(params) else params)
 
 
-def params_subset(params: Params, keys: tuple[str, ...]) -> dict[str, Any]:
+def params_subset(params: Params | Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
     """The plain values of dotted `keys` (e.g. `"distill.eval_fraction"`; `"distill.runs[].pool"`: the pool of
-    every run): what a stage is made from."""
-    plain = params_to_dict(params)
+    every run): what a stage is made from. `params` may be given as `params_to_dict(params)` already."""
+    plain = params if isinstance(params, Mapping) else params_to_dict(params)
     return {key: _lookup(plain, key.split(".")) for key in keys}
 
 

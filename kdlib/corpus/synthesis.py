@@ -36,7 +36,8 @@ from kdlib.corpus import grammar as grammar_module
 from kdlib.corpus import resources
 from kdlib.corpus.audio import dataset_with_audio, decode, encode_wav
 from kdlib.corpus.grammar import distinct_meanings, grammar_path, read_grammar
-from kdlib.storage.cache import build_once, file_digest, fingerprint, loads_from_disk
+from kdlib.storage.cache import build_once, file_digest, fingerprint
+from kdlib.storage.whole import loads_from_disk
 
 ESPEAK = "espeak-ng"
 TEACHER_SPLIT = "teacher_train"

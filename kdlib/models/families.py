@@ -1,5 +1,6 @@
-"""The model families kdlib transcribes with: one class per family, each loading, running and
-decoding its checkpoints the way their authors intend.
+"""The model families kdlib transcribes with: one class per family, each running and decoding its
+checkpoints the way their authors intend. They load by one method (`SpeechModel.load`): each family names
+its model and processor classes and what it does to a loaded checkpoint (`prepare`).
 
 - `WhisperModel`: `WhisperForConditionalGeneration` (the teacher, the students, OpenAI's checkpoints),
   language and task forced in the decoder prompt, clips cut into the model's 30 s window.
@@ -57,8 +58,13 @@ class SpeechModel(ABC):
     processor: ProcessorMixin
     language: str | None = None
 
+    # how a family's checkpoints load: the model and processor classes, and whether the model takes
+    # `attn_implementation`
+    model_loader: ClassVar[type] = AutoModelForSpeechSeq2Seq
+    processor_loader: ClassVar[type] = AutoProcessor
+    attention: ClassVar[bool] = True
+
     @classmethod
-    @abstractmethod
     def load(
         cls,
         source: str | Path,
@@ -67,7 +73,27 @@ class SpeechModel(ABC):
         name: str | None = None,
         language_codes: Mapping[str, str] | None = None,
     ) -> SpeechModel:
-        """Load a checkpoint of this family from a hub id or a local folder, on `device`, in eval mode."""
+        """Load a checkpoint of this family from a hub id or a local folder (safetensors only), on `device`, in
+        eval mode, with the family's code for the target language (`target_language`)."""
+        language = cls.target_language(generation.language, language_codes)
+        processor = cls.processor_loader.from_pretrained(str(source))
+        options = {"attn_implementation": resolve_attention(generation.attn_implementation)} if cls.attention else {}
+        model = cls.model_loader.from_pretrained(
+            str(source), dtype=resolve_dtype(generation.dtype, device), use_safetensors=True, **options
+        )
+        cls.prepare(model, processor, language)
+        model.to(device).eval()
+        return cls(_name(source, name), str(source), model, processor, language)
+
+    @classmethod
+    def target_language(cls, language: str, overrides: Mapping[str, str] | None = None) -> str | None:
+        """The language a loaded model keeps (`language_code`; None where generation takes it from params)."""
+        return cls.language_code(language, overrides)
+
+    @classmethod
+    def prepare(cls, model: torch.nn.Module, processor: ProcessorMixin, language: str | None) -> None:
+        """Anything a family does to a loaded checkpoint before it runs (CTC: its language adapter)."""
+        return None  # nothing, for most families
 
     @abstractmethod
     def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
@@ -109,26 +135,13 @@ class WhisperModel(SpeechModel):
     """Whisper: log-mel windows of the feature extractor's chunk length (30 s), language and task forced."""
 
     family = "whisper"
+    model_loader = WhisperForConditionalGeneration
+    processor_loader = WhisperProcessor
 
     @classmethod
-    def load(
-        cls,
-        source: str | Path,
-        device: torch.device,
-        generation: GenerationParams = GenerationParams(),
-        name: str | None = None,
-        language_codes: Mapping[str, str] | None = None,
-    ) -> WhisperModel:
-        """Load a `WhisperForConditionalGeneration` (`language_codes` unused: Whisper names languages as params do)."""
-        model = WhisperForConditionalGeneration.from_pretrained(
-            str(source),
-            dtype=resolve_dtype(generation.dtype, device),
-            attn_implementation=resolve_attention(generation.attn_implementation),
-            use_safetensors=True,
-        )
-        processor = WhisperProcessor.from_pretrained(str(source))
-        model.to(device).eval()
-        return cls(_name(source, name), str(source), model, processor)
+    def target_language(cls, language: str, overrides: Mapping[str, str] | None = None) -> None:
+        """None: Whisper takes the language from the generation settings at each call."""
+        return None
 
     @classmethod
     def language_code(cls, language: str, overrides: Mapping[str, str] | None = None) -> str:
@@ -170,26 +183,7 @@ class SeamlessModel(SpeechModel):
 
     family = "seamless"
     language_codes = {"ar": "arb", "arabic": "arb"}  # Modern Standard Arabic
-
-    @classmethod
-    def load(
-        cls,
-        source: str | Path,
-        device: torch.device,
-        generation: GenerationParams = GenerationParams(),
-        name: str | None = None,
-        language_codes: Mapping[str, str] | None = None,
-    ) -> SeamlessModel:
-        language = cls.language_code(generation.language, language_codes)
-        processor = AutoProcessor.from_pretrained(str(source))
-        model = AutoModelForSpeechSeq2Seq.from_pretrained(  # SeamlessM4T(v2)ForSpeechToText, by model_type
-            str(source),
-            dtype=resolve_dtype(generation.dtype, device),
-            attn_implementation=resolve_attention(generation.attn_implementation),
-            use_safetensors=True,
-        )
-        model.to(device).eval()
-        return cls(_name(source, name), str(source), model, processor, language)
+    model_loader = AutoModelForSpeechSeq2Seq  # SeamlessM4T(v2)ForSpeechToText, by model_type
 
     @torch.inference_mode()
     def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
@@ -210,26 +204,15 @@ class CtcModel(SpeechModel):
 
     family = "ctc"
     language_codes = {"ar": "ara", "arabic": "ara"}
+    model_loader = AutoModelForCTC
+    attention = False
 
     @classmethod
-    def load(
-        cls,
-        source: str | Path,
-        device: torch.device,
-        generation: GenerationParams = GenerationParams(),
-        name: str | None = None,
-        language_codes: Mapping[str, str] | None = None,
-    ) -> CtcModel:
-        language = cls.language_code(generation.language, language_codes)
-        processor = AutoProcessor.from_pretrained(str(source))
-        model = AutoModelForCTC.from_pretrained(
-            str(source), dtype=resolve_dtype(generation.dtype, device), use_safetensors=True
-        )
+    def prepare(cls, model: torch.nn.Module, processor: ProcessorMixin, language: str | None) -> None:
+        """A checkpoint with language adapters (MMS) gets the target language's adapter and vocabulary."""
         if getattr(model.config, "adapter_attn_dim", None) is not None:
             model.load_adapter(language, use_safetensors=True)
             processor.tokenizer.set_target_lang(language)
-        model.to(device).eval()
-        return cls(_name(source, name), str(source), model, processor, language)
 
     @torch.inference_mode()
     def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:

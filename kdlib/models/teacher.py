@@ -26,16 +26,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import shutil
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from transformers import (
     WhisperForConditionalGeneration,
     WhisperProcessor,
@@ -50,10 +46,11 @@ from kdlib.models.machine import describe_machine, machine_info
 from kdlib.models.runtime import cpu_only, resolve_device
 from kdlib.models.training import Seq2SeqData, recipe, train
 from kdlib.models.transcription import transcribe
-from kdlib.models.whisper import build_processor, multilingual_processor, new_model, random_model, whole_checkpoint
+from kdlib.models.whisper import build_processor, multilingual_processor, new_model, random_model
 from kdlib.scoring.metrics import corpus_scores
 from kdlib.storage.cache import atomic_directory, atomic_write_json, build_once, file_digest, fingerprint
 from kdlib.storage.paths import RunLayout
+from kdlib.storage.whole import discard_unless_whole, safetensors_problem, whole_checkpoint
 
 
 def teacher_key(params: Params, corpus_fingerprint: str) -> str:
@@ -67,25 +64,13 @@ def teacher_key(params: Params, corpus_fingerprint: str) -> str:
     )
 
 
-def _readable(weights: Path) -> bool:
-    """Whether the cached teacher's weights are there and whole; unreadable ones are named and made again."""
-    if not weights.exists():
-        return False
-    try:
-        load_file(str(weights))
-    except (SafetensorError, OSError) as error:
-        print(f"the cached teacher {weights} is unreadable ({error}): making it again", file=sys.stderr, flush=True)
-        shutil.rmtree(weights.parent)
-        return False
-    return True
-
-
 def train_teacher(params: Params) -> Path:
     """Train the small teacher on `data.teacher_train`, once (cached by every input that shapes it);
     return its model folder."""
     corpus = load_mixture(params.data.teacher_train, params, "teacher")
     root = RunLayout(params).trained_teacher(teacher_key(params, corpus.dataset._fingerprint))
-    if _readable(root / "model" / "model.safetensors"):
+    weights = root / "model" / "model.safetensors"
+    if discard_unless_whole(weights, safetensors_problem, "the cached teacher", "making it again", root / "model"):
         if not (root / "model" / CARD).exists() and PartialState(cpu=cpu_only(params.device)).is_main_process:
             write_card(root / "model", teacher_facts(params, len(corpus.dataset)))  # a teacher trained before cards
         return root / "model"

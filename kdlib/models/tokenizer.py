@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import base64
 import importlib.util
+from collections.abc import Sequence
 from pathlib import Path
 
 from tokenizers import AddedToken
@@ -33,13 +34,15 @@ from transformers import WhisperTokenizer
 from kdlib.config.vocabulary import LANGUAGES, LARGE_V2_LANGUAGES, TASKS, TIMESTAMPS
 
 
-def special_tokens(languages: int = LARGE_V2_LANGUAGES) -> list[str]:
-    """Whisper's special tokens in id order, before the timestamps (openai-whisper's `get_encoding`)."""
+def special_tokens(languages: int | Sequence[str] = LARGE_V2_LANGUAGES, tasks: Sequence[str] = TASKS) -> list[str]:
+    """Whisper's special tokens in id order, before the timestamps (openai-whisper's `get_encoding`): its first
+    `languages` language tokens, or those of the codes `languages` (a small Whisper's), and its task tokens."""
+    codes = LANGUAGES[:languages] if isinstance(languages, int) else languages
     return [
         "<|endoftext|>",
         "<|startoftranscript|>",
-        *(f"<|{code}|>" for code in LANGUAGES[:languages]),
-        *(f"<|{task}|>" for task in TASKS),
+        *(f"<|{code}|>" for code in codes),
+        *(f"<|{task}|>" for task in tasks),
         "<|startoflm|>",
         "<|startofprev|>",
         "<|nospeech|>",

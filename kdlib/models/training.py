@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
-from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 from tqdm import tqdm
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_scheduler
@@ -38,6 +37,7 @@ from kdlib.corpus.audio import decode
 from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader
 from kdlib.models.runtime import cpu_only, prompt_ids, target_ids
 from kdlib.storage.cache import atomic_directory, atomic_write_json, replacing_file
+from kdlib.storage.whole import checkpoint_problem
 
 IGNORE = -100
 
@@ -430,6 +430,9 @@ def _loss(model, teacher, batch, config: LossParams) -> tuple[torch.Tensor, dict
     return loss, parts
 
 
+CHECKPOINT_FILES = ("state.json", "model.safetensors", "optimizer.safetensors", "rng.safetensors")
+
+
 def latest_checkpoint(directory: Path) -> Path | None:
     """The newest complete checkpoint folder (`step-NNNNNNN` with its state.json)."""
     complete = sorted(directory.glob("step-*[0-9]/state.json"), key=lambda p: int(p.parent.name.split("-")[1]))
@@ -491,12 +494,11 @@ def resume_latest(checkpoints: Path, model, optimizer, scheduler) -> tuple[int, 
     """Restore the newest readable checkpoint; an unreadable one (a truncated file) is named, set aside as
     `step-NNNNNNN.unreadable` (kept for inspection, never retried) and the one before it is tried."""
     while (latest := latest_checkpoint(checkpoints)) is not None:
-        try:
-            read_checkpoint(latest)
-        except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as error:
+        problem = checkpoint_problem(latest, CHECKPOINT_FILES)
+        if problem is not None:
             aside = latest.with_name(f"{latest.name}.unreadable")
             print(
-                f"checkpoint {latest} is unreadable ({error}); set aside as {aside.name}, trying the one before",
+                f"checkpoint {latest} is unreadable ({problem}); set aside as {aside.name}, trying the one before",
                 file=sys.stderr,
                 flush=True,
             )

@@ -4,7 +4,7 @@ and initial weights, and a Whisper of hub shapes with random weights and the rea
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 
 import torch
 from tokenizers import ByteLevelBPETokenizer
@@ -18,20 +18,15 @@ from transformers import (
 )
 
 from kdlib.config import TeacherArchitecture
+from kdlib.config.vocabulary import LANGUAGES as WHISPER_LANGUAGES
+from kdlib.config.vocabulary import LARGE_V2_LANGUAGES
+from kdlib.config.vocabulary import TASKS as WHISPER_TASKS
 from kdlib.models import tokenizer as whisper_tokenizer
 
+# the small teacher's tokens: Whisper's special tokens (`kdlib.models.tokenizer.special_tokens`) with ten languages
 LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
 TASKS = ("transcribe", "translate")
-SPECIALS = (
-    "<|endoftext|>",
-    "<|startoftranscript|>",
-    *(f"<|{code}|>" for code in LANGUAGES),
-    *(f"<|{task}|>" for task in TASKS),
-    "<|startoflm|>",
-    "<|startofprev|>",
-    "<|nospeech|>",
-    "<|notimestamps|>",
-)
+SPECIALS = tuple(whisper_tokenizer.special_tokens(LANGUAGES, TASKS))
 
 
 def log_mel_front_end(settings: TeacherArchitecture, sampling_rate: int) -> WhisperFeatureExtractor:
@@ -97,20 +92,36 @@ def new_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> Whi
         # model trained from scratch learns a language model that ignores it
         torch.nn.init.kaiming_normal_(conv.weight, nonlinearity="relu")
         torch.nn.init.zeros_(conv.bias)
-    model.generation_config = GenerationConfig(
+    model.generation_config = generation_config(ids, LANGUAGES, TASKS, settings.max_target_positions)
+    return model
+
+
+def generation_config(
+    ids: Mapping[str, int],
+    languages: Sequence[str],
+    tasks: Sequence[str],
+    max_length: int,
+    suppress: Sequence[int] = (),
+    begin_suppress: Sequence[int] = (),
+    **extra,
+) -> GenerationConfig:
+    """A multilingual Whisper's generation config: its special token ids (`ids`, token → id), the language
+    and task tokens it knows, the longest transcript, the tokens suppressed always and as the first; `extra`
+    goes to the config as it is."""
+    return GenerationConfig(
         decoder_start_token_id=ids["<|startoftranscript|>"],
         eos_token_id=ids["<|endoftext|>"],
         pad_token_id=ids["<|endoftext|>"],
         bos_token_id=ids["<|endoftext|>"],
-        max_length=settings.max_target_positions,
+        max_length=max_length,
         is_multilingual=True,
-        lang_to_id={f"<|{code}|>": ids[f"<|{code}|>"] for code in LANGUAGES},
-        task_to_id={task: ids[f"<|{task}|>"] for task in TASKS},
+        lang_to_id={f"<|{code}|>": ids[f"<|{code}|>"] for code in languages},
+        task_to_id={task: ids[f"<|{task}|>"] for task in tasks},
         no_timestamps_token_id=ids["<|notimestamps|>"],
-        suppress_tokens=[],
-        begin_suppress_tokens=[],
+        **extra,
+        suppress_tokens=list(suppress),
+        begin_suppress_tokens=list(begin_suppress),
     )
-    return model
 
 
 def multilingual_processor(settings: TeacherArchitecture, sampling_rate: int) -> WhisperProcessor:
@@ -132,36 +143,14 @@ def random_model(processor: WhisperProcessor, settings: TeacherArchitecture) -> 
     # where transformers 5 reads them
     torch.manual_seed(settings.seed)
     model = WhisperForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=ids["<|startoftranscript|>"],
-        eos_token_id=ids["<|endoftext|>"],
-        pad_token_id=ids["<|endoftext|>"],
-        bos_token_id=ids["<|endoftext|>"],
-        max_length=settings.max_target_positions,
-        is_multilingual=True,
-        lang_to_id={token: ids[token] for token in specials[2 : 2 + whisper_tokenizer.LARGE_V2_LANGUAGES]},
-        task_to_id={task: ids[f"<|{task}|>"] for task in whisper_tokenizer.TASKS},
-        no_timestamps_token_id=ids["<|notimestamps|>"],
+    model.generation_config = generation_config(
+        ids,
+        WHISPER_LANGUAGES[:LARGE_V2_LANGUAGES],
+        WHISPER_TASKS,
+        settings.max_target_positions,
+        suppress,
+        begin_suppress,
         prev_sot_token_id=ids["<|startofprev|>"],
         max_initial_timestamp_index=50,  # a first timestamp of at most 1 s, as Whisper's decoding allows
-        suppress_tokens=suppress,
-        begin_suppress_tokens=begin_suppress,
     )
     return model
-
-
-def whole_checkpoint(folder: Path) -> bool:
-    """Whether a model folder holds its configs, processor and weights, the weights as long as their header
-    says (a truncated file is caught without reading gigabytes of tensors)."""
-    needed = ("config.json", "generation_config.json", "processor_config.json", "tokenizer.json")
-    weights = folder / "model.safetensors"
-    if not all((folder / name).is_file() for name in needed) or not weights.is_file():
-        return False
-    try:
-        with open(weights, "rb") as handle:
-            length = int.from_bytes(handle.read(8), "little")
-            header = json.loads(handle.read(length))
-        end = max((entry["data_offsets"][1] for key, entry in header.items() if key != "__metadata__"), default=0)
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return weights.stat().st_size == 8 + length + end

@@ -2,11 +2,15 @@
 
 A stage's builder computes its products from its params and its upstream stages' products,
 writes them under `<run_dir>/<stage>/` (paths in `kdlib.storage.paths`), and `build` records a
-`manifest.json` beside them: the params subset and upstream digests they were made from,
-library versions, counts and wall time. A stage is *stale* when it has no manifest, when one
-of its params changed, or when an upstream stage was rebuilt or is stale itself; the runner
-rebuilds exactly the stale stages it is asked to run, and readers (`kdlib.stages.products`) refuse
-missing or stale products with "run stage NN first" instead of recomputing them.
+`manifest.json` beside them: the params subset, the digest of each module of its code
+(`kdlib.pipeline.code`) and the upstream digests they were made from, library versions, counts and
+wall time. A stage is *stale* when it has no manifest, when one of its params changed, when its code
+changed (a manifest that records no code counts as changed), or when an upstream stage was rebuilt or
+is stale itself; the runner rebuilds exactly the stale stages it is asked to run, and readers
+(`kdlib.stages.products`) refuse missing or stale products with "run stage NN first" instead of
+recomputing them. Manifests are read once per version on disk (`path`, `mtime_ns`, size, inode) and a
+stage's staleness is worked out once per version of the manifests and params it depends on: a reader
+of a stage whose staleness is known costs one `stat` per manifest.
 
     stage              notebook                      reads                          writes
     01_pseudo_label    01_pseudo_label.py            params (data, teacher, pools)  corpora, teacher, pseudo_labels
@@ -21,17 +25,23 @@ missing or stale products with "run stage NN first" instead of recomputing them.
 
 from __future__ import annotations
 
+import copy
 import importlib
 import importlib.metadata
 import json
+import os
 import shlex
+import stat
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from kdlib.config import Params, params_arguments, params_subset
+from kdlib.config import Params, params_arguments, params_subset, params_to_dict
+from kdlib.pipeline.code import changed_modules, stage_code
 from kdlib.storage.cache import atomic_write_json, fingerprint
 from kdlib.storage.paths import RunLayout
 
@@ -141,22 +151,106 @@ def versions() -> dict[str, str]:
     return found
 
 
-def read_manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
+def _load_manifest(path: Path) -> dict[str, Any]:
+    """Parse one manifest file: the only place manifests are read."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+_MANIFESTS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # path → (its version, its content)
+
+
+def _version(path: Path) -> tuple[int, int, int] | None:
+    """A manifest file's version (mtime_ns, size, inode: a rewrite is a new file), or None if there is none."""
+    try:
+        found = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (found.st_mtime_ns, found.st_size, found.st_ino) if stat.S_ISREG(found.st_mode) else None
+
+
+def _manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
+    """A stage's manifest as on disk now, parsed once per version (shared: not to be changed)."""
     path = RunLayout(params).manifest(stage.name)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    version = _version(path)
+    if version is None:
+        _MANIFESTS.pop(path, None)
+        return None
+    cached = _MANIFESTS.get(path)
+    if cached is None or cached[0] != version:
+        cached = _MANIFESTS[path] = (version, _load_manifest(path))
+    return cached[1]
+
+
+def read_manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
+    """A stage's manifest (a copy the caller may change), or None if it has none."""
+    return copy.deepcopy(_manifest(params, stage))
+
+
+_PLAIN: dict[int, dict[str, Any]] = {}  # id(params) → params_to_dict(params), while that Params lives
+
+
+def _plain(params: Params) -> dict[str, Any]:
+    key = id(params)
+    if key not in _PLAIN:
+        _PLAIN[key] = params_to_dict(params)
+        weakref.finalize(params, _PLAIN.pop, key, None)
+    return _PLAIN[key]
+
+
+def _upstream(stage: Stage, graph: tuple[Stage, ...]) -> list[Stage]:
+    """`stage` and every stage of `graph` it reads, directly or not, each once (an input the graph lacks is
+    `staleness`'s to report, when it gets to it)."""
+    found: dict[str, Stage] = {}
+    todo = [stage]
+    while todo:
+        current = todo.pop()
+        if current.name not in found:
+            found[current.name] = current
+            todo += [other for other in graph if other.name in current.inputs]
+    return list(found.values())
+
+
+_STALENESS: dict[tuple, str | None] = {}  # (graph, stage, what it depends on) → its staleness
+_REMEMBERED = 4096  # at most: past that, the memo starts afresh
 
 
 def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -> str | None:
-    """Why `stage` must be rebuilt (not built, a param changed, an input rebuilt), or None if current."""
-    manifest = read_manifest(params, stage)
+    """Why `stage` must be rebuilt (not built, a param changed, its code changed, an input rebuilt), or None if
+    current. Worked out once per version of the manifests, params and code it depends on."""
+    plain, layout, depends = _plain(params), RunLayout(params), []
+    for upstream in _upstream(stage, graph):
+        path = layout.manifest(upstream.name)
+        version = _version(path)
+        subset = json.dumps(params_subset(plain, upstream.params), sort_keys=True, default=str)
+        code = tuple(stage_code(upstream.builder).items()) if version is not None else ()
+        depends.append((str(path), version, subset, code))
+    key = (graph, stage, tuple(depends))
+    if key not in _STALENESS:
+        if len(_STALENESS) >= _REMEMBERED:
+            _STALENESS.clear()
+        _STALENESS[key] = _staleness(params, stage, graph)
+    return _STALENESS[key]
+
+
+def _listed(names: list[str], shown: int = 3) -> str:
+    return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
+
+def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | None:
+    manifest = _manifest(params, stage)
     if manifest is None:
         return "not built yet"
-    current = params_subset(params, stage.params)
+    current = params_subset(_plain(params), stage.params)
     changed = [key for key in current if manifest["params"].get(key) != current[key]]
     if changed or set(manifest["params"]) != set(current):
         return f"params changed: {', '.join(changed) or 'the set of params it reads'}"
+    if "code" not in manifest:
+        return "code changed: its manifest records none (made by an older kdlib)"
+    modules = changed_modules(manifest["code"], stage_code(stage.builder))
+    if modules:
+        return f"code changed: {_listed(modules)}"
     for upstream in (stage_named(name, graph) for name in stage.inputs):
-        upstream_manifest = read_manifest(params, upstream)
+        upstream_manifest = _manifest(params, upstream)
         if upstream_manifest is None:
             return f"{upstream.name} is not built"
         if manifest["inputs"].get(upstream.name) != upstream_manifest["digest"]:
@@ -187,6 +281,7 @@ def build(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES, **opt
     """Run a stage's builder, then record its manifest; the manifest (main process only writes it)."""
     for upstream in stage.inputs:
         require(params, upstream, graph)
+    code = stage_code(stage.builder)  # the code that runs now
     module, function = stage.builder.split(":")
     builder: Callable[..., dict[str, Any] | None] = getattr(importlib.import_module(module), function)
     started = time.perf_counter()
@@ -196,17 +291,33 @@ def build(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES, **opt
     release_memory()  # `kdlib run` builds the next stage in this process
     if counts is None:  # a process other than the main one, or a partial build (one student): no manifest
         return {}
-    inputs = {name: read_manifest(params, stage_named(name, graph))["digest"] for name in stage.inputs}
+    return record(params, stage, counts, graph, code=code, wall_s=round(time.perf_counter() - started, 2))
+
+
+def record(
+    params: Params,
+    stage: Stage,
+    counts: dict[str, Any],
+    graph: tuple[Stage, ...] = STAGES,
+    *,
+    code: dict[str, str] | None = None,
+    wall_s: float = 0.0,
+) -> dict[str, Any]:
+    """Write the manifest of a stage whose products were just made from `params`, its current inputs and
+    `code` (default: its code now), with the builder's `counts`; the manifest."""
+    code = stage_code(stage.builder) if code is None else code
+    inputs = {name: _manifest(params, stage_named(name, graph))["digest"] for name in stage.inputs}
     subset = params_subset(params, stage.params)
     manifest = {
         "stage": stage.name,
-        "digest": fingerprint(stage.name, subset, inputs, counts),
+        "digest": fingerprint(stage.name, subset, code, inputs, counts),
         "params": subset,
         "overrides": list(params.overrides),
+        "code": code,
         "inputs": inputs,
         "counts": counts,
         "versions": versions(),
-        "wall_s": round(time.perf_counter() - started, 2),
+        "wall_s": wall_s,
         "finished": datetime.now().astimezone().isoformat(timespec="seconds"),
     }
     atomic_write_json(RunLayout(params).manifest(stage.name), manifest)

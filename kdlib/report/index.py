@@ -1,6 +1,7 @@
 """The run's `index.html`: its provenance, then the study in the paper's order (`kdlib.report.story.STORY`), each
 section with its tables, its figures (title and caption as recorded where each was made; a click opens the
-full-size PNG), the findings of its notebook and, for errors, aligned examples read right to left.
+full-size PNG), the findings of its notebook and, for errors, aligned examples read right to left. The tables
+kdlib computes (`kdlib.report.tables`) come from the run's current products, not from what a notebook wrote.
 
 The page holds no time of day and no machine path: a rerun of the same results writes the same page
 (times are in `run_log.json`), and the page can be shared as it is.
@@ -9,6 +10,7 @@ The page holds no time of day and no machine path: a rerun of the same results w
 from __future__ import annotations
 
 import html
+import io
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +18,12 @@ import pandas as pd
 
 from kdlib.config import Params
 from kdlib.models.machine import describe_machine
+from kdlib.pipeline.graph import MissingProduct, StaleProduct
 from kdlib.pipeline.provenance import RUN_LOG, read_log
 from kdlib.report import findings
 from kdlib.report import render as report
 from kdlib.report.story import STORY, Section
+from kdlib.report.tables import computed_table, computes
 from kdlib.scoring.alignment import aligned_html
 
 PAPER = "https://arxiv.org/abs/2406.04512"
@@ -49,8 +53,26 @@ figcaption { font-size: .92rem; margin-top: .3rem; }
 """
 
 
-def _table(path: Path, heading: str) -> str:
-    frame = pd.read_csv(path)
+def _written(params: Params, name: str, **options) -> pd.DataFrame | None:
+    """The table `name` as its notebook writes it, read back as from its CSV (`options` to `pandas.read_csv`):
+    computed from the run's products when kdlib computes it and they are current, else the notebook's
+    `tables/<name>.csv` if there is one (a table kdlib does not compute, or products missing or stale); None
+    if neither."""
+    if computes(params, name):
+        try:
+            frame = computed_table(params, name)
+        except (MissingProduct, StaleProduct):
+            pass
+        else:
+            if frame is None:
+                return None
+            text = frame.to_csv(index=not isinstance(frame.index, pd.RangeIndex))  # as `render.write_table` writes it
+            return pd.read_csv(io.StringIO(text), **options)
+    path = params.reports_path / "tables" / f"{name}.csv"
+    return pd.read_csv(path, **options) if path.is_file() else None
+
+
+def _table(frame: pd.DataFrame, heading: str) -> str:
     body = (
         frame.to_html(index=False, classes="kd", border=0, na_rep="—", float_format="{:.2f}".format)
         if len(frame)
@@ -72,10 +94,10 @@ def _figures(records: list[report.FigureRecord]) -> str:
     return f"<div class='figures'>{''.join(_figure(record) for record in records)}</div>" if records else ""
 
 
-def _examples(path: Path) -> str:
+def _examples(frame: pd.DataFrame) -> str:
     """The first example of each category, aligned (`kdlib.scoring.alignment.aligned_html`)."""
 
-    frame = pd.read_csv(path, keep_default_na=False).drop_duplicates("category")
+    frame = frame.drop_duplicates("category")
     parts = [
         f"<p class='example'><b>{esc(row.category)}</b> · {esc(row.model)} · {esc(row.dataset)} · {esc(str(row.id))}</p>"
         + aligned_html(row.reference, row.hypothesis)
@@ -91,8 +113,8 @@ def _tables(section: Section, params: Params) -> list[str]:
     named = []
     for name, heading in section.tables:
         named += [(name.format(view=view), heading.format(view=view)) for view in (views if "{view}" in name else [""])]
-    folder = params.reports_path / "tables"
-    return [_table(folder / f"{name}.csv", heading) for name, heading in named if (folder / f"{name}.csv").is_file()]
+    tables = [(_written(params, name), heading) for name, heading in named]
+    return [_table(frame, heading) for frame, heading in tables if frame is not None]
 
 
 def _findings(reports: Path, stage: str) -> str:
@@ -105,8 +127,9 @@ def _section(number: int, section: Section, params: Params, log: dict[str, Any])
     reports = params.reports_path
     parts = _tables(section, params)
     parts.append(_figures([record for name in section.figures if (record := report.read_figure(reports, name))]))
-    if section.examples and (reports / "tables" / f"{section.examples}.csv").is_file():
-        parts.append(_examples(reports / "tables" / f"{section.examples}.csv"))
+    examples = _written(params, section.examples, keep_default_na=False) if section.examples else None
+    if examples is not None:
+        parts.append(_examples(examples))
     parts += [_findings(reports, stage) for stage in section.findings]
     parts = [part for part in parts if part]
     rendered = log["notebooks"].get(section.notebook, {}).get("status") == "ok"

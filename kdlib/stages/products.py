@@ -1,7 +1,8 @@
 """Readers of the stages' products: what notebooks and later stages use, never recomputing anything.
 
-Each reader first checks that the stage that makes the product is current (`stages.require`),
-so a missing or stale product is an error that says which stage to run.
+Each reader first checks that the stage that makes the product is current (`kdlib.pipeline.graph.require`),
+so a missing or stale product is an error that says which stage to run; the check is worked out once per
+version of the manifests it depends on, so a second reader of the same stage costs a `stat` per manifest.
 """
 
 from __future__ import annotations
@@ -35,6 +36,15 @@ class PreparedSet:
 
 def _json(path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _table(params: Params, stage: str, path: Path, **options: Any) -> pd.DataFrame:
+    """A CSV product of a current stage (`options` to `pandas.read_csv`)."""
+    require(params, stage)
+    return pd.read_csv(path, **options)
+
+
+_NA_AS_EMPTY = {"keep_default_na": False, "na_values": [""]}  # a model or test set named "NA" stays a name
 
 
 def read_corpora(params: Params) -> list[PreparedSet]:
@@ -121,8 +131,7 @@ def read_training_ids(params: Params, threshold: float | None, pool: str | None 
 
 def read_sweep_counts(params: Params) -> pd.DataFrame:
     """Kept and dropped pairs per pool, λ and variety (stage 02)."""
-    require(params, "02_filter_sweep")
-    return pd.read_csv(RunLayout(params).sweep_counts, dtype={"threshold": str, "pool": str})
+    return _table(params, "02_filter_sweep", RunLayout(params).sweep_counts, dtype={"threshold": str, "pool": str})
 
 
 def read_students(params: Params) -> list[dict[str, Any]]:
@@ -137,8 +146,7 @@ def read_students(params: Params) -> list[dict[str, Any]]:
 
 def read_student_sizes(params: Params) -> pd.DataFrame:
     """Stage 03's parameter count and copied teacher layers of every trained or counted student."""
-    require(params, "03_distill")
-    return pd.read_csv(RunLayout(params).student_sizes)
+    return _table(params, "03_distill", RunLayout(params).student_sizes)
 
 
 def read_history(record: dict[str, Any]) -> pd.DataFrame:
@@ -154,25 +162,22 @@ def read_predictions(params: Params) -> pd.DataFrame:
 
 def read_scores(params: Params) -> pd.DataFrame:
     """Corpus-level WER and CER per model, test set and view."""
-    require(params, "04_evaluate")
-    return pd.read_csv(RunLayout(params).scores, keep_default_na=False, na_values=[""])
+    return _table(params, "04_evaluate", RunLayout(params).scores, **_NA_AS_EMPTY)
 
 
 def read_intervals(params: Params) -> pd.DataFrame:
     """Per model, average and view: the mean WER and its bootstrap interval (`low`, `high`)."""
-    require(params, "04_evaluate")
-    return pd.read_csv(RunLayout(params).intervals, keep_default_na=False, na_values=[""])
+    return _table(params, "04_evaluate", RunLayout(params).intervals, **_NA_AS_EMPTY)
 
 
 def read_differences(params: Params) -> pd.DataFrame:
     """Per pair (`model` − `against`), average and view: the WER difference, its interval, `excludes_zero`."""
-    require(params, "04_evaluate")
-    return pd.read_csv(RunLayout(params).differences, keep_default_na=False, na_values=[""])
+    return _table(params, "04_evaluate", RunLayout(params).differences, **_NA_AS_EMPTY)
 
 
 def read_efficiency(params: Params) -> pd.DataFrame:
-    require(params, "04_evaluate")
-    return pd.read_csv(RunLayout(params).efficiency)
+    """Per model: its parameters, latency, real-time factor and speed-up, measured side by side (stage 04)."""
+    return _table(params, "04_evaluate", RunLayout(params).efficiency)
 
 
 def read_categories(params: Params) -> pd.DataFrame:

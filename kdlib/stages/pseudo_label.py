@@ -19,14 +19,11 @@ while `pseudo_label`, the text that is scored and filtered, has none. Products (
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
 from accelerate import Accelerator
 from tqdm import tqdm
 
@@ -41,6 +38,7 @@ from kdlib.scoring.metrics import score_pairs
 from kdlib.stages.products import TIMESTAMPED
 from kdlib.storage.cache import atomic_write_json, fingerprint, model_digest, replacing_file
 from kdlib.storage.paths import RunLayout, in_run, relative
+from kdlib.storage.whole import discard_unless_whole, parquet_problem
 
 
 @dataclass(frozen=True)
@@ -96,15 +94,7 @@ def scored_chunk(transcripts: list[Transcript], references: list[str], params: P
 
 def readable_chunk(path: Path) -> bool:
     """Whether a chunk file is there and whole; a truncated one is named, removed and labelled again."""
-    if not path.exists():
-        return False
-    try:
-        pq.read_metadata(path)
-    except (OSError, pa.ArrowException) as error:
-        print(f"pseudo-label chunk {path} is unreadable ({error}): removed, labelling it again", file=sys.stderr)
-        path.unlink(missing_ok=True)
-        return False
-    return True
+    return discard_unless_whole(path, parquet_problem, "pseudo-label chunk", "removed, labelling it again")
 
 
 def write_chunk(frame: pd.DataFrame, path: Path) -> None:

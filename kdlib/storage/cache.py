@@ -170,17 +170,6 @@ def build_once(path: str | Path, is_complete: Callable[[Path], bool], build: Cal
     return path
 
 
-def loads_from_disk(path: str | Path) -> bool:
-    """Whether `path` holds a `datasets` Dataset or DatasetDict that `load_from_disk` reads back."""
-    import datasets
-
-    try:
-        datasets.load_from_disk(str(path))
-    except (OSError, ValueError, LookupError):
-        return False
-    return True
-
-
 def model_digest(source: str | Path) -> str:
     """A key of a model: its files' digest when it is a local folder (its card, README.md, left out:
     stage 04 adds scores to it), else its hub id."""
