@@ -150,10 +150,15 @@ class WhisperModel(SpeechModel):
         ).input_features
         output = self.model.generate(
             input_features=features.to(self.device, dtype=self.model.dtype),
+            # Whisper reads every frame of its window (it masks none); saying so spares generate() its guess
+            # from the pad token, which is the end-of-text token here
+            attention_mask=torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=self.device),
             language=generation.language,
             task=generation.task,
             num_beams=generation.num_beams,
-            max_new_tokens=generation.max_new_tokens,
+            # Whisper counts `max_length` after its prompt (start, language, task): the same limit as
+            # `max_new_tokens`, which would clash with the length Whisper's generate() fills in
+            max_length=generation.max_new_tokens,
             return_timestamps=generation.return_timestamps,
         )
         sequences = output.sequences if hasattr(output, "sequences") else output
