@@ -1,4 +1,4 @@
-"""The run's `index.html`: its provenance, then the study in the paper's order (`kdlib.report.story.STORY`), each
+"""The run's `index.html`: the answer first (`kdlib.report.headline`), its provenance, then the study in the paper's order (`kdlib.report.story.STORY`), each
 section with its tables, its figures (title and caption as recorded where each was made; a click opens the
 full-size PNG), the findings of its notebook and, for errors, aligned examples read right to left.
 
@@ -19,6 +19,7 @@ from kdlib.models.machine import describe_machine
 from kdlib.pipeline.provenance import RUN_LOG, read_log
 from kdlib.report import findings
 from kdlib.report import render as report
+from kdlib.report.headline import headline_rows, read_headline
 from kdlib.report.story import STORY, Section
 from kdlib.scoring.alignment import aligned_html
 
@@ -46,6 +47,10 @@ figcaption { font-size: .92rem; margin-top: .3rem; }
 .findings ul { margin: .3rem 0; padding-left: 1.2rem; }
 .example { font-size: .85rem; color: #555; margin: .8rem 0 0; }
 .details { font-size: .92rem; }
+#answer { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1.2rem .6rem; }
+#answer h2 { margin-top: .8rem; border: 0; }
+#answer dl { display: grid; grid-template-columns: max-content 1fr; gap: .45rem 1.2rem; font-size: 1.05rem; }
+#answer dt { font-weight: 600; } #answer dd { margin: 0; }
 """
 
 
@@ -136,6 +141,17 @@ def _other_figures(params: Params) -> str:
     return f"<section id='other-figures'>\n<h2>Other figures</h2>\n{_figures(records)}\n</section>"
 
 
+def _answer(params: Params) -> str:
+    """The headline block: the best student against the teacher, its size and speed, what the filter did."""
+    found = read_headline(params)
+    if found is None:
+        body = "<p>Not produced yet: run stage 04_evaluate.</p>"
+    else:
+        items = "".join(f"<dt>{esc(label)}</dt><dd>{esc(sentence)}</dd>" for label, sentence in headline_rows(found))
+        body = f"<dl>{items}</dl>"
+    return f"<section id='answer'>\n<h2>The answer</h2>\n{body}\n</section>"
+
+
 def _provenance(log: dict[str, Any]) -> str:
     digest = log.get("params_sha256") or ""
     rows = {
@@ -178,6 +194,7 @@ def write_index(params: Params) -> Path:
 <body>
 <h1>To Distill or Not to Distill? On the Robustness of Robust Knowledge Distillation</h1>
 <p>A reproduction of <a href="{PAPER}">arXiv 2406.04512</a> with kdlib: profile <b>{esc(params.profile)}</b>.</p>
+{_answer(params)}
 <p class="note">{esc(findings.data_note(params))}</p>
 {_provenance(log)}
 <nav id="contents"><h2>The study</h2><ol>{contents}</ol></nav>
