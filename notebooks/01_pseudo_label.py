@@ -83,14 +83,14 @@ overview = pd.DataFrame(
         for role, name, dataset, skipped in sets
     ]
 )
-report.write_table(overview, cfg.reports_path, "corpora", floatfmt=".3f")
-overview
+report.write_table(overview, cfg.reports_path, "corpora")
+report.show_table(overview)
 
 # %%
 skipped = pd.concat([corpus.skipped for corpus in corpora], ignore_index=True)
 skip_counts = data.skip_summary(skipped)
 report.write_table(skip_counts, cfg.reports_path, "skipped_clips")
-skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
+report.show_table(skip_counts) if len(skip_counts) else print("no clip was skipped or flagged")
 
 # %% [markdown]
 # ## The teacher and its pseudo-labels
@@ -122,7 +122,7 @@ per_variety = pd.DataFrame(
 ).drop(columns="n")
 per_variety = report.percent(per_variety, ["wer", "cer"])
 report.write_table(per_variety, cfg.reports_path, "teacher_pool_wer")
-report.style_table(per_variety, ["wer", "cer"])
+report.show_table(per_variety, shade=["WER (%)", "CER (%)"], shade_label="pseudo-labels against references (%)")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -156,7 +156,7 @@ report.show_figure(
 ranked = labels.sort_values("teacher_wer")
 examples = pd.concat([ranked.head(3), ranked.iloc[len(ranked) // 2 : len(ranked) // 2 + 3], ranked.tail(3)])
 stamped = [TIMESTAMPED] if TIMESTAMPED in examples else []
-examples[["id", "pool", "variety", "text", "pseudo_label", *stamped, "teacher_wer"]]
+report.show_table(examples[["id", "pool", "variety", "text", "pseudo_label", *stamped, "teacher_wer"]])
 
 # %% [markdown]
 # ## Findings

@@ -43,15 +43,17 @@ from kdlib.report import render as report
 from kdlib.stages.products import read_history, read_student_sizes, read_students, read_teacher
 
 palette.set_theme()
-pd.DataFrame(
-    [
-        {
-            "student": run.student,
-            "pool": run.pool or cfg.data.default_pool,
-            "thresholds": ", ".join(threshold_label(t) for t in run.thresholds),
-        }
-        for run in cfg.distill.runs
-    ]
+report.show_table(
+    pd.DataFrame(
+        [
+            {
+                "student": run.student,
+                "pool": run.pool or cfg.data.default_pool,
+                "thresholds": ", ".join(threshold_label(t) for t in run.thresholds),
+            }
+            for run in cfg.distill.runs
+        ]
+    )
 )
 
 # %% [markdown]
@@ -84,7 +86,7 @@ for name in ("DW-32-16", "DW-16-16", "DW-8-8"):
     )
 layers = pd.DataFrame(rows)
 report.write_table(layers, cfg.reports_path, "student_layers")
-layers
+report.show_table(layers)
 
 # %% [markdown]
 # ## Student sizes
@@ -95,7 +97,7 @@ layers
 sizes = read_student_sizes(cfg)
 if len(sizes):
     report.write_table(sizes, cfg.reports_path, "student_sizes")
-sizes
+report.show_table(sizes)
 
 # %% [markdown]
 # ## Training
@@ -106,8 +108,8 @@ results = pd.DataFrame(records)
 shown = report.percent(results.assign(eval_wer=results["eval_wer"].astype(float)), ["eval_wer"]).drop(
     columns=["model_dir"]
 )
-report.write_table(shown, cfg.reports_path, "distillation_runs", floatfmt=".3f")
-shown
+report.write_table(shown, cfg.reports_path, "distillation_runs")
+report.show_table(shown)
 
 # %%
 histories = []

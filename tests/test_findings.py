@@ -141,7 +141,13 @@ def test_many_paired_differences_make_one_table_not_one_bullet_each() -> None:
     paired = pd.DataFrame(rows, columns=columns)
     paired.loc[paired["average"] == "avg MSA", "excludes_zero"] = False  # one average unsupported in every row
     table = findings.comparison_table(paired)
-    assert list(table.columns) == ["student", "against", "avg all (points)", "avg MSA (points)", "avg dialects (points)"]
+    assert list(table.columns) == [
+        "student",
+        "against",
+        "avg all (points)",
+        "avg MSA (points)",
+        "avg dialects (points)",
+    ]
     assert table[["student", "against"]].values.tolist() == [
         ["DW λ=10", "teacher"],
         ["DW λ=10", "DW λ=none"],

@@ -320,8 +320,8 @@ def test_pages_open_in_report_mode_with_the_code_a_click_away(repo: Path) -> Non
 def test_report_helpers(tmp_path: Path) -> None:
     frame = pd.DataFrame({"wer": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="model"))
     csv, md = report.write_table(report.percent(frame, ["wer"]), tmp_path, "t")
-    assert pd.read_csv(csv, index_col="model")["wer"].tolist() == [25.0, 50.0]
-    assert "| a       | 25.00 |" in md.read_text()
+    assert pd.read_csv(csv, index_col="model")["WER (%)"].tolist() == [25.0, 50.0]  # the unit in the header
+    assert "| a       |      25.0 |" in md.read_text()  # one decimal for %, the index a plain column
     assert report.style_table(frame, ["wer"]).to_html().count("background-color") == 2
     assert report.style_table(frame, ["wer"]).to_html() == report.style_table(frame.copy(), ["wer"]).to_html()
 

@@ -54,13 +54,13 @@ figcaption { font-size: .92rem; margin-top: .3rem; }
 """
 
 
-def _table(path: Path, heading: str) -> str:
+def _table(path: Path, heading: str, shaded: bool = False) -> str:
+    """A table as every page shows it (`kdlib.report.render.html_table`): a table of rates (its heading says %) has
+    one decimal; a `shaded` one (a main table: rates per test set) is shaded on one sequential scale, with its legend."""
     frame = pd.read_csv(path)
-    body = (
-        frame.to_html(index=False, classes="kd", border=0, na_rep="—", float_format="{:.2f}".format)
-        if len(frame)
-        else "<p>None.</p>"
-    )
+    numeric = [column for column in frame.columns[1:] if frame[column].dtype.kind in "fi"]
+    options = {"shade": numeric, "shade_label": f"{path.stem.split('_')[0].upper()} (%)"} if shaded else {}
+    body = report.html_table(frame, decimals=1 if "%" in heading else None, **options) if len(frame) else "<p>None.</p>"
     return f"<h3>{esc(heading)}</h3>\n{body}"
 
 
@@ -95,9 +95,16 @@ def _tables(section: Section, params: Params) -> list[str]:
     views = [headline, *(view for view in params.evaluate.views if view != headline)]
     named = []
     for name, heading in section.tables:
-        named += [(name.format(view=view), heading.format(view=view)) for view in (views if "{view}" in name else [""])]
+        named += [
+            (name.format(view=view), heading.format(view=view), "{view}" in name)
+            for view in (views if "{view}" in name else [""])
+        ]
     folder = params.reports_path / "tables"
-    return [_table(folder / f"{name}.csv", heading) for name, heading in named if (folder / f"{name}.csv").is_file()]
+    return [
+        _table(folder / f"{name}.csv", heading, shaded)
+        for name, heading, shaded in named
+        if (folder / f"{name}.csv").is_file()
+    ]
 
 
 def _findings(reports: Path, stage: str) -> str:

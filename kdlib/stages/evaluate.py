@@ -178,7 +178,7 @@ def build(params: Params) -> dict | None:
     atomic_write_text(layout.intervals, averages.to_csv(index=False))
     atomic_write_text(layout.differences, differences.to_csv(index=False))
     atomic_write_text(layout.efficiency, speed.to_csv(index=False))
-    score_cards(entries, scores, params.evaluate.headline_view)
+    score_cards([entry for entry in entries if made_here(params, entry.source)], scores, params.evaluate.headline_view)
     return {
         "models": [entry.name for entry in entries],
         "test_sets": list(scored),
@@ -186,6 +186,13 @@ def build(params: Params) -> dict | None:
         "predictions": len(predictions),
         "digest": fingerprint(scores.to_csv(index=False)),
     }
+
+
+def made_here(params: Params, source: str) -> bool:
+    """Whether a model's folder is one kdlib made (in the run folder or the cache), whose card a run may update;
+    a checkpoint shipped in the repository (the tiny teacher) is left as it is committed."""
+    folder = Path(source).resolve()
+    return any(folder.is_relative_to(root.resolve()) for root in (params.run_path, params.cache_path))
 
 
 def score_cards(entries: list[ModelEntry], scores: pd.DataFrame, view: str) -> list[str]:
