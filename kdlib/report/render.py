@@ -80,10 +80,10 @@ _RTL = re.compile("[\u0590-\u08ff\ufb1d-\ufdff\ufe70-\ufeff]")  # Hebrew, Arabic
 
 
 def labelled(frame: pd.DataFrame) -> pd.DataFrame:
-    """`frame` as tables show it: a meaningful index made a column (no index column), fractions as percentages,
-    and the headers of `HEADERS` (units in the header)."""
-    if not isinstance(frame.index, pd.RangeIndex):
-        frame = frame.reset_index()
+    """`frame` as tables show it: a named index made a column and row numbers dropped (no index column), fractions
+    as percentages, and the headers of `HEADERS` (units in the header)."""
+    if not isinstance(frame.index, pd.RangeIndex):  # a named index is a column; row numbers are dropped
+        frame = frame.reset_index(drop=all(name is None for name in frame.index.names))
     frame = frame.assign(**{column: frame[column] * 100 for column in FRACTIONS if column in frame})
     return frame.rename(columns={column: HEADERS[column] for column in frame.columns if column in HEADERS})
 
