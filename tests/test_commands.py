@@ -134,15 +134,21 @@ class StandInHub:
 
     def __init__(self) -> None:
         self.repositories: list[tuple[str, dict]] = []
+        self.branches: list[tuple[str, str]] = []
         self.uploaded: list[str] = []
+        self.revision: str | None = None
 
     def create_repo(self, repo_id: str, **options) -> str:
         self.repositories.append((repo_id, options))
         return f"https://huggingface.co/{repo_id}"
 
+    def create_branch(self, repo_id: str, *, branch: str, **options) -> None:
+        self.branches.append((repo_id, branch))
+
     def upload_folder(self, *, folder_path: str, repo_id: str, ignore_patterns: list[str], **options) -> str:
         from huggingface_hub.utils import filter_repo_objects
 
+        self.revision = options.get("revision")
         folder = Path(folder_path)
         names = sorted(str(path.relative_to(folder)) for path in folder.rglob("*") if path.is_file())
         self.uploaded = list(filter_repo_objects(names, ignore_patterns=ignore_patterns))
@@ -157,6 +163,9 @@ def test_a_push_creates_the_repository_and_uploads_the_folder_with_its_card(tmp_
     assert api.repositories == [("you/dw-2-2-arabic", {"repo_type": "model", "private": True, "exist_ok": True})]
     assert api.uploaded == hub.upload_files(folder) and "README.md" in api.uploaded
     assert not any(name.endswith(".pt") or name.startswith(".") for name in api.uploaded)
+    assert api.branches == [] and api.revision is None
+    hub.push_to_hub(folder, "you/dw-2-2-arabic", revision="lambda-80", api=api)  # a branch, made if missing
+    assert api.branches == [("you/dw-2-2-arabic", "lambda-80")] and api.revision == "lambda-80"
 
 
 def test_a_push_refuses_a_folder_without_a_card_or_weights(tmp_path: Path, capsys) -> None:

@@ -126,7 +126,7 @@ class IndexPage(HTMLParser):
                 self.figures[-1]["src"] = values.get("src")
         elif tag == "strong" and values.get("class") == "title" or tag == "span" and values.get("class") == "caption":
             self._field = "title" if tag == "strong" else "caption"
-        elif tag in ("dt", "dd"):
+        elif tag in ("dt", "dd") and self._section == "provenance":  # the answer's rows are no provenance
             self._field = tag
             self._term = "" if tag == "dt" else self._term
         elif tag == "table" and values.get("dir"):

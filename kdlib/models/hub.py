@@ -73,14 +73,16 @@ def push_to_hub(
     message: str | None = None,
     api: Any = None,
 ) -> str:
-    """Create `repo_id` if needed (a model repository, `private` as asked) and upload the folder's files
-    (`upload_files`) in one commit; the commit's URL. `api` stands in for `huggingface_hub.HfApi()` in tests."""
+    """Create `repo_id` if needed (a model repository, `private` as asked; the branch `revision` too) and upload the
+    folder's files (`upload_files`) in one commit; the commit's URL. `api` stands in for `huggingface_hub.HfApi()` in tests."""
     upload = plan_upload(folder, repo_id)
     if api is None:
         from huggingface_hub import HfApi
 
         api = HfApi()
     api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    if revision is not None:  # a branch of its own (e.g. one per λ), made from main if missing
+        api.create_branch(repo_id, branch=revision, repo_type="model", exist_ok=True)
     commit = api.upload_folder(
         folder_path=str(upload.folder),
         repo_id=repo_id,
