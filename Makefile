@@ -1,11 +1,16 @@
 # Two commands do everything on a fresh machine:
-#   make reproduce   set up, then build every stage of params/tiny.yaml and render reports/tiny/
+#   make reproduce   set up, then build every stage of params/$(PROFILE).yaml (tiny) and render its reports
+#                    into runs/$(PROFILE)/reports/ (untracked, like everything a run writes)
 #   make test        set up, then lint (ruff) and run the test suite
 #   make test-fast   set up, then lint and run the unit tests (under a minute): no pipeline, training or launch
-#   make screenshots every page of reports/$(PROFILE)/ in headless Chromium → reports/$(PROFILE)/screenshots/
-#   make smoke-paper  the paper profile's code path at the paper's shapes (random-weight whisper-large-v2), offline
-#                     on the CPU: params/paper-smoke.yaml → reports/paper-smoke/, its wall time and peak memory
 #   make setup-cuda  as `make setup`, with the CUDA wheel of the same torch (GPU machines; docs/paper-run.md)
+# and, on purpose only:
+#   make example     remake the committed example report, reports/tiny/, from a fresh render, with its screenshots
+#   make screenshots every page of $(REPORTS) in headless Chromium → $(REPORTS)/screenshots/
+#   make smoke-paper  the paper profile's code path at the paper's shapes (random-weight whisper-large-v2), offline
+#                     on the CPU: params/paper-smoke.yaml → runs/paper-smoke/, its wall time and peak memory
+#   make lab         JupyterLab at the repository root (PORT=8888 by default)
+#   make clean       remove what runs made (runs/, .cache/); never a tracked file
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -14,6 +19,9 @@ TORCH_VERSION := 2.13.0
 # the CUDA build of torch for setup-cuda: PyTorch's wheel index for one CUDA version (override: TORCH_CUDA=cu126)
 TORCH_CUDA ?= cu128
 TORCH_CUDA_INDEX ?= https://download.pytorch.org/whl/$(TORCH_CUDA)
+REPORTS ?= runs/$(PROFILE)/reports
+PORT ?= 8888
+EXAMPLE := reports/tiny
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Jupyter refuses to run as root without --allow-root
 LAB_ROOT := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
@@ -21,7 +29,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 APT := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
 CHROMIUM_FLAGS := --headless --disable-gpu --hide-scrollbars --window-size=1280,2000 $(shell [ "$$(id -u)" = 0 ] && echo --no-sandbox)
 
-.PHONY: setup setup-cuda reproduce test test-fast smoke-paper lab screenshots clean
+.PHONY: setup setup-cuda reproduce test test-fast example smoke-paper lab screenshots clean
 
 setup: $(VENV)/.installed
 
@@ -62,23 +70,31 @@ test-fast: setup  # tests/conftest.py marks `pipeline` the tests that build the 
 	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -q -m "not slow and not pipeline"
 
-smoke-paper: setup  # about 9 min and 13 GiB here (README: "A dry run of the paper profile"); not in CI
-	$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('whisper') is None)" || $(PY) -m pip install -q -e ".[smoke]"
-	$(PY) benchmarks/peak_memory.py --out benchmarks/results/paper_smoke.json -- $(PY) -m kdlib run params/paper-smoke.yaml
+example: setup  # the committed example, remade on purpose: a clean render of the tiny profile copied to reports/tiny/
+	rm -rf runs/tiny/reports
+	$(VENV)/bin/kdlib run params/tiny.yaml
+	rm -rf $(EXAMPLE).new && cp -R runs/tiny/reports $(EXAMPLE).new && rm -f $(EXAMPLE).new/*.ipynb
+	rm -rf $(EXAMPLE) && mv $(EXAMPLE).new $(EXAMPLE)
+	$(MAKE) screenshots REPORTS=$(EXAMPLE)
 
-lab: setup  # JupyterLab with widgets; notebooks/*.py open as notebooks (jupyter/overrides.json: jupytext's viewer)
+smoke-paper: setup  # about 9 min and 13 GiB here (docs: "A dry run of the paper profile"); not in CI
+	$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('whisper') is None)" || $(PY) -m pip install -q -e ".[smoke]"
+	$(PY) benchmarks/peak_memory.py --out runs/paper-smoke/peak_memory.json -- $(PY) -m kdlib run params/paper-smoke.yaml
+	@echo "measured: runs/paper-smoke/peak_memory.json (copy it to benchmarks/results/paper_smoke.json to record it)"
+
+lab: setup  # JupyterLab with widgets at the repository root (params, notebooks, runs); notebooks/*.py open as notebooks
 	$(PY) -m pip install -q -e ".[lab]"
 	mkdir -p $(LAB_SETTINGS)
 	cp jupyter/overrides.json $(LAB_SETTINGS)/overrides.json
-	$(VENV)/bin/jupyter lab $(LAB_ROOT) notebooks/
+	$(VENV)/bin/jupyter lab $(LAB_ROOT) --port=$(PORT) --ServerApp.root_dir="$(CURDIR)"
 
 screenshots:  # what a reader sees; Chromium is installed from Debian if missing, as espeak-ng is
 	@command -v chromium >/dev/null || { $(APT) install -y -q chromium || { $(APT) update -q && $(APT) install -y -q chromium; }; }
-	mkdir -p reports/$(PROFILE)/screenshots
-	for page in reports/$(PROFILE)/*.html; do \
-		chromium $(CHROMIUM_FLAGS) --screenshot="$(CURDIR)/reports/$(PROFILE)/screenshots/$$(basename $$page .html).png" \
+	mkdir -p $(REPORTS)/screenshots
+	for page in $(REPORTS)/*.html; do \
+		chromium $(CHROMIUM_FLAGS) --screenshot="$(CURDIR)/$(REPORTS)/screenshots/$$(basename $$page .html).png" \
 			"file://$(CURDIR)/$$page" 2>/dev/null || exit 1; \
 	done
 
-clean:
-	rm -rf runs reports/*/ .cache
+clean:  # what runs made; tracked files (the example report, benchmark results) stay
+	rm -rf runs .cache

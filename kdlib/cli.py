@@ -8,19 +8,23 @@
     kdlib error-analysis PARAMS        (stage 05)
     kdlib teacher PARAMS [--retrain]   (find, train or make the teacher, print where it is)
     kdlib params [PARAMS]              (every param with its default and help, or a file's values)
+    kdlib push-to-hub FOLDER OWNER/NAME [--private] [--dry-run]
+    kdlib push-to-hub PARAMS OWNER/NAME --student DW-e-d --threshold λ [--pool NAME] [--dry-run]
+                                       (upload a trained student's folder with its card to the Hugging Face Hub)
 
 Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set distill.training.max_steps=50`,
 `--set filter.thresholds=[10,80]`): the value, read as YAML, replaces the file's, is validated like it and is
 recorded in the stage manifests and the run log.
-Every command validates the params first and fails with one line: exit 2 for bad params or
-arguments, 1 when a stage fails (a missing or stale input names the stage to run, an unwritable folder its
-path), 130 on Ctrl-C.
+Every command validates the params first and fails with one line per problem (every problem of the
+file at once): exit 2 for bad params or arguments, 1 when a stage fails (a missing or stale input names the stage to run, an unwritable folder its
+path), 130 on Ctrl-C. Output into a pipe that closes early (`kdlib params | head`) ends quietly, exit 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -64,6 +68,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_set(teacher)
 
+    push = commands.add_parser("push-to-hub", help="upload a trained student's folder with its card to the Hub")
+    push.add_argument("source", type=Path, help="a trained model's folder, or a params file with --student")
+    push.add_argument("repo_id", metavar="OWNER/NAME", help="the Hub repository (created if missing)")
+    push.add_argument("--student", help="with a params file: the student, e.g. DW-2-2 (stage 03's record)")
+    push.add_argument("--threshold", help="with --student: its λ in percent, or 'none'")
+    push.add_argument("--pool", help="with --student: its pool (default: data.default_pool)")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--revision", help="the branch to push to (default: main)")
+    push.add_argument("--dry-run", action="store_true", help="list the files that would be uploaded; send nothing")
+    _add_set(push)
+
     reference = commands.add_parser("params", help="every param with its default and help (or a file's values)")
     reference.add_argument("params", type=Path, nargs="?", help="params YAML file to show, validated")
     reference.add_argument("--markdown", action="store_true", help="the reference as a Markdown table (docs/params.md)")
@@ -82,7 +97,41 @@ def _add_set(command: argparse.ArgumentParser) -> None:
     )
 
 
+def _model_folder(args: argparse.Namespace) -> Path:
+    """The folder `kdlib push-to-hub` uploads: SOURCE itself, or the model of --student in stage 03's records."""
+    if args.source.is_dir():
+        if args.student or args.threshold or args.pool or args.settings:
+            raise ParamsError("--student, --threshold, --pool and --set need a params file, not a model folder")
+        return args.source
+    if not args.student:
+        raise ParamsError(f"{args.source}: not a model folder; with a params file, name the model with --student")
+    from kdlib.config import run_name, threshold_label
+    from kdlib.stages.products import read_students
+
+    parse_student(args.student)
+    params = load_params(args.source, settings=args.settings)
+    pool = args.pool or params.data.default_pool
+    label = threshold_label(parse_threshold(args.threshold or "none"))
+    wanted = f"{run_name(args.student, pool, params.data.default_pool)} λ={label}"
+    records = read_students(params)
+    for record in records:
+        if (record["student"], record["pool"] or params.data.default_pool, record["threshold"]) == (
+            args.student,
+            pool,
+            label,
+        ):
+            if record["model_dir"] is None:
+                raise ParamsError(f"{wanted} was not trained ({record['status']}): nothing to push")
+            return Path(record["model_dir"])
+    trained = [f"{run_name(r['student'], r['pool'], params.data.default_pool)} λ={r['threshold']}" for r in records]
+    raise ParamsError(f"{wanted} is not among stage 03's students ({', '.join(trained) or 'none'})")
+
+
 def _run(args: argparse.Namespace) -> None:
+    if args.command not in ("params", "push-to-hub"):
+        from kdlib.storage.progress import quiet_libraries
+
+        quiet_libraries()
     if args.command == "run":
         from kdlib.run import run_pipeline
 
@@ -109,6 +158,14 @@ def _run(args: argparse.Namespace) -> None:
         else:
             for key, default, text in describe_params():
                 print(f"{key:<52} {default:<22} {text}" if default else f"\n{key}: {text}")
+    elif args.command == "push-to-hub":
+        from kdlib.models.hub import plan_upload, push_to_hub
+
+        folder = _model_folder(args)
+        if args.dry_run:
+            print(plan_upload(folder, args.repo_id).describe())
+        else:
+            print(push_to_hub(folder, args.repo_id, private=args.private, revision=args.revision))
     elif args.command == "teacher":
         from kdlib.models.teacher import find_teacher, retrain
 
@@ -160,10 +217,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         _run(args)
+        sys.stdout.flush()  # here, so that a closed pipe is met below and not at exit
+    except BrokenPipeError:  # the reader of our output closed it (`kdlib params | head`): it has what it wanted
+        try:  # nothing more to flush at exit: Python would report the closed pipe once more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stand-in stdout without a file descriptor
+            pass
+        return 0
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except (ParamsError, ValueError) as error:  # PlanError is a ValueError
+    except ParamsError as error:
+        for problem in error.problems or [str(error)]:
+            print(f"error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    except ValueError as error:  # PlanError is a ValueError
         print(f"error: {' '.join(str(error).split())}", file=sys.stderr)
         return EXIT_USAGE
     except (MissingProduct, StaleProduct, OSError, RuntimeError) as error:  # NotebookError, TrainingDiverged, disk

@@ -28,6 +28,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from kdlib.config import Params, load_params, params_arguments
 from kdlib.pipeline import preflight
 from kdlib.pipeline.graph import STAGES, Stage, build, read_manifest, stage_named, staleness
 from kdlib.pipeline.preflight import PreflightError, launch_processes
-from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, update_log
+from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, read_log, update_log
 from kdlib.storage.cache import atomic_write_text
 from kdlib.storage.hub import HubError
 from kdlib.storage.paths import repo_root
@@ -132,12 +133,46 @@ def plan(params: Params, selected: Sequence[Stage], graph: Sequence[Stage] = STA
     return steps
 
 
+def estimates(params: Params, steps: Sequence[Step]) -> dict[str, float | None]:
+    """Each step's expected seconds, from the last run: its stage's build time (the manifest's `wall_s`, kept
+    even when the stage is stale) when it will be built, plus its notebook's render time (the run log's
+    `render_s`); None when the last run did not record what the step will do."""
+    log = read_log(params.reports_path / RUN_LOG)["notebooks"]
+    expected: dict[str, float | None] = {}
+    for step in steps:
+        render = log.get(step.stage.name, {}).get("render_s")
+        build = (read_manifest(params, step.stage) or {}).get("wall_s") if step.build else 0.0
+        expected[step.stage.name] = None if render is None or build is None else build + render
+    return expected
+
+
+def duration(seconds: float) -> str:
+    """`seconds` in words: "45 s", "3 min 20 s", "2 h 05 min"."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
 def format_plan(params: Params, steps: Sequence[Step]) -> str:
+    """The plan, one line per stage: what is done, why, and how long it took last time."""
     width = max(len(step.stage.name) for step in steps)
+    expected = estimates(params, steps)
     lines = [f"plan for {params.profile} ({len(steps)} stage{'s' * (len(steps) != 1)}):"]
     for step in steps:
         action = "build + render" if step.build else "render"
-        lines.append(f"  {step.stage.name:<{width}}  {action:<14}  {step.reason}")
+        seconds = expected[step.stage.name]
+        time_shown = f"~{duration(seconds)}" if seconds is not None else "?"
+        lines.append(f"  {step.stage.name:<{width}}  {action:<14}  {time_shown:>12}  {step.reason}")
+    known = [seconds for seconds in expected.values() if seconds is not None]
+    if not known:
+        lines.append("  time: no estimate (no earlier run of this profile recorded one)")
+    else:
+        unknown = len(expected) - len(known)
+        more = f" + {unknown} stage{'s' * (unknown != 1)} never timed" if unknown else ""
+        lines.append(f"  time: ~{duration(sum(known))}{more} (the last run's times, on the machine that made them)")
     return "\n".join(lines)
 
 
@@ -151,6 +186,34 @@ def _now() -> str:
     return datetime.now().astimezone().isoformat(timespec="seconds")
 
 
+@cache
+def kernel_manager_class() -> type:
+    """nbclient's kernel manager, made quiet at the source of its two messages on every notebook:
+
+    - the kernel's sockets are IPC files on POSIX (no network port: nothing to encrypt, so ipykernel has no
+      "running over TCP without encryption" to say); elsewhere TCP with CurveZMQ keys where the kernel takes them;
+    - a kernel is shut down without the SIGINT jupyter_client sends first, which ipykernel reports as
+      "KeyboardInterrupt caught in kernel" when it lands in a message handler (a notebook that finished
+      leaves its kernel idle; one still busy is terminated after `shutdown_wait_time` as before).
+    """
+    import zmq
+    from jupyter_client import AsyncKernelManager
+
+    class QuietKernelManager(AsyncKernelManager):
+        def __init__(self, **options: Any) -> None:
+            if os.name == "posix":
+                options.setdefault("transport", "ipc")
+            elif zmq.has("curve"):
+                options.setdefault("transport_encryption", "auto")
+            super().__init__(**options)
+
+        async def _async_interrupt_kernel(self) -> None:
+            if not self.shutting_down:
+                await super()._async_interrupt_kernel()
+
+    return QuietKernelManager
+
+
 def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any], kernel_name: str) -> str | None:
     """Execute one percent-format notebook into `output` and render its HTML; the error, if any."""
     import jupytext
@@ -161,7 +224,13 @@ def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any],
     error = None
     try:
         papermill.execute_notebook(
-            notebook, output, parameters=parameters, cwd=root, progress_bar=False, log_output=False
+            notebook,
+            output,
+            parameters=parameters,
+            cwd=root,
+            progress_bar=False,
+            log_output=False,
+            kernel_manager_class=kernel_manager_class(),
         )
     except papermill.PapermillExecutionError as failure:
         error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
@@ -295,9 +364,11 @@ def run_pipeline(
                 _record_failure(params, log_path, name, started, "failed", error)
                 raise StageError(f"{name} failed in {error}") from failure
             print(f"    built in {manifest['wall_s']:.1f} s: {_summary(manifest['counts'])}", flush=True)
+        rendering = time.perf_counter()
         error = _execute(sources[name], reports / f"{name}.ipynb", root, parameters, kernel_name)
         wall_s = round(time.perf_counter() - started, 2)
-        entry = {"status": "failed" if error else "ok", "wall_s": wall_s, "finished": _now()}
+        render_s = round(time.perf_counter() - rendering, 2)
+        entry = {"status": "failed" if error else "ok", "wall_s": wall_s, "render_s": render_s, "finished": _now()}
         entry = {**entry, "error": error} if error else entry
         log = update_log(log_path, {"updated": entry["finished"]}, (name, entry))
         print(f"    {entry['status']} in {wall_s:.1f} s", flush=True)

@@ -62,13 +62,13 @@ print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source}, {described}")
 pools = labelled_pools(cfg)
 pool_names = derived.pool_names(cfg)
 overview = derived.corpora(cfg)
-report.write_table(overview, cfg.reports_path, "corpora", floatfmt=".3f")
-overview
+report.write_table(overview, cfg.reports_path, "corpora")
+report.show_table(overview)
 
 # %%
 skip_counts = derived.skipped_clips(cfg)
 report.write_table(skip_counts, cfg.reports_path, "skipped_clips")
-skip_counts if len(skip_counts) else print("no clip was skipped or flagged")
+report.show_table(skip_counts) if len(skip_counts) else print("no clip was skipped or flagged")
 
 # %% [markdown]
 # ## The teacher and its pseudo-labels
@@ -82,7 +82,7 @@ print("pseudo-labels: " + ", ".join(f"{name} {len(part)} clips" for name, part i
 varieties = palette.variety_order(labels["variety"])
 per_variety = derived.teacher_pool_wer(cfg, labels)
 report.write_table(per_variety, cfg.reports_path, "teacher_pool_wer")
-report.style_table(per_variety, ["wer", "cer"])
+report.show_table(per_variety, shade=["WER (%)", "CER (%)"], shade_label="pseudo-labels against references (%)")
 
 # %%
 fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -116,7 +116,7 @@ report.show_figure(
 ranked = labels.sort_values("teacher_wer")
 examples = pd.concat([ranked.head(3), ranked.iloc[len(ranked) // 2 : len(ranked) // 2 + 3], ranked.tail(3)])
 stamped = [TIMESTAMPED] if TIMESTAMPED in examples else []
-examples[["id", "pool", "variety", "text", "pseudo_label", *stamped, "teacher_wer"]]
+report.show_table(examples[["id", "pool", "variety", "text", "pseudo_label", *stamped, "teacher_wer"]])
 
 # %% [markdown]
 # ## Findings

@@ -70,16 +70,29 @@ sns.histplot(
 for threshold in cfg.filter.thresholds:
     if threshold is not None:
         chosen = threshold == cfg.filter.selected
-        ax.axvline(threshold, color="crimson" if chosen else "black", linestyle="-" if chosen else ":", linewidth=1)
+        ax.axvline(
+            threshold,
+            color=palette.REFERENCE,
+            linestyle="-" if chosen else ":",
+            linewidth=1.5 if chosen else 1,
+            label=f"λ = {selected} (the paper's)" if chosen else "the sweep's other λ",
+        )
+handles, names = ax.get_legend_handles_labels()  # the λ lines
+bars = ax.get_legend()  # seaborn's legend of the varieties
+ax.legend(
+    [*bars.legend_handles, *dict(zip(names, handles)).values()],
+    [*(text.get_text() for text in bars.get_texts()), *dict(zip(names, handles))],
+    loc="upper left",
+    bbox_to_anchor=(1.01, 1),
+)
 ax.set(xlabel=f"teacher WER against the reference (%, {cfg.filter.view}; capped at 150)", ylabel="pool pairs")
-sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1))
 report.show_figure(
     fig,
     cfg.reports_path,
     "teacher_wer_histogram",
     title="Pseudo-label WER and the sweep's thresholds",
     caption=f"Pool pairs{of_pool} by the WER of their pseudo-label ({cfg.filter.view} view, capped at 150 %), "
-    f"stacked by variety; dotted lines mark the sweep's λ, the red line the paper's λ = {selected}.",
+    f"stacked by variety; dotted lines mark the sweep's λ, the solid line the paper's λ = {selected}.",
 )
 
 # %% [markdown]
@@ -87,9 +100,11 @@ report.show_figure(
 
 # %%
 counts = read_sweep_counts(cfg)
-report.write_table(counts, cfg.reports_path, "filter_sweep_counts", floatfmt=".3f")
+report.write_table(counts, cfg.reports_path, "filter_sweep_counts")
 order = [threshold_label(t) for t in cfg.filter.thresholds]
-counts.pivot(index="threshold", columns=["pool", "variety"], values="kept").reindex(index=order)
+kept = counts.pivot(index="threshold", columns=["pool", "variety"], values="kept").reindex(index=order)
+kept.columns = [variety if len(pools) == 1 else f"{pool} · {variety}" for pool, variety in kept.columns]
+report.show_table(kept.rename_axis("λ"))
 
 # %%
 in_default = counts[counts["pool"] == default]
@@ -122,7 +137,7 @@ report.show_figure(
 # %%
 training_sets = derived.training_sets(cfg)
 report.write_table(training_sets, cfg.reports_path, "training_sets")
-training_sets
+report.show_table(training_sets)
 
 # %% [markdown]
 # ## Findings

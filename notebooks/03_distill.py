@@ -43,15 +43,17 @@ from kdlib.report import tables as derived
 from kdlib.stages.products import read_student_sizes
 
 palette.set_theme()
-pd.DataFrame(
-    [
-        {
-            "student": run.student,
-            "pool": run.pool or cfg.data.default_pool,
-            "thresholds": ", ".join(threshold_label(t) for t in run.thresholds),
-        }
-        for run in cfg.distill.runs
-    ]
+report.show_table(
+    pd.DataFrame(
+        [
+            {
+                "student": run.student,
+                "pool": run.pool or cfg.data.default_pool,
+                "thresholds": ", ".join(threshold_label(t) for t in run.thresholds),
+            }
+            for run in cfg.distill.runs
+        ]
+    )
 )
 
 # %% [markdown]
@@ -61,7 +63,7 @@ pd.DataFrame(
 # %%
 layers = derived.student_layers(cfg)
 report.write_table(layers, cfg.reports_path, "student_layers")
-layers
+report.show_table(layers)
 
 # %% [markdown]
 # ## Student sizes
@@ -72,15 +74,15 @@ layers
 sizes = read_student_sizes(cfg)
 if len(sizes):
     report.write_table(sizes, cfg.reports_path, "student_sizes")
-sizes
+report.show_table(sizes)
 
 # %% [markdown]
 # ## Training
 
 # %%
 shown = derived.distillation_runs(cfg)
-report.write_table(shown, cfg.reports_path, "distillation_runs", floatfmt=".3f")
-shown
+report.write_table(shown, cfg.reports_path, "distillation_runs")
+report.show_table(shown)
 
 # %%
 history = derived.distillation_history(cfg)

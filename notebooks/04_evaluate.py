@@ -74,7 +74,7 @@ skipped = pd.concat([corpus.skipped for corpus in test_sets.values()], ignore_in
 empty = [name for name, corpus in test_sets.items() if len(corpus.dataset) == 0]
 print(f"empty test sets: {', '.join(empty) if empty else 'none'}")
 test_skips = data.skip_summary(skipped)
-test_skips if len(test_skips) else print("no test clip was skipped or flagged")
+report.show_table(test_skips) if len(test_skips) else print("no test clip was skipped or flagged")
 
 # %% [markdown]
 # ## The main table: WER (%) in the headline view
@@ -84,13 +84,21 @@ tables = derived.main_tables(cfg, scores)
 for (metric, view), table in tables.items():
     report.write_table(table, cfg.reports_path, f"{metric}_{view}")
 print(f"view: {headline_view}")
-report.style_table(tables["wer", headline_view], list(tables["wer", headline_view].columns))
+
+
+def main_table_html(metric: str, view: str):
+    """The main table of `metric` in `view`: every cell shaded on one scale (light: lower, better), its legend below."""
+    table = tables[metric, view]
+    return report.show_table(table, decimals=1, shade=list(table.columns), shade_label=f"{metric.upper()} (%)")
+
+
+main_table_html("wer", headline_view)
 
 # %% [markdown]
 # ### CER (%) in the headline view
 
 # %%
-report.style_table(tables["cer", headline_view], list(tables["cer", headline_view].columns))
+main_table_html("cer", headline_view)
 
 # %% [markdown]
 # ### WER (%) in the other views (orthographic: diacritics, hamza forms and punctuation count)
@@ -99,28 +107,24 @@ report.style_table(tables["cer", headline_view], list(tables["cer", headline_vie
 for view in cfg.evaluate.views:
     if view != headline_view:
         print(f"view: {view}")
-        display(report.style_table(tables["wer", view], list(tables["wer", view].columns)))
+        display(main_table_html("wer", view))
 
 # %% [markdown]
 # ## Efficiency, measured here
 
 # %%
 speed = read_efficiency(cfg)
-report.write_table(speed, cfg.reports_path, "efficiency", floatfmt=".3f")
-report.stable_style(speed).format(
-    {"parameters_M": "{:.2f}", "latency_ms": "{:.1f}", "rtf": "{:.3f}", "speedup": "{:.2f}"}
-)
+report.write_table(speed, cfg.reports_path, "efficiency")
+report.show_table(speed)
 
 # %% [markdown]
 # ## Headline
 
 # %%
 headline = derived.headline(cfg, tables["wer", headline_view], speed)
-averages = headline.filter(like="WER ")
-report.write_table(headline.reset_index(), cfg.reports_path, "headline")
-report.style_table(headline, list(averages.columns)).format(
-    {**{column: "{:.2f}" for column in averages.columns}, "parameters_M": "{:.2f}", "latency_ms": "{:.1f}"}
-).format("{:.2f}×", subset=["speedup"])
+averages = [column for column in headline.columns if column.startswith("WER ")]
+report.write_table(headline, cfg.reports_path, "headline")
+report.show_table(headline, shade=averages, shade_label="WER (%)")
 
 # %% [markdown]
 # ## How sure: bootstrap intervals
@@ -133,75 +137,93 @@ report.style_table(headline, list(averages.columns)).format(
 settings = cfg.evaluate.bootstrap
 intervals = read_intervals(cfg)
 differences = read_differences(cfg)
-report.write_table(report.percent(intervals, ["estimate", "low", "high"]), cfg.reports_path, "wer_intervals")
+in_percent = {"estimate": "WER (%)", "low": "low (%)", "high": "high (%)"}
 report.write_table(
-    report.percent(differences, ["difference", "low", "high"]), cfg.reports_path, "wer_difference_intervals"
+    report.percent(intervals, list(in_percent)).rename(columns=in_percent), cfg.reports_path, "wer_intervals"
+)
+in_points = {"difference": "difference (points)", "low": "low (points)", "high": "high (points)"}
+report.write_table(
+    report.percent(differences, list(in_points)).rename(columns=in_points),
+    cfg.reports_path,
+    "wer_difference_intervals",
 )
 shown = intervals[intervals["view"] == headline_view].assign(
     WER=lambda frame: [
-        f"{100 * e:.2f} [{100 * lo:.2f}, {100 * hi:.2f}]"
+        f"{100 * e:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
         for e, lo, hi in zip(frame["estimate"], frame["low"], frame["high"])
     ]
 )
 print(f"{settings.confidence:.0%} intervals, {settings.resamples} resamples, seed {settings.seed}")
-shown.pivot(index="model", columns="average", values="WER").reindex(
-    index=headline.index, columns=list(dict.fromkeys(shown["average"]))
+report.show_table(
+    shown.pivot(index="model", columns="average", values="WER")
+    .reindex(index=headline.index, columns=list(dict.fromkeys(shown["average"])))
+    .rename(columns=lambda average: f"{average} (%)")
 )
 
 # %% [markdown]
-# Then every student against the teacher and against its no-filter twin (the same student and pool, λ = none):
-# the difference is the student's WER minus the other's, in percentage points (negative: the student
-# is better), with its interval; only an interval that excludes 0 supports a claim.
+# Then every student against the teacher and against its no-filter twin (the same student and pool, λ = none),
+# in one table: the difference is the student's WER minus the other's, in percentage points (negative: the
+# student is better), with its interval; only an interval that excludes 0 supports a claim (marked *).
 
 # %%
 paired = differences[differences["view"] == headline_view].drop(columns="view")
-if len(paired):
-    display(
-        report.stable_style(report.percent(paired, ["difference", "low", "high"]))
-        .map(lambda value: "font-weight: bold" if value is True else "", subset=["excludes_zero"])
-        .hide(axis="index")
-    )
-else:
-    print("no student to compare")
+comparisons = findings.comparison_table(paired)
+report.write_table(comparisons, cfg.reports_path, "paired_differences")
+report.show_table(comparisons) if len(paired) else print("no student to compare")
 
 # %% [markdown]
-# ## Student WER vs λ (the paper's threshold plot; dashed lines: the teacher)
+# ## Student WER vs λ (the paper's threshold plot)
+# One panel per average; each student's WER against the λ its training pairs were filtered with, with its
+# bootstrap interval; the teacher as a dashed line in its interval's band.
 
 # %%
 curve = threshold_table(scores, headline_view)
-report.write_table(report.percent(curve, ["avg all", "avg MSA", "avg dialects"]), cfg.reports_path, "threshold_wer")
-order = [threshold_label(t) for t in cfg.filter.thresholds if threshold_label(t) in set(curve["threshold"])]
-long = report.percent(curve, ["avg all", "avg MSA", "avg dialects"]).melt(
-    id_vars=["student", "threshold"], var_name="average", value_name="WER"
+in_percent = {average: f"{average} (%)" for average in ("avg all", "avg MSA", "avg dialects")}
+report.write_table(
+    report.percent(curve, list(in_percent)).rename(columns=in_percent), cfg.reports_path, "threshold_wer"
 )
-if len(long):
-    averages = ["avg all", "avg MSA", "avg dialects"]
-    colours = palette.average_colours(averages)
-    grid = sns.catplot(
-        data=long,
-        x="threshold",
-        y="WER",
-        hue="average",
-        col="student",
-        kind="point",
-        order=order,
-        hue_order=averages,
-        palette=colours,
-        height=3.2,
-        aspect=1.3,
-    )
-    grid.set_axis_labels("λ (pseudo-label WER threshold, %)", "student WER (%)")
-    teacher = tables["wer", headline_view].loc["teacher", averages]
-    for ax in grid.axes.flat:  # dashed: the teacher's averages, in the same colours
-        for average, value in teacher.items():
-            ax.axhline(value, linestyle="--", linewidth=1, color=colours[average])
+in_view = report.percent(intervals[intervals["view"] == headline_view], ["estimate", "low", "high"])
+points = in_view[in_view["model"].str.contains(" λ=", regex=False)]
+points = points.assign(
+    student=points["model"].str.split(" λ=").str[0], threshold=points["model"].str.split(" λ=").str[1]
+)
+order = [threshold_label(t) for t in cfg.filter.thresholds if threshold_label(t) in set(points["threshold"])]
+panels = [average for average in ("avg all", "avg MSA", "avg dialects") if average in set(points["average"])]
+if len(points):
+    students = list(dict.fromkeys(points["student"]))
+    colours = palette.model_colours([palette.TEACHER, *students])
+    teacher = in_view[in_view["model"] == palette.TEACHER].set_index("average")
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), sharey=True, squeeze=False)
+    for ax, average in zip(axes[0], panels):
+        for number, student in enumerate(students):
+            part = points[(points["student"] == student) & (points["average"] == average)].set_index("threshold")
+            part = part.reindex([t for t in order if t in part.index])
+            shift = (number - (len(students) - 1) / 2) * 0.08  # students side by side at each λ
+            ax.errorbar(
+                [order.index(t) + shift for t in part.index],
+                part["estimate"],
+                yerr=[part["estimate"] - part["low"], part["high"] - part["estimate"]],
+                color=colours[student],
+                marker="o",
+                capsize=3,
+                label=student,
+            )
+        if average in teacher.index:
+            row = teacher.loc[average]
+            ax.axhspan(row["low"], row["high"], color=colours[palette.TEACHER], alpha=0.12, linewidth=0)
+            ax.axhline(row["estimate"], color=colours[palette.TEACHER], linestyle="--", linewidth=1, label="teacher")
+        ax.set(title=average, xticks=range(len(order)), xticklabels=order, xlabel="λ (pseudo-label WER, %)")
+        ax.set_xlim(-0.5, len(order) - 0.5)
+    axes[0][0].set_ylabel(f"WER (%, {headline_view})")
+    axes[0][-1].legend(loc="upper left", bbox_to_anchor=(1.01, 1), fontsize=8)
     report.show_figure(
-        grid.figure,
+        fig,
         cfg.reports_path,
         "threshold_wer",
         title="Student WER vs λ",
-        caption=f"Each student's WER averages ({headline_view} view) against the λ its training pairs were "
-        "filtered with; dashed lines are the teacher's averages, in the same colours.",
+        caption=f"Each student's average WER ({headline_view} view) against the λ its training pairs were filtered "
+        f"with, bars its {settings.confidence:.0%} bootstrap interval; the dashed line is the teacher's, the band "
+        "its interval.",
     )
 else:
     print("no distilled student to plot against λ")
@@ -249,7 +271,7 @@ if len(comparison):
         if len(covered) < len(TEST_SETS)
         else "every published test set is in this run: the published avg_10 is compared as it is"
     )
-    report.write_table(comparison, cfg.reports_path, "published_vs_this_run")
+    report.write_table(comparison.rename(columns=derived.PUBLISHED_LABELS), cfg.reports_path, "published_vs_this_run")
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
     parity_plot(comparison, ax, palette.model_colours(models))
     report.show_figure(
@@ -260,7 +282,7 @@ if len(comparison):
         caption="Each point is a model on a test set, the paper's published WER against this run's: on the "
         "dashed diagonal they agree.",
     )
-    display(comparison)
+    display(report.show_table(comparison.rename(columns=derived.PUBLISHED_LABELS)))
 else:
     print(f"the {cfg.profile} profile has no published counterpart: its models and test sets are not the paper's")
 

@@ -54,7 +54,7 @@ cfg.error_rules
 
 # %%
 by_model = category_shares(predictions, ["model"])
-report.write_table(by_model, cfg.reports_path, "error_categories_by_model", floatfmt=".3f")
+report.write_table(by_model, cfg.reports_path, "error_categories_by_model")
 wide = by_model.pivot(index="model", columns="category", values="share").reindex(columns=errors) * 100
 wide = wide.reindex(list(dict.fromkeys(predictions["model"])))
 fig, ax = plt.subplots(figsize=(8, 0.45 * len(wide) + 1.5))
@@ -76,7 +76,7 @@ report.show_figure(
 
 # %%
 by_variety = category_shares(predictions, ["model", "variety"])
-report.write_table(by_variety, cfg.reports_path, "error_categories_by_variety", floatfmt=".3f")
+report.write_table(by_variety, cfg.reports_path, "error_categories_by_variety")
 grid = sns.catplot(
     data=by_variety.assign(share=by_variety["share"] * 100),
     x="variety",
@@ -112,7 +112,7 @@ counts = (
     .unstack(fill_value=0)
     .reindex(columns=list(CATEGORIES), fill_value=0)
 )
-counts
+report.show_table(counts)
 
 # %% [markdown]
 # ## Examples of each category

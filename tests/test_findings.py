@@ -117,16 +117,54 @@ def test_evaluation_findings_state_only_what_the_intervals_support() -> None:
         }
     )
     sentences = findings.evaluation(intervals, paired, 0.95, 3)
-    assert sentences[0] == "Lowest average WER: teacher, 30.00 % [25.00, 35.00] (95% interval, 3 test sets)."
-    assert sentences[1] == "Supported by the intervals (1 of 2 differences):"
-    assert sentences[2] == "DW has higher WER than teacher (avg all): +5.00 points [+1.00, +9.00]."
-    assert sentences[3] == (
+    assert sentences == [
+        "Lowest average WER: teacher, 30.00 % [25.00, 35.00] (95% interval, 3 test sets).",
+        "1 of 2 paired differences are supported by their intervals (marked * in the table of paired differences).",
+        "Against the teacher, 1 of 1 differences are supported: DW has higher WER on 1 of its averages.",
+        "Against their unfiltered twins: none of the 1 differences is supported.",
         "Not supported: the other 1 difference, whose intervals include 0; the largest is DW vs DW λ=none "
-        "(avg all): -3.00 points [-7.00, +1.00]."
-    )
+        "(avg all): -3.00 points [-7.00, +1.00].",
+    ]
     none = findings.evaluation(intervals, paired.assign(excludes_zero=False), 0.95, 3)
     assert none[1:] == ["No difference is supported: each of the 2 intervals includes 0."]
     assert findings.evaluation(intervals, paired.iloc[:0], 0.95, 3)[1:] == ["No student to compare with the teacher."]
+
+
+def test_many_paired_differences_make_one_table_not_one_bullet_each() -> None:
+    rows = [
+        (model, against, average, sign * 0.05, sign * 0.05 - 0.02, sign * 0.05 + 0.02, True)
+        for model, sign in (("DW λ=10", 1), ("DW λ=80", -1))
+        for against in ("teacher", "DW λ=none")
+        for average in ("avg all", "avg MSA", "avg dialects")
+    ]
+    columns = ["model", "against", "average", "difference", "low", "high", "excludes_zero"]
+    paired = pd.DataFrame(rows, columns=columns)
+    paired.loc[paired["average"] == "avg MSA", "excludes_zero"] = False  # one average unsupported in every row
+    table = findings.comparison_table(paired)
+    assert list(table.columns) == [
+        "student",
+        "against",
+        "avg all (points)",
+        "avg MSA (points)",
+        "avg dialects (points)",
+    ]
+    assert table[["student", "against"]].values.tolist() == [
+        ["DW λ=10", "teacher"],
+        ["DW λ=10", "DW λ=none"],
+        ["DW λ=80", "teacher"],
+        ["DW λ=80", "DW λ=none"],
+    ]
+    assert table.loc[3, "avg all (points)"] == "-5.0 [-7.0, -3.0] *"  # supported: marked
+    assert table.loc[3, "avg MSA (points)"] == "-5.0 [-7.0, -3.0]"  # not supported: no mark
+    intervals = pd.DataFrame(
+        {"model": ["teacher"], "average": ["avg all"], "estimate": [0.3], "low": [0.25], "high": [0.35]}
+    )
+    sentences = findings.evaluation(intervals, paired, 0.95, 3)
+    assert len(sentences) == 5  # not one bullet per difference (12 here)
+    assert sentences[2] == (
+        "Against the teacher, 4 of 6 differences are supported: DW λ=10 has higher WER on 2 of its averages; "
+        "DW λ=80 has lower WER on 2 of its averages."
+    )
 
 
 def test_error_findings() -> None:

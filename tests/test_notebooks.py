@@ -42,6 +42,7 @@ EXPECTED_TABLES = [
     "headline",
     "wer_intervals",
     "wer_difference_intervals",
+    "paired_differences",
     "threshold_wer",
     "error_categories_by_model",
     "error_categories_by_variety",
@@ -83,9 +84,9 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
     trained = runs["status"] == "trained"
     assert runs.loc[~trained, "status"].str.startswith("skipped: λ=").all()  # a λ that keeps no pair says so
     assert len(headline) == 1 + trained.sum() >= 2  # the teacher and every distilled student
-    assert runs[trained].groupby("pool")["eval_pairs"].nunique().eq(1).all()  # one held-out split per pool
+    assert runs[trained].groupby("pool")["held-out pairs"].nunique().eq(1).all()  # one held-out split per pool
     assert set(runs.loc[trained, "pool"]) == {"default", "small"}  # a student of each pool
-    assert headline["WER avg all"].between(0, 1000).all() and headline["parameters_M"].gt(0).all()
+    assert headline["WER avg all (%)"].between(0, 1000).all() and headline["parameters (M)"].gt(0).all()
     sizes = pd.read_csv(reports / "tables" / "student_sizes.csv").set_index("student")
     assert sizes.loc["DW-1-1", "trained"] and not sizes.loc["DW-2-2", "trained"]  # distill.count_only: counted
     with torch.device("meta"):  # DW-2-2 of a 2 + 2 layer teacher is as large as the teacher
@@ -93,9 +94,9 @@ def test_every_stage_runs_on_the_ci_profile_and_a_rerun_rebuilds_nothing(
             p.numel() for p in WhisperForConditionalGeneration(WhisperConfig.from_pretrained(ci_teacher)).parameters()
         )
     assert sizes.loc["DW-2-2", "parameters"] == teacher_size > sizes.loc["DW-1-1", "parameters"]
-    assert headline.set_index("model").loc["teacher", "speedup"] == pytest.approx(1.0)
+    assert headline.set_index("model").loc["teacher", "speed-up (×)"] == pytest.approx(1.0)
     index = (reports / "index.html").read_text(encoding="utf-8")
-    assert all(f"{stage.name}.html" in index for stage in STAGES) and "WER avg all" in index
+    assert all(f"{stage.name}.html" in index for stage in STAGES) and "WER avg all (%)" in index
     for stage in STAGES:  # each notebook ends with findings written from the run's numbers, shown on the index
         assert read_findings(reports, stage.name), stage.name
     predictions = read_predictions(params)

@@ -257,7 +257,9 @@ def test_style_table_escapes_every_string() -> None:
 def test_style_table_renders_plain_tables_as_before() -> None:
     frame = pd.DataFrame({"wer": [0.25, 0.5], "cer": [0.1, 0.2]}, index=pd.Index(["MSA", "ALG"], name="variety"))
     plain = Styler(frame, cell_ids=False)  # stable pages: no per-cell ids (see report.stable_style)
-    before = plain.format(precision=2).background_gradient(cmap="RdYlGn_r", subset=["wer", "cer"])
+    before = plain.format(precision=2).background_gradient(  # one sequential scale over the table, not red-green
+        cmap="Blues", subset=["wer", "cer"], axis=None, low=0.1, high=0.6
+    )
     after = report.style_table(frame, ["wer", "cer"])
     assert after.set_uuid("t").to_html() == before.set_uuid("t").to_html()
 

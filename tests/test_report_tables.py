@@ -174,11 +174,11 @@ def test_main_tables_and_the_headline(params: Params) -> None:
     assert wer.loc["teacher", "avg all"] == pytest.approx(30.0) and wer.loc["DW-1-1 λ=80", "avg MSA"] == 30.0
     assert main["cer", "orthographic"].loc["teacher", "PAL"] == pytest.approx(25.0)
     headline = tables.headline(params)
-    assert list(headline.columns) == ["WER avg all", "WER avg MSA", "WER avg dialects", "parameters_M"] + [
+    assert list(headline.columns) == ["WER avg all (%)", "WER avg MSA (%)", "WER avg dialects (%)", "parameters_M"] + [
         "latency_ms",
         "speedup",
     ]
-    assert headline.loc["DW-1-1 λ=80", "speedup"] == 2.0 and headline.loc["teacher", "WER avg dialects"] == 40.0
+    assert headline.loc["DW-1-1 λ=80", "speedup"] == 2.0 and headline.loc["teacher", "WER avg dialects (%)"] == 40.0
     pd.testing.assert_frame_equal(tables.computed_table(params, "headline"), headline.reset_index())
     pd.testing.assert_frame_equal(tables.computed_table(params, "cer_authors"), main["cer", "authors"])
 

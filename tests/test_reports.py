@@ -126,7 +126,7 @@ class IndexPage(HTMLParser):
                 self.figures[-1]["src"] = values.get("src")
         elif tag == "strong" and values.get("class") == "title" or tag == "span" and values.get("class") == "caption":
             self._field = "title" if tag == "strong" else "caption"
-        elif tag in ("dt", "dd"):
+        elif tag in ("dt", "dd") and self._section == "provenance":  # the answer's rows are no provenance
             self._field = tag
             self._term = "" if tag == "dt" else self._term
         elif tag == "table" and values.get("dir"):
@@ -187,7 +187,8 @@ def test_the_index_tells_the_study_in_order_with_captioned_figures_and_provenanc
         (tmp_path / f"{stage.name}.html").write_text("<html></html>", encoding="utf-8")
 
     page = read_index(Path(write_index(params)).parent)
-    assert page.sections == ["provenance", "notebooks", *(section.key for section in STORY), "other-figures"]
+    assert page.sections == ["answer", "provenance", "notebooks", *(section.key for section in STORY), "other-figures"]
+    assert "Not produced yet: run stage 04_evaluate." in page.text["answer"]  # no products in this folder
     figures = {figure["src"]: figure for figure in page.figures}
     for section in STORY:
         for name in section.figures:
@@ -229,6 +230,10 @@ def test_the_index_tells_the_study_in_order_with_captioned_figures_and_provenanc
 def test_the_ci_index_places_every_figure_with_a_caption(ci_yaml: Path, ci_report: Path) -> None:
     page = read_index(ci_report)
     assert story_order(page) == [section.key for section in STORY] and "other-figures" not in page.sections
+    assert page.sections[0] == "answer"  # the answer first: the best student against the teacher, the filter
+    assert (
+        "Best student" in page.text["answer"] and "% [" in page.text["answer"] and "The filter" in page.text["answer"]
+    )
     made = sorted(path.name for path in (ci_report / "figures").glob("*.png"))
     assert sorted(str(figure["src"]).removeprefix("figures/") for figure in page.figures) == made
     for figure in page.figures:

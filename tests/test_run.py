@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -128,7 +129,8 @@ def test_run_builds_stale_stages_renders_and_records(repo: Path, capsys: pytest.
 
     assert builds(repo) == ["01", "02"]
     out = capsys.readouterr().out
-    assert "plan for test (2 stages)" in out and "01_first   build + render  not built yet" in out
+    assert "plan for test (2 stages)" in out and re.search(r"01_first   build \+ render +\? +not built yet", out)
+    assert "time: no estimate (no earlier run of this profile recorded one)" in out
     for name in ("01_first", "02_second"):
         assert "<html" in (reports / f"{name}.html").read_text()
         assert log["notebooks"][name]["status"] == "ok"
@@ -138,7 +140,7 @@ def test_run_builds_stale_stages_renders_and_records(repo: Path, capsys: pytest.
     assert json.loads((reports / "run_log.json").read_text()) == log
     assert log["params_file"] == "params/test.yaml"  # relative: no machine path in a report
     index = (reports / "index.html").read_text()
-    assert "href='01_first.html'" in index and "DW-8-8" in index and "31.25" in index
+    assert "href='01_first.html'" in index and "DW-8-8" in index and ">31.2<" in index  # WER (%): one decimal
     assert "<img src='figures/wer.png'" in index
     assert str(repo) not in index and str(repo) not in (reports / "01_first.html").read_text()
     assert {page.name: broken_targets(page) for page in reports.glob("*.html")} == dict.fromkeys(
@@ -148,7 +150,8 @@ def test_run_builds_stale_stages_renders_and_records(repo: Path, capsys: pytest.
     # nothing changed: nothing is rebuilt, both notebooks are rendered again
     run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH)
     assert builds(repo) == ["01", "02"]
-    assert "01_first   render          up to date" in capsys.readouterr().out
+    out = capsys.readouterr().out  # the plan says how long each step took last time
+    assert re.search(r"01_first   render          +~\d+ s  up to date", out) and "time: ~" in out
 
     # a param of stage 02 changed: only 02 is rebuilt
     (repo / "params" / "test.yaml").write_text(PARAMS + "filter: {thresholds: [80], selected: 80}\n")
@@ -159,7 +162,9 @@ def test_run_builds_stale_stages_renders_and_records(repo: Path, capsys: pytest.
     # a param of stage 01 changed: 01 and what depends on it
     (repo / "params" / "test.yaml").write_text(PARAMS + "device: cpu\nfilter: {thresholds: [80], selected: 80}\n")
     run.run_pipeline(repo / "params" / "test.yaml", graph=GRAPH, plan_only=True)
-    assert "02_second  build + render  01_first is stale (params changed: device)" in capsys.readouterr().out
+    assert re.search(
+        r"02_second  build \+ render +~\d+ s  01_first is stale \(params changed: device\)", capsys.readouterr().out
+    )
     assert builds(repo) == ["01", "02", "02"]  # --plan runs nothing
     first = json.loads((reports / "run_log.json").read_text())["notebooks"]["01_first"]
     with pytest.raises(run.PlanError, match="reads 01_first, which is stale .params changed: device"):
@@ -320,8 +325,8 @@ def test_pages_open_in_report_mode_with_the_code_a_click_away(repo: Path) -> Non
 def test_report_helpers(tmp_path: Path) -> None:
     frame = pd.DataFrame({"wer": [0.25, 0.5]}, index=pd.Index(["a", "b"], name="model"))
     csv, md = report.write_table(report.percent(frame, ["wer"]), tmp_path, "t")
-    assert pd.read_csv(csv, index_col="model")["wer"].tolist() == [25.0, 50.0]
-    assert "| a       | 25.00 |" in md.read_text()
+    assert pd.read_csv(csv, index_col="model")["WER (%)"].tolist() == [25.0, 50.0]  # the unit in the header
+    assert "| a       |      25.0 |" in md.read_text()  # one decimal for %, the index a plain column
     assert report.style_table(frame, ["wer"]).to_html().count("background-color") == 2
     assert report.style_table(frame, ["wer"]).to_html() == report.style_table(frame.copy(), ["wer"]).to_html()
 

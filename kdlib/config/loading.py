@@ -21,6 +21,7 @@ from kdlib.config.validation import (
     check_bounds,
     check_semantics,
     coerce,
+    collect,
     join_key,
 )
 
@@ -88,22 +89,30 @@ def apply_overrides(raw: Mapping[str, Any], settings: Sequence[str]) -> dict[str
     Each key must name a param (a ParamsError suggests the closest one) and each value must fit it,
     checked as in a params file; a list is set whole (no indices)."""
     merged = dict(raw)
+    problems: list[str] = []
     for setting in settings:
-        key, value = parse_setting(setting)
-        hint, bounds = _param_at(key, setting)
-        checked = coerce(hint, value, f"--set {setting}", key)
-        check_bounds(checked, bounds, f"--set {setting}", key)
-        *parents, last = key.split(".")
-        section = merged
-        for depth, part in enumerate(parents):
-            child = section.get(part, {})
-            if not isinstance(child, Mapping):
-                where = ".".join(parents[: depth + 1])
-                raise ParamsError(f"--set {setting}: '{where}' in the params file is not a mapping, got {child!r}")
-            section[part] = dict(child)
-            section = section[part]
-        section[last] = value
+        collect(problems, lambda setting=setting: _apply(merged, setting))
+    if problems:
+        raise ParamsError(*problems)
     return merged
+
+
+def _apply(merged: dict[str, Any], setting: str) -> None:
+    """Set one `"a.b.c=VALUE"` in `merged`, in place, once it is checked."""
+    key, value = parse_setting(setting)
+    hint, bounds = _param_at(key, setting)
+    checked = coerce(hint, value, f"--set {setting}", key)
+    check_bounds(checked, bounds, f"--set {setting}", key)
+    *parents, last = key.split(".")
+    section = merged
+    for depth, part in enumerate(parents):
+        child = section.get(part, {})
+        if not isinstance(child, Mapping):
+            where = ".".join(parents[: depth + 1])
+            raise ParamsError(f"--set {setting}: '{where}' in the params file is not a mapping, got {child!r}")
+        section[part] = dict(child)
+        section = section[part]
+    section[last] = value
 
 
 def parse_setting(setting: str) -> tuple[str, Any]:

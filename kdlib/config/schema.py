@@ -20,7 +20,14 @@ Tracker = Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml"
 
 
 class ParamsError(ValueError):
-    """A params file is malformed: unknown key, wrong type, value out of range, unreadable file."""
+    """A params file is malformed: unknown key, wrong type, value out of range, unreadable file.
+
+    One error may carry several problems, one line each (`problems`), so that every problem of a file is
+    reported at once; its message is those lines."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = [" ".join(problem.split()) for problem in problems]
 
 
 def param(

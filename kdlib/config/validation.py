@@ -1,4 +1,8 @@
-"""Validating params: every key known, of its type and range, and the cross-field rules a type cannot say."""
+"""Validating params: every key known, of its type and range, and the cross-field rules a type cannot say.
+
+Every problem is reported, not only the first: the checks append one line each to a list of problems
+(`collect` runs a check that raises and keeps its problems) and the list is raised as one ParamsError.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import difflib
 import math
 import types
 import typing
-from collections.abc import Mapping
-from typing import Any, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, TypeVar
 
 from kdlib.config.naming import parse_student, safe_component, threshold_label
 from kdlib.config.schema import Params, ParamsError
@@ -27,24 +31,51 @@ def bounds_text(bounds: Mapping[str, float]) -> str:
     return f" ({', '.join(f'{words[k]} {v:g}' for k, v in bounds.items())})" if bounds else ""
 
 
+T = TypeVar("T")
+
+
+def collect(problems: list[str], check: Callable[[], T]) -> T | None:
+    """Run `check`; the problems of a ParamsError it raises are appended to `problems` (and None returned)."""
+    try:
+        return check()
+    except ParamsError as error:
+        problems.extend(error.problems)
+        return None
+
+
 def build_section(cls: type, raw: Any, source: str, where: str) -> Any:
+    """A params section of dataclass `cls` from its mapping; every unknown key, bad value and missing key in it
+    (and in its subsections) is one problem of the ParamsError raised."""
     if not isinstance(raw, Mapping):
         raise ParamsError(f"{source}: '{where or '<top>'}' must be a mapping, got {type(raw).__name__}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [key for key in raw if key not in fields]
-    if unknown:
-        key = unknown[0]
+    problems: list[str] = []
+    for key in (key for key in raw if key not in fields):
         close = difflib.get_close_matches(str(key), fields, n=1)
         hint = f" (did you mean '{join_key(where, close[0])}'?)" if close else ""
-        raise ParamsError(f"{source}: unknown key '{join_key(where, key)}'{hint}")
+        problems.append(f"{source}: unknown key '{join_key(where, key)}'{hint}")
+    required = REQUIRED.get(cls.__name__, ())
     values = {}
     for name, item in raw.items():
-        values[name] = coerce(hints[name], item, source, join_key(where, name))
-        check_bounds(values[name], fields[name].metadata.get("bounds", {}), source, join_key(where, name))
-    missing = [name for name in REQUIRED.get(cls.__name__, ()) if values.get(name) is None]
-    if missing:
-        raise ParamsError(f"{source}: missing required key '{join_key(where, missing[0])}'")
+        if name not in fields or (item is None and name in required):
+            continue
+        key, bounds = join_key(where, name), fields[name].metadata.get("bounds", {})
+
+        def checked(name=name, item=item, key=key, bounds=bounds) -> Any:
+            value = coerce(hints[name], item, source, key)
+            check_bounds(value, bounds, source, key)
+            return value
+
+        before = len(problems)
+        value = collect(problems, checked)
+        if len(problems) == before:
+            values[name] = value
+    problems += [
+        f"{source}: missing required key '{join_key(where, name)}'" for name in required if raw.get(name) is None
+    ]
+    if problems:
+        raise ParamsError(*problems)
     return cls(**values)
 
 
@@ -87,7 +118,14 @@ def coerce(hint: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, (list, tuple)):
             raise ParamsError(f"{source}: '{where}' must be a list, got {value!r}")
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(coerce(args[0], item, source, f"{where}[{i}]") for i, item in enumerate(value))
+            problems: list[str] = []
+            items = [
+                collect(problems, lambda i=i, item=item: coerce(args[0], item, source, f"{where}[{i}]"))
+                for i, item in enumerate(value)
+            ]
+            if problems:
+                raise ParamsError(*problems)
+            return tuple(items)
         if len(value) != len(args):
             raise ParamsError(f"{source}: '{where}' must have {len(args)} items, got {len(value)}")
         return tuple(coerce(arg, item, source, f"{where}[{i}]") for i, (arg, item) in enumerate(zip(args, value)))
@@ -95,9 +133,16 @@ def coerce(hint: Any, value: Any, source: str, where: str) -> Any:
         if not isinstance(value, Mapping):
             raise ParamsError(f"{source}: '{where}' must be a mapping, got {value!r}")
         key_type, value_type = args or (str, Any)
-        return {
-            coerce(key_type, k, source, where): coerce(value_type, v, source, f"{where}.{k}") for k, v in value.items()
+        problems = []
+        items = {
+            collect(problems, lambda k=k: coerce(key_type, k, source, where)): collect(
+                problems, lambda k=k, v=v: coerce(value_type, v, source, f"{where}.{k}")
+            )
+            for k, v in value.items()
         }
+        if problems:
+            raise ParamsError(*problems)
+        return items
     if dataclasses.is_dataclass(hint):
         return build_section(hint, value, source, where)
     if hint is Any:
@@ -126,7 +171,9 @@ def join_key(where: str, key: str) -> str:
 
 
 def check_semantics(params: Params, source: str) -> None:
-    """Cross-field checks that a type and a range alone cannot express."""
+    """Cross-field checks that a type and a range alone cannot express. Each check appends its problem, one line,
+    to `problems` and the checks go on; every problem found is raised at the end, as one ParamsError."""
+    problems: list[str] = []
     data = params.data
     roles = {"teacher_train": data.teacher_train, "train": data.train, "test": data.test}
     roles.update({f"pools.{name}": specs for name, specs in data.pools.items()})
@@ -136,25 +183,23 @@ def check_semantics(params: Params, source: str) -> None:
             try:
                 safe_component(spec.name)
             except ValueError as error:
-                raise ParamsError(f"{source}: 'data.{role}[{index}].name': {error}") from None
+                problems.append(f"{source}: 'data.{role}[{index}].name': {error}")
             if spec.revision == "refs/convert/parquet" and spec.config is not None:
-                raise ParamsError(
+                problems.append(
                     f"{source}: 'data.{role}[{index}].config': a parquet export has no configurations; "
                     f"name its folder instead (data_dir: {spec.config})"
                 )
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
-            raise ParamsError(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")
+            problems.append(f"{source}: data.{role}: dataset name {duplicates[0]!r} is used twice")
     for key, name in [("default_pool", data.default_pool), *((f"pools.{name}", name) for name in data.pools)]:
         try:
             safe_component(name, "pool")
         except ValueError as error:
-            raise ParamsError(f"{source}: 'data.{key}': {error}") from None
+            problems.append(f"{source}: 'data.{key}': {error}")
     if data.default_pool in data.pools:
-        raise ParamsError(f"{source}: 'data.pools.{data.default_pool}' has the name of the default pool (data.train)")
-    empty = [name for name, specs in data.pools.items() if not specs]
-    if empty:
-        raise ParamsError(f"{source}: 'data.pools.{empty[0]}' lists no set")
+        problems.append(f"{source}: 'data.pools.{data.default_pool}' has the name of the default pool (data.train)")
+    problems += [f"{source}: 'data.pools.{name}' lists no set" for name, specs in data.pools.items() if not specs]
     architecture = params.teacher.architecture
     students = [(f"distill.runs[{i}].student", run.student) for i, run in enumerate(params.distill.runs)]
     students += [(f"distill.count_only[{i}]", name) for i, name in enumerate(params.distill.count_only)]
@@ -162,11 +207,12 @@ def check_semantics(params: Params, source: str) -> None:
         try:
             encoder, decoder = parse_student(name)
         except ParamsError as error:
-            raise ParamsError(f"{source}: '{where}': {error}") from None
+            problems.append(f"{source}: '{where}': {error}")
+            continue
         if params.teacher.source in ("train", "random") and (
             encoder > architecture.encoder_layers or decoder > architecture.decoder_layers
         ):
-            raise ParamsError(
+            problems.append(
                 f"{source}: '{where}' {name} has more layers than the teacher "
                 f"({architecture.encoder_layers} encoder, {architecture.decoder_layers} decoder)"
             )
@@ -175,34 +221,36 @@ def check_semantics(params: Params, source: str) -> None:
             try:
                 data.pool(run.pool)
             except ParamsError as error:
-                raise ParamsError(f"{source}: 'distill.runs[{index}].pool': {error}") from None
+                problems.append(f"{source}: 'distill.runs[{index}].pool': {error}")
         unknown = [t for t in run.thresholds if t not in params.filter.thresholds]
         if unknown:
-            raise ParamsError(
+            problems.append(
                 f"{source}: distill.runs: threshold {threshold_label(unknown[0])} of {run.student} "
                 f"is not in filter.thresholds {[threshold_label(t) for t in params.filter.thresholds]}"
             )
     for family in params.evaluate.language_codes:
         if family not in ("seamless", "ctc"):
-            raise ParamsError(f"{source}: 'evaluate.language_codes.{family}': families are 'seamless' and 'ctc'")
+            problems.append(f"{source}: 'evaluate.language_codes.{family}': families are 'seamless' and 'ctc'")
     for section, training in (
         ("teacher.training", params.teacher.training),
         ("distill.training", params.distill.training),
     ):
         if (training.max_steps is None) == (training.epochs is None):
-            raise ParamsError(f"{source}: '{section}': give exactly one of max_steps and epochs (the other null)")
-    missing_views = [view for view in (params.evaluate.headline_view,) if view not in params.evaluate.views]
-    if missing_views:
-        raise ParamsError(f"{source}: 'evaluate.headline_view' {missing_views[0]!r} is not in evaluate.views")
+            problems.append(f"{source}: '{section}': give exactly one of max_steps and epochs (the other null)")
+    if params.evaluate.headline_view not in params.evaluate.views:
+        problems.append(
+            f"{source}: 'evaluate.headline_view' {params.evaluate.headline_view!r} is not in evaluate.views"
+        )
     if params.filter.selected not in params.filter.thresholds:
-        raise ParamsError(f"{source}: filter.selected must be one of filter.thresholds")
+        problems.append(f"{source}: filter.selected must be one of filter.thresholds")
     if architecture.d_model % architecture.attention_heads:
-        raise ParamsError(f"{source}: 'teacher.architecture.d_model' must be a multiple of attention_heads")
+        problems.append(f"{source}: 'teacher.architecture.d_model' must be a multiple of attention_heads")
     if params.teacher.source == "train" and not params.data.teacher_train:
-        raise ParamsError(f"{source}: teacher.source is 'train' but data.teacher_train is empty")
-    if params.teacher.source == "random":
-        if architecture.vocab_size != VOCAB_SIZE:
-            raise ParamsError(
-                f"{source}: 'teacher.architecture.vocab_size' must be {VOCAB_SIZE}, the size of Whisper's "
-                f"multilingual tokenizer that a teacher of source 'random' has, got {architecture.vocab_size}"
-            )
+        problems.append(f"{source}: teacher.source is 'train' but data.teacher_train is empty")
+    if params.teacher.source == "random" and architecture.vocab_size != VOCAB_SIZE:
+        problems.append(
+            f"{source}: 'teacher.architecture.vocab_size' must be {VOCAB_SIZE}, the size of Whisper's "
+            f"multilingual tokenizer that a teacher of source 'random' has, got {architecture.vocab_size}"
+        )
+    if problems:
+        raise ParamsError(*problems)

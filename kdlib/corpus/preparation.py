@@ -39,6 +39,7 @@ from kdlib.corpus.synthesis import build_split
 from kdlib.storage import hub
 from kdlib.storage.cache import build_once, fingerprint
 from kdlib.storage.paths import RunLayout
+from kdlib.storage.progress import progress
 
 Purpose = Literal["teacher", "train", "test"]  # teacher: training a teacher here, non-speech captioned empty kept
 SKIP_COLUMNS = ["id", "dataset", "reason", "detail"]
@@ -280,7 +281,9 @@ def _screen_to_disk(
     writer = _ShardWriter(directory, features(data.sampling_rate).arrow_schema, data.shard_mib << 20)
     skipped: list[dict[str, str]] = []
     seen: dict[str, int] = {}
-    for index, (example, screened) in enumerate(_screened(raw, spec, data)):
+    total = len(raw) if isinstance(raw, datasets.Dataset) else spec.max_samples  # a streamed set: its cap, if any
+    screening = progress(_screened(raw, spec, data), desc=f"preparing {spec.name}", total=total, unit="clip")
+    for index, (example, screened) in enumerate(screening):
         clip_id = _unique_id(spec, example, index, seen)
         text = (example[spec.text_column] or "").strip()
         variety = spec.variety or (example[spec.variety_column] if spec.variety_column else "unknown")

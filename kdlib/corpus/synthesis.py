@@ -29,7 +29,6 @@ from pathlib import Path
 
 import datasets
 import numpy as np
-from tqdm import tqdm
 
 from kdlib.config import SyntheticCorpusParams
 from kdlib.corpus import grammar as grammar_module
@@ -37,6 +36,7 @@ from kdlib.corpus import resources
 from kdlib.corpus.audio import dataset_with_audio, decode, encode_wav
 from kdlib.corpus.grammar import distinct_meanings, grammar_path, read_grammar
 from kdlib.storage.cache import build_once, file_digest, fingerprint
+from kdlib.storage.progress import progress
 from kdlib.storage.whole import loads_from_disk
 
 ESPEAK = "espeak-ng"
@@ -324,7 +324,8 @@ def _speak_split(params: SyntheticCorpusParams, split: str, sampling_rate: int, 
     """Speak every planned utterance of `split` into a set whose fingerprint is its content key."""
     plan = [utterance for utterance in plan_utterances(params) if utterance.split == split]
     with ThreadPoolExecutor(max_workers=4) as pool:
-        audio = list(tqdm(pool.map(lambda u: speak(u, sampling_rate), plan), total=len(plan), desc=f"speaking {split}"))
+        spoken = pool.map(lambda u: speak(u, sampling_rate), plan)
+        audio = list(progress(spoken, total=len(plan), desc=f"speaking {split}", unit="clip"))
     columns: dict[str, list] = {name: [] for name in COLUMNS}
     for utterance, samples in zip(plan, audio):
         columns["id"].append(utterance.id)

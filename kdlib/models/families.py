@@ -17,6 +17,7 @@ safetensors only.
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,21 @@ from transformers import (
 
 from kdlib.config import GenerationParams
 from kdlib.models.runtime import parameter_count, resolve_attention, resolve_dtype, text_token_ids
+
+
+class _WhisperOwnCall(logging.Filter):
+    """Drops the one warning that transformers' Whisper `generate()` causes itself: it hands its generation config
+    and its suppressed tokens to the generic `generate()` together (a workaround of its own, see transformers PR
+    #48108), which then calls that deprecated. No argument of kdlib's makes or avoids it."""
+
+    MESSAGE = "Passing `generation_config` together with generation-related arguments=({'"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not (message.startswith(self.MESSAGE) and "suppress_tokens" in message)
+
+
+logging.getLogger("transformers.generation.utils").addFilter(_WhisperOwnCall())
 
 
 @dataclass
@@ -163,10 +179,15 @@ class WhisperModel(SpeechModel):
         ).input_features
         output = self.model.generate(
             input_features=features.to(self.device, dtype=self.model.dtype),
+            # Whisper reads every frame of its window (it masks none); saying so spares generate() its guess
+            # from the pad token, which is the end-of-text token here
+            attention_mask=torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=self.device),
             language=generation.language,
             task=generation.task,
             num_beams=generation.num_beams,
-            max_new_tokens=generation.max_new_tokens,
+            # Whisper counts `max_length` after its prompt (start, language, task): the same limit as
+            # `max_new_tokens`, which would clash with the length Whisper's generate() fills in
+            max_length=generation.max_new_tokens,
             return_timestamps=generation.return_timestamps,
         )
         sequences = output.sequences if hasattr(output, "sequences") else output

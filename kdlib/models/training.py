@@ -29,7 +29,6 @@ import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
 from safetensors.torch import load_file, load_model, save_file, save_model
-from tqdm import tqdm
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_scheduler
 
 from kdlib.config import LossParams, TrainingParams
@@ -37,6 +36,7 @@ from kdlib.corpus.audio import decode
 from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader
 from kdlib.models.runtime import cpu_only, prompt_ids, target_ids
 from kdlib.storage.cache import atomic_directory, atomic_write_json, replacing_file
+from kdlib.storage.progress import progress
 from kdlib.storage.whole import checkpoint_problem
 
 IGNORE = -100
@@ -158,7 +158,8 @@ class TeacherLogitCache:
         """Compute the missing rows' logits (resumable: rows already on disk are skipped)."""
         missing = [row for row in range(len(data)) if not self.path(row).exists()]
         device = next(teacher.parameters()).device
-        for start in tqdm(range(0, len(missing), batch_size), desc="caching teacher logits", disable=not missing):
+        starts = range(0, len(missing), batch_size)
+        for start in progress(starts, desc="caching teacher logits", unit="batch", disable=not missing):
             rows = missing[start : start + batch_size]
             batch = data.batch(rows, device)
             logits = teacher(
@@ -304,7 +305,9 @@ def _train(
     )
     accelerator.init_trackers("logs")
     loss_value = history[-1]["loss"] if history else math.nan
-    bar = tqdm(total=total, initial=step, desc=description, disable=not accelerator.is_local_main_process)
+    bar = progress(
+        total=total, initial=step, desc=description, unit="step", disable=not accelerator.is_local_main_process
+    )
     stop = min(until_step or total, total)
 
     # data: this process' micro-batches from the step it starts at, read ahead by loader workers

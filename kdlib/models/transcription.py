@@ -16,12 +16,12 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 import torch
-from tqdm import tqdm
 
 from kdlib.config import GenerationParams
 from kdlib.corpus.audio import decode, split_long
 from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader
 from kdlib.models.families import SpeechModel
+from kdlib.storage.progress import progress
 
 
 @dataclass(frozen=True)
@@ -106,13 +106,15 @@ def transcribe(
     generation: GenerationParams,
     description: str = "transcribing",
     workers: int | None = 0,
+    leave: bool = True,
 ) -> list[Transcript]:
-    """Transcribe a whole prepared set (length-sorted batches), returned in the set's row order."""
+    """Transcribe a whole prepared set (length-sorted batches), returned in the set's row order (`leave`: keep the
+    progress bar's last state on screen)."""
     plan = list(batches(length_sorted(dataset), generation.batch_size))
     results: dict[int, Transcript] = {}
     done_seconds = 0.0
     clock = WaitClock()
-    with tqdm(total=len(dataset), desc=description, unit="clip") as bar:
+    with progress(total=len(dataset), desc=description, unit="clip", leave=leave) as bar:
         for batch in clock.timed(audio_batches(loaded, dataset, plan, workers)):
             for index, transcript in zip(batch.rows, transcribe_batch(loaded, batch, generation)):
                 results[index] = transcript

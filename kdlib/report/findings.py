@@ -8,7 +8,6 @@ from __future__ import annotations
 import pandas as pd
 
 from kdlib.config import Params
-from kdlib.scoring.intervals import claims
 
 ALL = "all"
 
@@ -143,10 +142,31 @@ def distillation(results: pd.DataFrame, history: pd.DataFrame) -> list[str]:
     return sentences
 
 
+def comparison_table(paired: pd.DataFrame) -> pd.DataFrame:
+    """Paired differences of one view (`paired`, from `kdlib.scoring.intervals.difference_intervals`, fractions) as
+    one table: a row per student and what it is compared with, a column per average, each cell the difference in
+    percentage points with its interval, `*` where the interval excludes 0 (the claims the intervals support)."""
+    if not len(paired):
+        return pd.DataFrame(columns=["student", "against"])
+    cells = paired.assign(
+        cell=[
+            f"{100 * row.difference:+.1f} [{100 * row.low:+.1f}, {100 * row.high:+.1f}]"
+            + (" *" if bool(row.excludes_zero) else "")
+            for row in paired.itertuples()
+        ]
+    )
+    table = cells.pivot(index=["model", "against"], columns="average", values="cell")
+    order = list(dict.fromkeys(paired[["model", "against"]].itertuples(index=False, name=None)))
+    table = table.reindex(index=pd.MultiIndex.from_tuples(order), columns=list(dict.fromkeys(paired["average"])))
+    table.columns = [f"{average} (points)" for average in table.columns]
+    return table.rename_axis(["student", "against"]).reset_index().fillna("—")
+
+
 def evaluation(intervals: pd.DataFrame, paired: pd.DataFrame, confidence: float, test_sets: int) -> list[str]:
     """Stage 04, in one view: the lowest average WER with its interval (`intervals`: model, average,
-    estimate, low, high as fractions), then which paired differences (`paired`, from
-    `kdlib.scoring.intervals.difference_intervals`) the intervals support (`kdlib.scoring.intervals.claims`)."""
+    estimate, low, high as fractions), then what the paired differences (`paired`, from
+    `kdlib.scoring.intervals.difference_intervals`; every one is in `comparison_table`) support, per kind of
+    comparison (against the teacher; against the no-filter twin), and the largest one they do not."""
     best = intervals[intervals["average"] == "avg all"].nsmallest(1, "estimate").iloc[0]
     sentences = [
         f"Lowest average WER: {best['model']}, {100 * best['estimate']:.2f} % "
@@ -154,17 +174,39 @@ def evaluation(intervals: pd.DataFrame, paired: pd.DataFrame, confidence: float,
     ]
     if not len(paired):
         return [*sentences, "No student to compare with the teacher."]
-    supported, unsupported = claims(paired)
-    if supported:
-        sentences.append(f"Supported by the intervals ({len(supported)} of {len(paired)} differences):")
-        sentences += [f"{claim}." for claim in supported]
-    else:
-        sentences.append(f"No difference is supported: each of the {len(paired)} intervals includes 0.")
-    if supported and unsupported:  # the one a reader would most likely take for a finding
-        largest = paired.loc[~paired["excludes_zero"].astype(bool), "difference"].abs().idxmax()
-        row = paired.loc[largest]
+    supported = paired["excludes_zero"].astype(str) == "True"
+    if not supported.any():
+        return [*sentences, f"No difference is supported: each of the {len(paired)} intervals includes 0."]
+    sentences.append(
+        f"{int(supported.sum())} of {len(paired)} paired differences are supported by their intervals "
+        "(marked * in the table of paired differences)."
+    )
+    kinds = {"the teacher": paired["against"] == "teacher", "their unfiltered twins": paired["against"] != "teacher"}
+    for kind, rows in kinds.items():
+        part = paired[rows & supported]
+        if not rows.any():
+            continue
+        if not len(part):
+            sentences.append(f"Against {kind}: none of the {int(rows.sum())} differences is supported.")
+            continue
+        higher, lower = part[part["difference"] > 0], part[part["difference"] < 0]
+        said = []
+        for direction, group in (("higher", higher), ("lower", lower)):
+            if len(group):
+                models = list(dict.fromkeys(group["model"]))
+                who = _listed(models) if len(models) <= 3 else f"{len(models)} students"
+                one = len(models) == 1
+                said.append(
+                    f"{who} {'has' if one else 'have'} {direction} WER on {len(group)} of {'its' if one else 'their'} "
+                    f"averages"
+                )
         sentences.append(
-            f"Not supported: the other {_count(len(unsupported), 'difference')}, whose intervals include 0; the "
+            f"Against {kind}, {len(part)} of {int(rows.sum())} differences are supported: {'; '.join(said)}."
+        )
+    if (~supported).any():  # the one a reader would most likely take for a finding
+        row = paired.loc[paired.loc[~supported, "difference"].abs().idxmax()]
+        sentences.append(
+            f"Not supported: the other {_count(int((~supported).sum()), 'difference')}, whose intervals include 0; the "
             f"largest is {row['model']} vs {row['against']} ({row['average']}): {100 * row['difference']:+.2f} points "
             f"[{100 * row['low']:+.2f}, {100 * row['high']:+.2f}]."
         )

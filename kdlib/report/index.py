@@ -1,4 +1,4 @@
-"""The run's `index.html`: its provenance, then the study in the paper's order (`kdlib.report.story.STORY`), each
+"""The run's `index.html`: the answer first (`kdlib.report.headline`), its provenance, then the study in the paper's order (`kdlib.report.story.STORY`), each
 section with its tables, its figures (title and caption as recorded where each was made; a click opens the
 full-size PNG), the findings of its notebook and, for errors, aligned examples read right to left. The tables
 kdlib computes (`kdlib.report.tables`) come from the run's current products, not from what a notebook wrote.
@@ -22,6 +22,7 @@ from kdlib.pipeline.graph import MissingProduct, StaleProduct
 from kdlib.pipeline.provenance import RUN_LOG, read_log
 from kdlib.report import findings
 from kdlib.report import render as report
+from kdlib.report.headline import headline_rows, read_headline
 from kdlib.report.story import STORY, Section
 from kdlib.report.tables import computed_table, computes
 from kdlib.scoring.alignment import aligned_html
@@ -50,6 +51,10 @@ figcaption { font-size: .92rem; margin-top: .3rem; }
 .findings ul { margin: .3rem 0; padding-left: 1.2rem; }
 .example { font-size: .85rem; color: #555; margin: .8rem 0 0; }
 .details { font-size: .92rem; }
+#answer { background: #f6f8fa; border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1.2rem .6rem; }
+#answer h2 { margin-top: .8rem; border: 0; }
+#answer dl { display: grid; grid-template-columns: max-content 1fr; gap: .45rem 1.2rem; font-size: 1.05rem; }
+#answer dt { font-weight: 600; } #answer dd { margin: 0; }
 """
 
 
@@ -66,18 +71,18 @@ def _written(params: Params, name: str, **options) -> pd.DataFrame | None:
         else:
             if frame is None:
                 return None
-            text = frame.to_csv(index=not isinstance(frame.index, pd.RangeIndex))  # as `render.write_table` writes it
+            text = report.labelled(frame).to_csv(index=False)  # as `render.write_table` writes it
             return pd.read_csv(io.StringIO(text), **options)
     path = params.reports_path / "tables" / f"{name}.csv"
     return pd.read_csv(path, **options) if path.is_file() else None
 
 
-def _table(frame: pd.DataFrame, heading: str) -> str:
-    body = (
-        frame.to_html(index=False, classes="kd", border=0, na_rep="—", float_format="{:.2f}".format)
-        if len(frame)
-        else "<p>None.</p>"
-    )
+def _table(frame: pd.DataFrame, name: str, heading: str, shaded: bool = False) -> str:
+    """A table as every page shows it (`kdlib.report.render.html_table`): a table of rates (its heading says %) has
+    one decimal; a `shaded` one (a main table: rates per test set) is shaded on one sequential scale, with its legend."""
+    numeric = [column for column in frame.columns[1:] if frame[column].dtype.kind in "fi"]
+    options = {"shade": numeric, "shade_label": f"{name.split('_')[0].upper()} (%)"} if shaded else {}
+    body = report.html_table(frame, decimals=1 if "%" in heading else None, **options) if len(frame) else "<p>None.</p>"
     return f"<h3>{esc(heading)}</h3>\n{body}"
 
 
@@ -112,9 +117,12 @@ def _tables(section: Section, params: Params) -> list[str]:
     views = [headline, *(view for view in params.evaluate.views if view != headline)]
     named = []
     for name, heading in section.tables:
-        named += [(name.format(view=view), heading.format(view=view)) for view in (views if "{view}" in name else [""])]
-    tables = [(_written(params, name), heading) for name, heading in named]
-    return [_table(frame, heading) for frame, heading in tables if frame is not None]
+        named += [
+            (name.format(view=view), heading.format(view=view), "{view}" in name)
+            for view in (views if "{view}" in name else [""])
+        ]
+    tables = [(_written(params, name), name, heading, shaded) for name, heading, shaded in named]
+    return [_table(frame, name, heading, shaded) for frame, name, heading, shaded in tables if frame is not None]
 
 
 def _findings(reports: Path, stage: str) -> str:
@@ -159,6 +167,17 @@ def _other_figures(params: Params) -> str:
     return f"<section id='other-figures'>\n<h2>Other figures</h2>\n{_figures(records)}\n</section>"
 
 
+def _answer(params: Params) -> str:
+    """The headline block: the best student against the teacher, its size and speed, what the filter did."""
+    found = read_headline(params)
+    if found is None:
+        body = "<p>Not produced yet: run stage 04_evaluate.</p>"
+    else:
+        items = "".join(f"<dt>{esc(label)}</dt><dd>{esc(sentence)}</dd>" for label, sentence in headline_rows(found))
+        body = f"<dl>{items}</dl>"
+    return f"<section id='answer'>\n<h2>The answer</h2>\n{body}\n</section>"
+
+
 def _provenance(log: dict[str, Any]) -> str:
     digest = log.get("params_sha256") or ""
     rows = {
@@ -201,6 +220,7 @@ def write_index(params: Params) -> Path:
 <body>
 <h1>To Distill or Not to Distill? On the Robustness of Robust Knowledge Distillation</h1>
 <p>A reproduction of <a href="{PAPER}">arXiv 2406.04512</a> with kdlib: profile <b>{esc(params.profile)}</b>.</p>
+{_answer(params)}
 <p class="note">{esc(findings.data_note(params))}</p>
 {_provenance(log)}
 <nav id="contents"><h2>The study</h2><ol>{contents}</ol></nav>

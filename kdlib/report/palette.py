@@ -14,6 +14,8 @@ ALL = "all"
 VARIETIES = ("MSA", "ALG", "EGY", "JOR", "MOR", "PAL", "UAE", "YEM")  # MSA, then the dialects A-Z
 TEACHER = "teacher"
 _NEUTRAL = "#4d4d4d"  # `all` and the teacher: the reference in every figure
+REFERENCE = "#000000"  # marks on a figure that are no variety, model or category (a threshold line): black, a colour
+# no palette below uses, so that no mark is taken for a series
 
 
 def _colours(count: int, name: str) -> list[str]:
@@ -62,5 +64,10 @@ def category_colours(categories: Sequence[str]) -> dict[str, str]:
 
 
 def set_theme() -> None:
-    """The figures' common style (seaborn's white grid, legends without a frame)."""
+    """The figures' common style (seaborn's white grid, legends without a frame), and tables shown whole: pandas
+    cuts no row, column or cell of a table a notebook shows (`kdlib.report.render.show_table` shows most)."""
+    import pandas as pd
+
     sns.set_theme(style="whitegrid", rc={"legend.frameon": False, "figure.dpi": 100})
+    for option in ("display.max_rows", "display.max_columns", "display.max_colwidth", "display.width"):
+        pd.set_option(option, None)

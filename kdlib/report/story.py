@@ -65,6 +65,7 @@ STORY = (
         "04_evaluate",
         tables=(
             ("headline", "Headline: WER averages (%) and efficiency"),
+            ("paired_differences", "Paired differences: student minus teacher or its unfiltered twin (* supported)"),
             ("wer_{view}", "WER (%), {view} view"),
             ("efficiency", "Efficiency, measured on this machine"),
         ),

@@ -187,8 +187,16 @@ def headline(params: Params, wer: pd.DataFrame | None = None, speed: pd.DataFram
     table in that view, `speed`: stage 04's efficiency, when the caller has them)."""
     wer = main_tables(params)["wer", params.evaluate.headline_view] if wer is None else wer
     speed = read_efficiency(params) if speed is None else speed
-    averages = wer[list(AVERAGES)].add_prefix("WER ")
+    averages = wer[list(AVERAGES)].add_prefix("WER ").add_suffix(" (%)")
     return averages.join(speed.set_index("model")[["parameters_M", "latency_ms", "speedup"]])
+
+
+# the published comparison's columns as tables show them
+PUBLISHED_LABELS = {
+    "published": "published WER (%)",
+    "this_run": "this run WER (%)",
+    "difference": "difference (points)",
+}
 
 
 def published_vs_this_run(
@@ -227,7 +235,7 @@ COMPUTED: dict[str, Callable[[Params], pd.DataFrame | None]] = {
     "distillation_runs": distillation_runs,
     "efficiency": read_efficiency,
     "headline": lambda params: headline(params).reset_index(),
-    "published_vs_this_run": lambda params: _nonempty(published_vs_this_run(params)),
+    "published_vs_this_run": lambda params: _nonempty(published_vs_this_run(params).rename(columns=PUBLISHED_LABELS)),
     "error_examples": error_examples,
 }
 _MAIN = re.compile(r"(wer|cer)_(\w+)")

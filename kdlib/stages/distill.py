@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -117,11 +118,18 @@ def run_key(
 
 
 def distill_one(
-    params: Params, student: str, threshold: float | None, pool: str | None = None, resume: bool = True
+    params: Params,
+    student: str,
+    threshold: float | None,
+    pool: str | None = None,
+    resume: bool = True,
+    counter: str = "",
 ) -> DistillResult:
-    """Distil one student on the pairs one threshold keeps of a pool (None: the default), or reuse the finished run."""
+    """Distil one student on the pairs one threshold keeps of a pool (None: the default), or reuse the finished run.
+    `counter` ("student 2/6") opens what the terminal shows of it."""
     pool = pool or params.data.default_pool
     name = run_name(student, pool, params.data.default_pool)
+    title = f"{counter} {name} λ={threshold_label(threshold)}".strip()
     teacher_record = read_teacher(params)
     train_ids, eval_ids = read_training_ids(params, threshold, pool), read_split(params, pool)["eval"]
     key = run_key(params, teacher_record["digest"], student, pool, threshold, train_ids, eval_ids)
@@ -133,10 +141,14 @@ def distill_one(
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
     state.wait_for_everyone()
     if result_file.exists():
+        if state.is_main_process:
+            print(f"{title}: trained before, reused", file=sys.stderr, flush=True)
         return DistillResult(**json.loads(result_file.read_text()))
     label = threshold_label(threshold)
     if not train_ids:
         skipped = f"skipped: λ={label} keeps no pairs"
+        if state.is_main_process:
+            print(f"{title}: {skipped}", file=sys.stderr, flush=True)
         return DistillResult(student, pool, label, skipped, None, 0, 0, 0, None, None, None)
     labels = read_pseudo_labels(params, pool)
     train_pairs, eval_pairs = rows_of(labels, train_ids), rows_of(labels, eval_ids)
@@ -155,7 +167,10 @@ def distill_one(
         if len(eval_pairs) == 0:
             return {}
         loaded = WhisperModel(student, str(directory), current, teacher.processor)
-        hypotheses = [t.text for t in transcribe(loaded, eval_pairs, params.evaluate.generation, "eval")]
+        transcripts = transcribe(
+            loaded, eval_pairs, params.evaluate.generation, f"{title}: held-out pairs", leave=False
+        )
+        hypotheses = [t.text for t in transcripts]
         return {"wer": corpus_scores(eval_pairs["text"], hypotheses, "normalized", params.normalization)["wer"]}
 
     outcome = train(
@@ -169,7 +184,7 @@ def distill_one(
         evaluate=evaluate,
         device=params.device,
         resume=resume,
-        description=f"{name} λ={label}",
+        description=title,
         workers=params.data.loader_workers,
     )
     eval_wer = next((row["eval_wer"] for row in reversed(outcome.history) if "eval_wer" in row), None)
@@ -244,10 +259,10 @@ def build(params: Params) -> dict | None:
     """Stage 03: every (student, pool, λ) run that params list, in order; their records and the students' sizes
     (main process)."""
     results = []
-    for run in params.distill.runs:
-        for threshold in run.thresholds:
-            results.append(distill_one(params, run.student, threshold, run.pool))
-            release_memory()  # the trained student, its gradients and optimiser states, before the next one
+    runs = [(run, threshold) for run in params.distill.runs for threshold in run.thresholds]
+    for number, (run, threshold) in enumerate(runs, 1):
+        results.append(distill_one(params, run.student, threshold, run.pool, counter=f"student {number}/{len(runs)}"))
+        release_memory()  # the trained student, its gradients and optimiser states, before the next one
     if not PartialState(cpu=cpu_only(params.device)).is_main_process:
         return None
     layout = RunLayout(params)

@@ -18,6 +18,7 @@ unweighted means over test sets, as in the paper's tables.
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +40,7 @@ from kdlib.scoring.metrics import corpus_scores, score_pairs
 from kdlib.stages.products import PreparedSet, read_students, read_teacher, read_test_sets
 from kdlib.storage.cache import atomic_write_text, fingerprint, model_digest, replacing_file
 from kdlib.storage.paths import RunLayout
+from kdlib.storage.progress import progress
 
 MSA = "MSA"
 WARM_UP_CLIPS = 3  # clips each model transcribes before it is timed
@@ -70,15 +72,15 @@ def baseline_name(source: str) -> str:
     return Path(source).name if Path(source).is_dir() else source
 
 
-def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Params) -> pd.DataFrame:
+def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Params, counter: str = "") -> pd.DataFrame:
     """Per-utterance predictions of one model on every test set, with both views' WER and CER
-    (the model's identity columns are added by `predict_all`, which may share one file)."""
+    (the model's identity columns are added by `predict_all`, which may share one file); `counter` ("model 2/7")
+    opens its progress bars."""
     frames = []
-    for name, corpus in test_sets.items():
+    for number, (name, corpus) in enumerate(test_sets.items(), 1):
         data = corpus.dataset
-        transcripts = transcribe(
-            loaded, data, params.evaluate.generation, f"{loaded.name} on {name}", params.data.loader_workers
-        )
+        title = f"{counter} {loaded.name} on {name} (set {number}/{len(test_sets)})".strip()
+        transcripts = transcribe(loaded, data, params.evaluate.generation, title, params.data.loader_workers)
         frame = pd.DataFrame(
             {
                 "id": data["id"],
@@ -116,11 +118,14 @@ def predict_missing(
     params: Params, jobs: list[tuple[ModelEntry, Path]], test_sets: dict[str, PreparedSet], device: torch.device
 ) -> None:
     """Transcribe the test sets with each model whose predictions (at its `predictions_path`) are not cached yet."""
-    for entry, path in jobs:
+    cached = sum(path.exists() for _, path in jobs)
+    if cached:
+        print(f"models: the predictions of {cached} of {len(jobs)} are cached", file=sys.stderr, flush=True)
+    for number, (entry, path) in enumerate(jobs, 1):
         if not path.exists():
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
-                predict(loaded, test_sets, params).to_parquet(temporary, index=False)
+                predict(loaded, test_sets, params, f"model {number}/{len(jobs)}").to_parquet(temporary, index=False)
             del loaded
             release_memory()  # before the next model is loaded
 
@@ -173,7 +178,7 @@ def build(params: Params) -> dict | None:
     atomic_write_text(layout.intervals, averages.to_csv(index=False))
     atomic_write_text(layout.differences, differences.to_csv(index=False))
     atomic_write_text(layout.efficiency, speed.to_csv(index=False))
-    score_cards(entries, scores, params.evaluate.headline_view)
+    score_cards([entry for entry in entries if made_here(params, entry.source)], scores, params.evaluate.headline_view)
     return {
         "models": [entry.name for entry in entries],
         "test_sets": list(scored),
@@ -181,6 +186,13 @@ def build(params: Params) -> dict | None:
         "predictions": len(predictions),
         "digest": fingerprint(scores.to_csv(index=False)),
     }
+
+
+def made_here(params: Params, source: str) -> bool:
+    """Whether a model's folder is one kdlib made (in the run folder or the cache), whose card a run may update;
+    a checkpoint shipped in the repository (the tiny teacher) is left as it is committed."""
+    folder = Path(source).resolve()
+    return any(folder.is_relative_to(root.resolve()) for root in (params.run_path, params.cache_path))
 
 
 def score_cards(entries: list[ModelEntry], scores: pd.DataFrame, view: str) -> list[str]:
@@ -298,13 +310,18 @@ def efficiency(params: Params, entries: list[ModelEntry], test_sets: dict[str, P
     seconds_of_audio = sum(len(a) for a in audio) / rate
     single = replace(params.evaluate.generation, batch_size=1)
     models = {entry.name: _load(entry, device, single, params) for entry in entries}
-    for loaded in models.values():
-        for clip in audio[:WARM_UP_CLIPS]:
-            generate(loaded, [clip], single)
-    seconds: dict[str, list[float]] = {name: [] for name in models}
-    for clip in audio:
-        for name, loaded in models.items():
-            seconds[name].append(_timed_clip(loaded, clip, single))
+    warm_up = audio[:WARM_UP_CLIPS]
+    title = f"timing {len(models)} models on {len(audio)} clips, one at a time"
+    with progress(total=len(models) * (len(warm_up) + len(audio)), desc=title, unit="clip") as bar:
+        for loaded in models.values():
+            for clip in warm_up:
+                generate(loaded, [clip], single)
+                bar.update(1)
+        seconds: dict[str, list[float]] = {name: [] for name in models}
+        for clip in audio:
+            for name, loaded in models.items():
+                seconds[name].append(_timed_clip(loaded, clip, single))
+                bar.update(1)
     table = pd.DataFrame(
         {
             "model": name,

@@ -19,13 +19,13 @@ while `pseudo_label`, the text that is scored and filtered, has none. Products (
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pandas as pd
 from accelerate import Accelerator
-from tqdm import tqdm
 
 from kdlib.config import Params, pools_in_use
 from kdlib.corpus.loader import WaitClock
@@ -38,6 +38,7 @@ from kdlib.scoring.metrics import score_pairs
 from kdlib.stages.products import TIMESTAMPED
 from kdlib.storage.cache import atomic_write_json, fingerprint, model_digest, replacing_file
 from kdlib.storage.paths import RunLayout, in_run, relative
+from kdlib.storage.progress import progress
 from kdlib.storage.whole import discard_unless_whole, parquet_problem
 
 
@@ -112,8 +113,11 @@ def merge(run: PseudoLabelRun, pool: datasets.Dataset, n_chunks: int) -> pd.Data
     return labels.set_index("id").loc[pool_ids].reset_index()
 
 
-def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerator: Accelerator) -> PseudoLabelRun:
-    """Run, resume or reuse the pseudo-labelling of `pool` by `teacher`; every process takes its chunks."""
+def pseudo_label(
+    params: Params, pool: datasets.Dataset, teacher: str, accelerator: Accelerator, label: str = "pseudo-labelling"
+) -> PseudoLabelRun:
+    """Run, resume or reuse the pseudo-labelling of `pool` by `teacher`; every process takes its chunks (`label`:
+    what its progress bar says, e.g. "pool 1/2 default")."""
     run = plan_run(params, pool, teacher)
     if run.is_complete():
         return run
@@ -130,8 +134,9 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
         done: dict[int, list[Transcript]] = {}
         clock = WaitClock()
         audio_s = 0.0
-        description = f"pseudo-labelling [{accelerator.process_index}]"
-        with tqdm(total=sum(len(chunks[i]) for i in todo), desc=description, unit="clip") as bar:
+        several = accelerator.num_processes > 1
+        description = label + (f" [process {accelerator.process_index}]" if several else "")
+        with progress(total=sum(len(chunks[i]) for i in todo), desc=description, unit="clip") as bar:
             for (index, _), batch in zip(plan, clock.timed(loader)):
                 done.setdefault(index, []).extend(transcribe_batch(loaded, batch, generation))
                 if len(done[index]) == len(chunks[index]):
@@ -140,7 +145,7 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
                 audio_s += batch.audio_s
                 bar.update(len(batch.rows))
                 bar.set_postfix(clock.postfix(audio_s))
-        print(f"pseudo-labelling [{accelerator.process_index}]: waited for data {clock.share:.1%} of the time")
+        print(f"{description}: waited for data {clock.share:.1%} of the time", file=sys.stderr)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process and not run.is_complete():
         labels = merge(run, pool, len(chunks))
@@ -161,9 +166,10 @@ def build(params: Params) -> dict | None:
         test_sets = [prepare(spec, params, "test") for spec in params.data.test]
         teacher = find_teacher(params)
     labelled = {}
-    for name in pools:
+    for number, name in enumerate(pools, 1):
         pool = mixture(params.data.pool(name), pool_sets[name], "train").dataset
-        labelled[name] = (pseudo_label(params, pool, teacher, accelerator), len(pool))
+        label = f"pool {number}/{len(pools)} {name}: pseudo-labelling"
+        labelled[name] = (pseudo_label(params, pool, teacher, accelerator, label), len(pool))
     if not accelerator.is_main_process:
         return None
     layout = RunLayout(params)
