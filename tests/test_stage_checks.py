@@ -198,7 +198,8 @@ def test_the_plan_says_code_changed(params: Params, package_copy: Path) -> None:
     edit(package_copy / "stages" / "filtering.py")
     steps = plan(params, STAGES[:2], STAGES[:2])
     assert [step.build for step in steps] == [False, True]
-    assert "02_filter_sweep  build + render  code changed: kdlib.stages.filtering" in format_plan(params, steps)
+    (line,) = [line for line in format_plan(params, steps).splitlines() if "02_filter_sweep" in line]
+    assert "build + render" in line and line.endswith("code changed: kdlib.stages.filtering")
 
 
 def test_a_graph_of_stages_outside_kdlib_is_digested_too(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
