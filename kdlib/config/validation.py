@@ -191,6 +191,17 @@ def check_semantics(params: Params, source: str) -> None:
     ):
         if (training.max_steps is None) == (training.epochs is None):
             raise ParamsError(f"{source}: '{section}': give exactly one of max_steps and epochs (the other null)")
+        if training.global_batch_size is not None:
+            if training.gradient_accumulation_steps != 1:
+                raise ParamsError(
+                    f"{source}: '{section}.gradient_accumulation_steps' follows from global_batch_size: "
+                    "leave it at 1 or set global_batch_size to null"
+                )
+            if training.global_batch_size % training.batch_size:
+                raise ParamsError(
+                    f"{source}: '{section}.global_batch_size' {training.global_batch_size} is not a multiple of "
+                    f"batch_size {training.batch_size}"
+                )
     missing_views = [view for view in (params.evaluate.headline_view,) if view not in params.evaluate.views]
     if missing_views:
         raise ParamsError(f"{source}: 'evaluate.headline_view' {missing_views[0]!r} is not in evaluate.views")

@@ -80,11 +80,21 @@ def pseudo_labels(params: Params, overview: pd.DataFrame, skips: pd.DataFrame, p
     return sentences
 
 
-def filter_sweep(counts: pd.DataFrame, training_sets: pd.DataFrame, selected: str) -> list[str]:
+def filter_sweep(
+    counts: pd.DataFrame, training_sets: pd.DataFrame, selected: str, max_label_tokens: int | None = None
+) -> list[str]:
     """Stage 02: what each λ keeps of the pool (`counts`, from `kdlib.stages.filtering.sweep_counts`) and the training
-    sets of stage 03 (`training_sets`: λ, training pairs, held-out pairs); `selected` is the paper's λ label."""
+    sets of stage 03 (`training_sets`: λ, training pairs, held-out pairs); `selected` is the paper's λ label;
+    `max_label_tokens` the label-length filter's limit, when there is one (`counts` then has `dropped_too_long`)."""
     overall = counts[counts["variety"] == ALL].set_index("threshold")
     sentences = []
+    if max_label_tokens is not None and "dropped_too_long" in overall:
+        too_long = overall["dropped_too_long"]
+        shown = _listed([f"{int(count):,} at λ = {label}" for label, count in too_long.items()])
+        sentences.append(
+            f"The label-length filter (labels of at most {max_label_tokens} tokens, at every λ) drops, of the pairs "
+            f"the WER filter keeps, {shown}."
+        )
     if selected in overall.index:
         chosen = counts[(counts["threshold"] == selected) & (counts["variety"] != ALL)].sort_values("kept_fraction")
         low, high = chosen.iloc[0], chosen.iloc[-1]
@@ -143,15 +153,38 @@ def distillation(results: pd.DataFrame, history: pd.DataFrame) -> list[str]:
     return sentences
 
 
-def evaluation(intervals: pd.DataFrame, paired: pd.DataFrame, confidence: float, test_sets: int) -> list[str]:
+def evaluation(
+    intervals: pd.DataFrame,
+    paired: pd.DataFrame,
+    confidence: float,
+    test_sets: int,
+    long_clips: pd.DataFrame | None = None,
+) -> list[str]:
     """Stage 04, in one view: the lowest average WER with its interval (`intervals`: model, average,
     estimate, low, high as fractions), then which paired differences (`paired`, from
-    `kdlib.scoring.intervals.difference_intervals`) the intervals support (`kdlib.scoring.intervals.claims`)."""
+    `kdlib.scoring.intervals.difference_intervals`) the intervals support (`kdlib.scoring.intervals.claims`);
+    with `long_clips` (`kdlib.stages.evaluate.long_clip_counts`), how the test clips longer than the window were
+    heard."""
     best = intervals[intervals["average"] == "avg all"].nsmallest(1, "estimate").iloc[0]
     sentences = [
         f"Lowest average WER: {best['model']}, {100 * best['estimate']:.2f} % "
         f"[{100 * best['low']:.2f}, {100 * best['high']:.2f}] ({confidence:.0%} interval, {test_sets} test sets)."
     ]
+    if long_clips is not None and long_clips["long_clips"].sum() > 0:
+        sets = long_clips[long_clips["long_clips"] > 0]
+        shown = _listed([f"{name} {count:,}" for name, count in zip(sets["dataset"], sets["long_clips"])])
+        many = _count(int(sets["long_clips"].sum()), "test clip")
+        if (sets["handling"] == "truncate").all():
+            sentences.append(
+                f"{many} ({shown}) are longer than the models' window: each model heard only their first window "
+                f"({sets['seconds_beyond'].sum():,.0f} s of audio unheard) and was scored against the whole "
+                "reference (data.long_clips: truncate, as the authors)."
+            )
+        else:
+            sentences.append(
+                f"{many} ({shown}) are longer than the models' window: transcribed window by window, the "
+                "transcripts joined (data.long_clips: chunk)."
+            )
     if not len(paired):
         return [*sentences, "No student to compare with the teacher."]
     supported, unsupported = claims(paired)
