@@ -40,7 +40,12 @@ class Specials:
     def of(cls, tokenizer: PreTrainedTokenizerBase) -> Specials:
         names = ["<|startoftranscript|>", "<|endoftext|>", "<|notimestamps|>", "<|startofprev|>"]
         ids = tokenizer.convert_tokens_to_ids(names)
-        missing = [name for name, index in zip(names, ids) if index is None or index == tokenizer.unk_token_id]
+        unknown = tokenizer.unk_token_id  # Whisper's is <|endoftext|> itself
+        missing = [
+            name
+            for name, index in zip(names, ids)
+            if index is None or (index == unknown and name != tokenizer.unk_token)
+        ]
         if missing:
             raise ValueError(f"the teacher's tokenizer has no special token {missing[0]}")
         return cls(*ids)
