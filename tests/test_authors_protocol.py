@@ -435,3 +435,35 @@ def test_the_ci_profile_trains_on_the_teachers_ids_filtered_by_length_with_promp
         assert target[-len(unprompted[clip_id]) :] == unprompted[clip_id] and len(target) < 26 + 1
     result = distill_one(params, "DW-1-1", None)
     assert result.status == "trained" and result.steps == params.distill.training.max_steps
+
+
+def test_the_findings_count_the_length_filter_and_the_truncated_clips() -> None:
+    from kdlib.report import findings
+
+    frame = pd.DataFrame({"teacher_wer": [0.0, 0.5, 0.9], "variety": ["MSA"] * 3, "duration_s": [1.0] * 3})
+    counts = sweep_counts(frame, (80.0, None), keep_rule="below", fits=pd.Series([True, False, False]))
+    training = pd.DataFrame({"λ": ["80", "none"], "training pairs": [1, 1], "held-out pairs": [0, 0]})
+    sentences = findings.filter_sweep(counts, training, "80", 225)
+    assert sentences[0] == (
+        "The label-length filter (labels of at most 225 tokens, at every λ) drops, of the pairs the WER filter "
+        "keeps, 1 at λ = 80 and 2 at λ = none."
+    )
+    assert not any("label-length" in sentence for sentence in findings.filter_sweep(counts, training, "80"))
+    intervals = pd.DataFrame(
+        {"model": ["teacher"], "average": ["avg all"], "estimate": [0.3], "low": [0.2], "high": [0.4]}
+    )
+    long_clips = pd.DataFrame(
+        {
+            "dataset": ["MGB-2", "MGB-5", "Fleurs"],
+            "clips": [100, 50, 10],
+            "long_clips": [3, 1, 0],
+            "seconds_beyond": [12.5, 4.0, 0.0],
+            "handling": ["truncate"] * 3,
+        }
+    )
+    sentences = findings.evaluation(intervals, pd.DataFrame(), 0.95, 3, long_clips)
+    assert sentences[1] == (
+        "4 test clips (MGB-2 3 and MGB-5 1) are longer than the models' window: the models heard the first window "
+        "only (16.5 s of audio unheard), scored against the whole reference (data.long_clips: truncate, as the "
+        "authors)."
+    )

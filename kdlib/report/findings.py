@@ -173,16 +173,17 @@ def evaluation(
     if long_clips is not None and long_clips["long_clips"].sum() > 0:
         sets = long_clips[long_clips["long_clips"] > 0]
         shown = _listed([f"{name} {count:,}" for name, count in zip(sets["dataset"], sets["long_clips"])])
-        many = _count(int(sets["long_clips"].sum()), "test clip")
+        total = int(sets["long_clips"].sum())
+        many, verb = _count(total, "test clip"), "is" if total == 1 else "are"
         if (sets["handling"] == "truncate").all():
             sentences.append(
-                f"{many} ({shown}) are longer than the models' window: each model heard only their first window "
-                f"({sets['seconds_beyond'].sum():,.0f} s of audio unheard) and was scored against the whole "
-                "reference (data.long_clips: truncate, as the authors)."
+                f"{many} ({shown}) {verb} longer than the models' window: the models heard the first window only "
+                f"({sets['seconds_beyond'].sum():,.1f} s of audio unheard), scored against the whole reference "
+                "(data.long_clips: truncate, as the authors)."
             )
         else:
             sentences.append(
-                f"{many} ({shown}) are longer than the models' window: transcribed window by window, the "
+                f"{many} ({shown}) {verb} longer than the models' window: transcribed window by window, the "
                 "transcripts joined (data.long_clips: chunk)."
             )
     if not len(paired):
