@@ -86,10 +86,22 @@ def test_a_minus_inf_teacher_logit_adds_nothing_to_the_kl_as_in_the_authors_kldi
     )
     assert torch.isfinite(ours) and ours.item() == pytest.approx(1.0718, abs=1e-4)
     assert ours.item() == pytest.approx(authors.item(), rel=1e-6)
-    finite = teacher.nan_to_num(neginf=-1e4)  # where both are finite, the same number as before
-    teacher_log = F.log_softmax(finite / temperature, dim=-1)
-    before = (teacher_log.exp() * (teacher_log - F.log_softmax(student / temperature, dim=-1))).sum() * 4
-    assert kl_loss(student, finite, mask, temperature).item() == pytest.approx(before.item(), rel=1e-5)
+    leaf = student.clone().requires_grad_()
+    (gradient,) = torch.autograd.grad(kl_loss(leaf, teacher, mask, temperature), leaf)
+    assert torch.isfinite(gradient).all()
+    # finite logits: F.kl_div's value, and bit for bit the former p · (log p − log q) with its gradients
+    generator = torch.Generator().manual_seed(0)
+    student, teacher = (torch.randn(4, 6, 50, generator=generator) * 3 for _ in range(2))
+    mask = torch.ones(4, 6)
+    leaf = student.clone().requires_grad_()
+    ours = kl_loss(leaf, teacher, mask, temperature)
+    student_log = F.log_softmax(leaf / temperature, dim=-1)
+    teacher_log = F.log_softmax(teacher / temperature, dim=-1)
+    before = (teacher_log.exp() * (teacher_log - student_log)).sum(-1).sum() / mask.sum() * temperature**2
+    assert torch.equal(ours, before)
+    assert torch.equal(*(torch.autograd.grad(value, leaf)[0] for value in (ours, before)))
+    divergence = F.kl_div(student_log, F.softmax(teacher / temperature, dim=-1), reduction="none")
+    assert ours.item() == pytest.approx((divergence.sum() / mask.sum() * temperature**2).item(), rel=1e-6)
 
 
 # ------------------------------------------------------------------------ 3. the teacher's ids as targets

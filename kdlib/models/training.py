@@ -63,11 +63,15 @@ def kl_loss(
 ) -> torch.Tensor:
     """KL(teacher ‖ student) of the token distributions at temperature T, times T², over unmasked tokens.
 
-    As the authors' `nn.KLDivLoss` (PyTorch's `kl_div`: `xlogy(p, p) − p · log q`): a token the teacher gives
-    probability 0 (a −inf logit, e.g. a suppressed token) adds 0, where `p · (log p − log q)` would give NaN."""
+    With `F.kl_div`'s semantics, those of the authors' `nn.KLDivLoss` (`xlogy(p, p) − p · log q`): a token the
+    teacher gives probability 0 (a −inf logit, e.g. a suppressed token) adds 0, where `p · (log p − log q)` alone
+    gives 0 · −inf = NaN. Elsewhere the terms are `p · (log p − log q)` with `p = exp(log p)`, as before that
+    case was handled, so that finite logits give bit for bit the loss and gradients they gave then."""
     student_log = F.log_softmax(student_logits.float() / temperature, dim=-1)
-    teacher_prob = F.softmax(teacher_logits.float() / temperature, dim=-1)
-    per_token = F.kl_div(student_log, teacher_prob, reduction="none").sum(-1)
+    teacher_log = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
+    teacher_prob = teacher_log.exp()
+    terms = torch.where(teacher_prob > 0, teacher_prob * (teacher_log - student_log), 0.0)
+    per_token = terms.sum(-1)
     return (per_token * mask).sum() / mask.sum().clamp(min=1) * temperature**2
 
 
