@@ -13,7 +13,8 @@
 #
 # A pair (audio, pseudo-label) is dropped when the pseudo-label's WER against the reference
 # exceeds λ; a WER of exactly λ is kept. The paper keeps λ = 80 % and sweeps
-# 10 / 20 / 40 / 80 / none. Before filtering, one seeded share of the pool is held out
+# 10 / 20 / 40 / 80 / none. With `filter.max_label_tokens` (the authors': 225) a pair whose training
+# label is longer is dropped too, at every λ (column `dropped_too_long`). Before filtering, one seeded share of the pool is held out
 # (`distill.eval_fraction`): every student and λ is evaluated on the same held-out pairs in 03.
 # Each pool stage 01 labelled is filtered on its own.
 # The stage's builder (`kdlib filter PARAMS`) writes the split, one training set per λ (the
@@ -147,5 +148,7 @@ report.show_table(training_sets)
 report.show_findings(
     cfg.reports_path,
     "02_filter_sweep",
-    findings.filter_sweep(in_default, training_sets[training_sets["pool"] == default], selected),
+    findings.filter_sweep(
+        in_default, training_sets[training_sets["pool"] == default], selected, cfg.filter.max_label_tokens
+    ),
 )

@@ -45,7 +45,7 @@ from kdlib.report import findings, palette
 from kdlib.report import render as report
 from kdlib.report import tables as derived
 from kdlib.report.published import TEST_SETS, parity_plot
-from kdlib.stages.evaluate import threshold_table
+from kdlib.stages.evaluate import long_clip_counts, threshold_table
 from kdlib.stages.products import (
     read_differences,
     read_efficiency,
@@ -75,6 +75,17 @@ empty = [name for name, corpus in test_sets.items() if len(corpus.dataset) == 0]
 print(f"empty test sets: {', '.join(empty) if empty else 'none'}")
 test_skips = data.skip_summary(skipped)
 report.show_table(test_skips) if len(test_skips) else print("no test clip was skipped or flagged")
+
+# %% [markdown]
+# Clips longer than `data.max_duration_s` are skipped (`data.long_clips: skip`), transcribed window by
+# window (`chunk`), or heard up to the window only and scored against their whole reference (`truncate`,
+# the authors').
+
+# %%
+long_clips = long_clip_counts(cfg, {name: corpus for name, corpus in test_sets.items() if len(corpus.dataset)})
+if cfg.data.long_clips != "skip":
+    report.write_table(long_clips, cfg.reports_path, "long_test_clips", floatfmt=".1f")
+    display(long_clips)
 
 # %% [markdown]
 # ## The main table: WER (%) in the headline view
@@ -299,5 +310,6 @@ report.show_findings(
         paired,
         settings.confidence,
         predictions["dataset"].nunique(),
+        long_clips if cfg.data.long_clips != "skip" else None,
     ),
 )

@@ -83,8 +83,8 @@ def test_random_strings_agree_with_the_authors_function() -> None:
 
 def test_the_authors_view_scores_with_their_normaliser() -> None:
     config = NormalizationConfig(normalize_taa_marbuta=False)
-    assert VIEWS == ("orthographic", "normalized", "authors")
+    assert VIEWS == ("orthographic", "normalized", "authors", "english")
     assert apply_view(" مدرسةٌ  علىٰ ", "authors") == normalize_authors("مدرسةٌ علىٰ") == "مدرسة على"
     assert apply_view("مدرسةٌ على", "normalized", config) == normalize("مدرسةٌ على", config) == "مدرسة علي"
     with pytest.raises(ValueError):
-        apply_view("نص", "english")  # type: ignore[arg-type]
+        apply_view("نص", "raw")  # type: ignore[arg-type]

@@ -68,7 +68,13 @@ def test_the_smoke_profile_has_whisper_large_v2s_shapes_and_the_paper_profiles_r
         k: getattr(paper.distill.training, k) for k in same
     }
     assert smoke.pseudo_label.generation.dtype == paper.pseudo_label.generation.dtype == "bfloat16"
-    assert (smoke.filter.view, smoke.filter.keep, smoke.filter.selected) == ("authors", "below", 80)
+    assert (smoke.filter.view, smoke.filter.keep, smoke.filter.selected) == ("english", "below", 80)
+    assert smoke.filter.max_label_tokens == paper.filter.max_label_tokens == 225
+    assert smoke.distill.targets == paper.distill.targets == "ids"
+    assert smoke.distill.condition_on_prev_probability == paper.distill.condition_on_prev_probability == 0.2
+    assert smoke.data.long_clips == paper.data.long_clips == "truncate"
+    assert smoke.evaluate.generation.dtype == paper.evaluate.generation.dtype == "float32"
+    assert smoke.evaluate.generation.batch_size == paper.evaluate.generation.batch_size == 1
     assert smoke.evaluate.views == paper.evaluate.views and smoke.evaluate.headline_view == "authors"
     assert [run.student for run in smoke.distill.runs] == ["DW-8-8"] and None in smoke.distill.runs[0].thresholds
     assert set(smoke.distill.count_only) == {"DW-16-16", "DW-32-16"}
@@ -112,7 +118,8 @@ def test_the_random_teacher_is_a_hub_like_checkpoint_made_once(tmp_path: Path) -
     assert loaded.model.dtype == torch.bfloat16 and loaded.window_samples == 30 * 16000
     assert loaded.processor.tokenizer.convert_tokens_to_ids("<|ar|>") == 50272
     ids = loaded.generate([torch.zeros(16000 * 3).numpy()], params.pseudo_label.generation)
-    assert len(ids) == 1 and len(ids[0]) <= params.pseudo_label.generation.max_new_tokens
+    assert len(ids) == 1 and ids[0][:3] == [50258, 50272, 50359]  # the decoder sequence, from the forced prompt
+    assert len(ids[0]) <= 3 + params.pseudo_label.generation.max_new_tokens  # with timestamps: no <|notimestamps|>
 
     # made once: a second call reuses it; a truncated weights file is caught without reading it whole
     stamp = (folder / "model.safetensors").stat().st_mtime_ns

@@ -99,7 +99,7 @@ def test_default_config_enables_every_rule():
 
 
 def test_apply_view():
-    assert VIEWS == ("orthographic", "normalized", "authors")
+    assert VIEWS == ("orthographic", "normalized", "authors", "english")
     assert apply_view(" أَحمد ", "orthographic") == "أَحمد"
     assert apply_view(" أَحمد ", "normalized") == "احمد"
     assert apply_view("أَحمد", "normalized", NormalizationConfig(unify_alef=False)) == "أحمد"

@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-View = Literal["orthographic", "normalized", "authors"]  # how a transcript is scored (`kdlib.scoring.normalizers`)
+View = Literal[
+    "orthographic", "normalized", "authors", "english"
+]  # how a transcript is scored (`kdlib.scoring.normalizers`)
 Tracker = Literal["tensorboard", "wandb", "mlflow", "comet_ml", "aim", "clearml", "dvclive"]  # accelerate's names
 
 
@@ -127,7 +129,11 @@ class DataParams:
 
     sampling_rate: int = param(16000, "sampling rate every clip is resampled to (Hz)", at_least=1)
     max_duration_s: float = param(30.0, "longest clip kept (s): the teacher's window", above=0)
-    long_clips: Literal["skip", "chunk"] = param("skip", "test clips over max_duration_s: skipped, or cut in windows")
+    long_clips: Literal["skip", "chunk", "truncate"] = param(
+        "skip",
+        "test clips over max_duration_s: skipped; cut in windows whose transcripts are joined (chunk); or cut to "
+        "the model's window, the first 30 s for Whisper, and scored against the whole reference (truncate: the authors')",
+    )
     audio_format: Literal["flac", "wav"] = param(
         "flac", "how prepared clips are stored: 16-bit FLAC (lossless, 25-40 % smaller) or WAV"
     )
@@ -167,6 +173,13 @@ class TrainingParams:
     epochs: float | None = param(None, "passes over the training set instead of max_steps", above=0)
     batch_size: int = param(32, "clips per process and micro-batch", at_least=1)
     gradient_accumulation_steps: int = param(1, "micro-batches per optimiser step", at_least=1)
+    global_batch_size: int | None = param(
+        None,
+        "clips per optimiser step over every process; the micro-batches accumulated follow from it, global / "
+        "(batch_size × processes), which must divide it, and epochs are ⌊clips / global⌋ steps (null: batch_size × "
+        "processes × gradient_accumulation_steps)",
+        at_least=1,
+    )
     learning_rate: float = param(1e-4, "peak learning rate of AdamW", above=0)
     warmup_steps: int = param(500, "steps of linear warm-up", at_least=0)
     scheduler: Literal["linear", "constant_with_warmup", "cosine", "constant"] = param(
@@ -248,7 +261,12 @@ class GenerationParams:
     language: str = param("ar", "the language forced in the decoder prompt")
     task: str = param("transcribe", "Whisper's task token")
     num_beams: int = param(1, "1: greedy", at_least=1)
-    max_new_tokens: int = param(128, "longest generated transcript, in tokens", at_least=1)
+    max_new_tokens: int | None = param(
+        128,
+        "longest generated transcript, in tokens (null: the checkpoint's generation max_length less the decoder "
+        "prompt, as transformers' generate uses it when given no length: 444 for Whisper)",
+        at_least=1,
+    )
     return_timestamps: bool = param(
         False, "Whisper predicts timestamp tokens; the text scored has none (pseudo-labels keep both; others ignore it)"
     )
@@ -276,6 +294,13 @@ class FilterParams:
     view: View = param("normalized", "the view in which pseudo-label WER is taken")
     keep: Literal["at_most", "below"] = param(
         "at_most", "keep pairs with WER ≤ λ (at_most) or < λ (below: the authors')"
+    )
+    max_label_tokens: int | None = param(
+        None,
+        "drop pairs whose training label is longer, at every λ (none included): the teacher's token ids as the "
+        "authors build a label (start, language, task, timestamp mode, text, end), after its timestamp draw "
+        "(the authors': 225; null: no length filter)",
+        at_least=1,
     )
 
 
@@ -307,6 +332,30 @@ class DistillParams:
     )
     count_only: tuple[str, ...] = param(
         (), "students built from the teacher and counted (parameters, copied layers) but not trained (a dry run)"
+    )
+    targets: Literal["text", "ids"] = param(
+        "text",
+        "what a student learns to predict: the pseudo-label's text tokenised again (text), or the token ids the "
+        "teacher generated (ids: the authors', `--decode_token_ids False`)",
+    )
+    condition_on_prev_probability: float = param(
+        0.0,
+        "share of training pairs (drawn per clip id and seed) given the previous pair's text as a <|startofprev|> "
+        "prompt, left out of the loss (distil-whisper's condition_on_prev_probability; the authors': 0.2)",
+        at_least=0,
+        at_most=1,
+    )
+    prompt_batch_size: int | None = param(
+        1000,
+        "with prompts: the previous pair is taken within batches of this many training pairs, whose first pair gets "
+        "no prompt (the authors' --preprocessing_batch_size; null: one batch)",
+        at_least=1,
+    )
+    prompt_shards: int = param(
+        4,
+        "with prompts: the training pairs are first cut into this many contiguous shards, each in its own batches "
+        "(the authors' --preprocessing_num_workers)",
+        at_least=1,
     )
 
 

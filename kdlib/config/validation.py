@@ -237,6 +237,17 @@ def check_semantics(params: Params, source: str) -> None:
     ):
         if (training.max_steps is None) == (training.epochs is None):
             problems.append(f"{source}: '{section}': give exactly one of max_steps and epochs (the other null)")
+        if training.global_batch_size is not None:
+            if training.gradient_accumulation_steps != 1:
+                problems.append(
+                    f"{source}: '{section}.gradient_accumulation_steps' follows from global_batch_size: "
+                    "leave it at 1 or set global_batch_size to null"
+                )
+            if training.global_batch_size % training.batch_size:
+                problems.append(
+                    f"{source}: '{section}.global_batch_size' {training.global_batch_size} is not a multiple of "
+                    f"batch_size {training.batch_size}"
+                )
     if params.evaluate.headline_view not in params.evaluate.views:
         problems.append(
             f"{source}: 'evaluate.headline_view' {params.evaluate.headline_view!r} is not in evaluate.views"

@@ -113,7 +113,8 @@ class SpeechModel(ABC):
 
     @abstractmethod
     def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
-        """The transcript's token ids of each clip (each clip no longer than `window_samples`)."""
+        """The token ids generated for each clip (each clip no longer than `window_samples`), which `decode`
+        turns into its transcript: the text's tokens, or (Whisper) the whole decoder sequence."""
 
     @property
     def device(self) -> torch.device:
@@ -169,8 +170,22 @@ class WhisperModel(SpeechModel):
         extractor = self.processor.feature_extractor
         return int(extractor.chunk_length * extractor.sampling_rate)
 
+    def max_new_tokens(self, generation: GenerationParams) -> int:
+        """`generation.max_new_tokens`, or when it is null the checkpoint's: its generation `max_length` less the
+        decoder prompt (start, language, task and, without timestamps, <|notimestamps|>): 448 − 4 = 444 for
+        Whisper, as the authors' evaluation (transformers' generate given no length) had it."""
+        if generation.max_new_tokens is not None:
+            return generation.max_new_tokens
+        prompt = 3 if generation.return_timestamps else 4
+        return self.model.generation_config.max_length - prompt
+
     @torch.inference_mode()
     def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+        """Each clip's decoder sequence as generated: <|startoftranscript|>, language, task (and <|notimestamps|>
+        without timestamps), the text and timestamp tokens, and <|endoftext|> when the model ended the transcript
+        itself (a transcript cut at the length cap has none); padding removed. One call to transformers'
+        generate per batch (`force_unique_generate_call`): with timestamps, transformers 5 would otherwise go
+        on from the last timestamp of a window it did not finish, and drop the tokens after it."""
         extractor = self.processor.feature_extractor
         # log-mel spectrograms on the model's device: on a GPU the STFT of a batch of 30 s windows
         # costs about as much CPU time as the encoder's GPU time
@@ -187,11 +202,13 @@ class WhisperModel(SpeechModel):
             num_beams=generation.num_beams,
             # Whisper counts `max_length` after its prompt (start, language, task): the same limit as
             # `max_new_tokens`, which would clash with the length Whisper's generate() fills in
-            max_length=generation.max_new_tokens,
+            max_length=self.max_new_tokens(generation),
             return_timestamps=generation.return_timestamps,
+            force_unique_generate_call=True,
         )
         sequences = output.sequences if hasattr(output, "sequences") else output
-        return [text_token_ids(self.processor, row) for row in sequences.tolist()]
+        prompt = 3 if generation.return_timestamps else 4
+        return [_until_end(row, prompt, self.processor.tokenizer.eos_token_id) for row in sequences.tolist()]
 
     def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
         """The text of a transcript's tokens; timestamp tokens dropped, or written `<|1.08|>` with `timestamps`."""
@@ -308,6 +325,11 @@ def language_code(family: str, language: str, overrides: Mapping[str, str] | Non
     """The code `family` uses for `language` (params' `evaluate.language_codes` first)."""
     classes = {family_class.family: family_class for family_class in MODEL_TYPES.values()}
     return classes[family].language_code(language, overrides)
+
+
+def _until_end(row: list[int], prompt: int, end: int) -> list[int]:
+    """A generated row up to its first end token after the `prompt` tokens (kept), padding cut off."""
+    return row[: row.index(end, prompt) + 1] if end in row[prompt:] else row
 
 
 def _padded_batch(processor: ProcessorMixin, clips: Sequence[np.ndarray]) -> BatchFeature:

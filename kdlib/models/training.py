@@ -17,7 +17,7 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -27,7 +27,7 @@ import datasets
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.state import AcceleratorState
+from accelerate.state import AcceleratorState, PartialState
 from safetensors.torch import load_file, load_model, save_file, save_model
 from transformers import WhisperForConditionalGeneration, WhisperProcessor, get_scheduler
 
@@ -35,6 +35,7 @@ from kdlib.config import LossParams, TrainingParams
 from kdlib.corpus.audio import decode
 from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader
 from kdlib.models.runtime import cpu_only, prompt_ids, target_ids
+from kdlib.models.targets import prompt_mask_end
 from kdlib.storage.cache import atomic_directory, atomic_write_json, replacing_file
 from kdlib.storage.progress import progress
 from kdlib.storage.whole import checkpoint_problem
@@ -60,10 +61,17 @@ class TrainingResult:
 def kl_loss(
     student_logits: torch.Tensor, teacher_logits: torch.Tensor, mask: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """KL(teacher ‖ student) of the token distributions at temperature T, times T², over unmasked tokens."""
+    """KL(teacher ‖ student) of the token distributions at temperature T, times T², over unmasked tokens.
+
+    With `F.kl_div`'s semantics, those of the authors' `nn.KLDivLoss` (`xlogy(p, p) − p · log q`): a token the
+    teacher gives probability 0 (a −inf logit, e.g. a suppressed token) adds 0, where `p · (log p − log q)` alone
+    gives 0 · −inf = NaN. Elsewhere the terms are `p · (log p − log q)` with `p = exp(log p)`, as before that
+    case was handled, so that finite logits give bit for bit the loss and gradients they gave then."""
     student_log = F.log_softmax(student_logits.float() / temperature, dim=-1)
     teacher_log = F.log_softmax(teacher_logits.float() / temperature, dim=-1)
-    per_token = (teacher_log.exp() * (teacher_log - student_log)).sum(-1)
+    teacher_prob = teacher_log.exp()
+    terms = torch.where(teacher_prob > 0, teacher_prob * (teacher_log - student_log), 0.0)
+    per_token = terms.sum(-1)
     return (per_token * mask).sum() / mask.sum().clamp(min=1) * temperature**2
 
 
@@ -99,16 +107,32 @@ def micro_batch(size: int, batch_size: int, world: int, rank: int, seed: int, mi
 
 
 class Seq2SeqData:
-    """Audio and target transcripts of a training set, turned into model inputs on demand."""
+    """Audio and target transcripts of a training set, turned into model inputs on demand.
+
+    Each row's decoder sequence is its `target_column` text tokenised after Whisper's prompt, or given whole in
+    `targets` (the teacher's ids as the authors build labels, `kdlib.models.targets`). A sequence that starts with
+    a previous-text prompt (<|startofprev|> … <|startoftranscript|>) has the prompt left out of the loss."""
 
     def __init__(
-        self, dataset: datasets.Dataset, target_column: str, processor: WhisperProcessor, language: str, task: str
+        self,
+        dataset: datasets.Dataset,
+        target_column: str | None,
+        processor: WhisperProcessor,
+        language: str,
+        task: str,
+        targets: Sequence[Sequence[int]] | None = None,
     ):
         self.dataset = dataset
         self.source = MappedRows(dataset)
         self.processor = processor
-        prompt = prompt_ids(processor, language, task)
-        self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
+        if targets is None:
+            prompt = prompt_ids(processor, language, task)
+            self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
+        else:
+            if len(targets) != len(dataset):
+                raise ValueError(f"{len(targets)} target sequences for {len(dataset)} rows")
+            self.targets = [list(sequence) for sequence in targets]
+        self.start = processor.tokenizer.convert_tokens_to_ids("<|startoftranscript|>")
         self.teacher_logits: TeacherLogitCache | None = None  # when set, batches carry the teacher's logits
 
     def __len__(self) -> int:
@@ -130,6 +154,7 @@ class Seq2SeqData:
         for i, sequence in enumerate(sequences):
             inputs[i, : len(sequence) - 1] = torch.tensor(sequence[:-1])
             labels[i, : len(sequence) - 1] = torch.tensor(sequence[1:])
+            labels[i, : prompt_mask_end(sequence[1:], self.start)] = IGNORE  # a previous-text prompt: no loss
         batch = {"input_features": features, "decoder_input_ids": inputs, "labels": labels}
         if self.teacher_logits is not None:
             batch["teacher_logits"] = self.teacher_logits.batch(rows, width)
@@ -182,16 +207,37 @@ class TeacherLogitCache:
 
 def recipe(settings: TrainingParams) -> dict[str, Any]:
     """The settings that shape a trained model (a content key's part): not the cadence of logs,
-    evaluations and checkpoints, nor the trackers the logs go to."""
+    evaluations and checkpoints, nor the trackers the logs go to (nor a null `global_batch_size`, so that the
+    recipes from before it existed keep their keys)."""
     cadence = {"log_every": 1, "eval_every": 0, "save_every": 0, "keep_checkpoints": 1}
-    return {key: value for key, value in {**asdict(settings), **cadence}.items() if key != "log_with"}
+    settings_dict = {key: value for key, value in {**asdict(settings), **cadence}.items() if key != "log_with"}
+    if settings.global_batch_size is None:
+        del settings_dict["global_batch_size"]
+    return settings_dict
+
+
+def accumulation_steps(settings: TrainingParams, world: int) -> int:
+    """Micro-batches per optimiser step on `world` processes: `gradient_accumulation_steps`, or when
+    `global_batch_size` is set, global / (batch_size × processes), which must be a whole number."""
+    if settings.global_batch_size is None:
+        return settings.gradient_accumulation_steps
+    per_micro_batch = settings.batch_size * world
+    if settings.global_batch_size % per_micro_batch:
+        raise ValueError(
+            f"training.global_batch_size {settings.global_batch_size} is not a multiple of batch_size × processes "
+            f"= {settings.batch_size} × {world}: choose a global batch, batch_size or number of processes that divide"
+        )
+    return settings.global_batch_size // per_micro_batch
 
 
 def training_steps(settings: TrainingParams, size: int, world: int) -> int:
-    """Optimiser steps of a run: `max_steps`, or `epochs` passes over `size` clips (drop-last epochs of
-    `batch_size` clips per process, `gradient_accumulation_steps` micro-batches per step)."""
+    """Optimiser steps of a run: `max_steps`, or `epochs` passes over `size` clips: with `global_batch_size`, as
+    the authors count them, ⌊size / global⌋ steps per epoch; else drop-last epochs of `batch_size` clips per
+    process, `gradient_accumulation_steps` micro-batches per step. Never fewer than one."""
     if settings.epochs is None:
         return settings.max_steps
+    if settings.global_batch_size is not None:
+        return max(int(size // settings.global_batch_size * settings.epochs), 1)
     micro_batches = max(size // (settings.batch_size * world), 1)
     return max(math.ceil(settings.epochs * micro_batches / settings.gradient_accumulation_steps), 1)
 
@@ -273,6 +319,7 @@ def _train(
 ) -> TrainingResult:
     # set-up: accelerator (DDP, mixed precision, accumulation), optimiser, schedule, teacher on the device
     precision = mixed_precision(settings.mixed_precision)
+    accumulate = accumulation_steps(settings, PartialState(cpu=cpu_only(device)).num_processes)
     if AcceleratorState._shared_state.get("_mixed_precision", precision) != precision:
         # an earlier stage in this process (`kdlib run` builds stages 01-05 in one process on one device) made
         # accelerate's process-wide state with another precision, which a new Accelerator may not change;
@@ -281,7 +328,7 @@ def _train(
     accelerator = Accelerator(
         cpu=cpu_only(device),
         mixed_precision=precision,
-        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        gradient_accumulation_steps=accumulate,
         log_with=list(settings.log_with) or None,
         project_dir=str(output_dir),
     )
@@ -311,7 +358,7 @@ def _train(
     stop = min(until_step or total, total)
 
     # data: this process' micro-batches from the step it starts at, read ahead by loader workers
-    accumulate, world, rank = settings.gradient_accumulation_steps, accelerator.num_processes, accelerator.process_index
+    world, rank = accelerator.num_processes, accelerator.process_index
     first = step * accumulate
     micro_rows = partial(micro_batch, len(data), settings.batch_size, world, rank, settings.seed)
     loader = planned_loader(
@@ -320,7 +367,7 @@ def _train(
     clock = WaitClock()
     micro_batches = clock.timed(loader)
 
-    # loop: one optimiser step per iteration, over `gradient_accumulation_steps` micro-batches
+    # loop: one optimiser step per iteration, over `accumulate` micro-batches
     model.train()
     while step < stop:
         terms: dict[str, float] = {}
@@ -346,7 +393,7 @@ def _train(
                 optimizer.step()
                 optimizer.zero_grad()
             for name, value in parts.items():
-                terms[name] = terms.get(name, 0.0) + value / settings.gradient_accumulation_steps
+                terms[name] = terms.get(name, 0.0) + value / accumulate
         scheduler.step()
         step += 1
         loss_value = terms["loss"]

@@ -3,7 +3,8 @@
 Clips are sorted by duration so that a batch holds clips of similar length (their generated
 lengths are alike, so fewer steps are wasted on finished sequences); each model generates and
 decodes the way its family does (`kdlib.models.families`). Clips longer than the model's window
-(Whisper's 30 s) are cut and the pieces' transcripts joined; families without a window take a clip whole.
+(Whisper's 30 s) are cut and the pieces' transcripts joined, or with `truncate` (`data.long_clips: truncate`)
+cut to their first window only; families without a window take a clip whole.
 Clips are read and decoded by `DataLoader` workers (`kdlib.corpus.loader`) while the model generates.
 """
 
@@ -61,13 +62,18 @@ class AudioBatch:
     audio_s: float
 
 
-def read_audio_batch(source: MappedRows, rows: Sequence[int], sampling_rate: int, window: int | None) -> AudioBatch:
-    """Decode the rows' clips and cut the ones longer than `window` samples into consecutive pieces."""
+def read_audio_batch(
+    source: MappedRows, rows: Sequence[int], sampling_rate: int, window: int | None, truncate: bool = False
+) -> AudioBatch:
+    """Decode the rows' clips and cut the ones longer than `window` samples into consecutive pieces (`truncate`:
+    keep the first piece only, as Whisper's feature extractor does with a clip it is given whole)."""
     table = source.rows(list(rows), ["id", "audio"])
     pieces: list[np.ndarray] = []
     owners: list[int] = []
     for position, audio in enumerate(table["audio"]):
         samples = decode(audio, sampling_rate).samples
+        if window and truncate:
+            samples = samples[:window]
         for piece in split_long(samples, window) if window else [samples]:
             pieces.append(piece)
             owners.append(position)
@@ -76,11 +82,17 @@ def read_audio_batch(source: MappedRows, rows: Sequence[int], sampling_rate: int
 
 
 def audio_batches(
-    loaded: SpeechModel, dataset: datasets.Dataset, plan: Sequence[Sequence[int]], workers: int | None
+    loaded: SpeechModel,
+    dataset: datasets.Dataset,
+    plan: Sequence[Sequence[int]],
+    workers: int | None,
+    truncate: bool = False,
 ) -> torch.utils.data.DataLoader:
     """The batches of `plan` (row lists), decoded by `workers` loader processes ahead of the model."""
     source, rate, window = MappedRows(dataset), loaded.processor.feature_extractor.sampling_rate, loaded.window_samples
-    return planned_loader(len(plan), lambda i: read_audio_batch(source, plan[i], rate, window), workers, loaded.device)
+    return planned_loader(
+        len(plan), lambda i: read_audio_batch(source, plan[i], rate, window, truncate), workers, loaded.device
+    )
 
 
 def transcribe_batch(loaded: SpeechModel, batch: AudioBatch, generation: GenerationParams) -> list[Transcript]:
@@ -107,15 +119,17 @@ def transcribe(
     description: str = "transcribing",
     workers: int | None = 0,
     leave: bool = True,
+    truncate: bool = False,
 ) -> list[Transcript]:
     """Transcribe a whole prepared set (length-sorted batches), returned in the set's row order (`leave`: keep the
-    progress bar's last state on screen)."""
+    progress bar's last state on screen; `truncate`: a clip longer than the model's window is transcribed from its
+    first window only)."""
     plan = list(batches(length_sorted(dataset), generation.batch_size))
     results: dict[int, Transcript] = {}
     done_seconds = 0.0
     clock = WaitClock()
     with progress(total=len(dataset), desc=description, unit="clip", leave=leave) as bar:
-        for batch in clock.timed(audio_batches(loaded, dataset, plan, workers)):
+        for batch in clock.timed(audio_batches(loaded, dataset, plan, workers, truncate)):
             for index, transcript in zip(batch.rows, transcribe_batch(loaded, batch, generation)):
                 results[index] = transcript
             done_seconds += batch.audio_s

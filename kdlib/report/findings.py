@@ -79,11 +79,21 @@ def pseudo_labels(params: Params, overview: pd.DataFrame, skips: pd.DataFrame, p
     return sentences
 
 
-def filter_sweep(counts: pd.DataFrame, training_sets: pd.DataFrame, selected: str) -> list[str]:
+def filter_sweep(
+    counts: pd.DataFrame, training_sets: pd.DataFrame, selected: str, max_label_tokens: int | None = None
+) -> list[str]:
     """Stage 02: what each λ keeps of the pool (`counts`, from `kdlib.stages.filtering.sweep_counts`) and the training
-    sets of stage 03 (`training_sets`: λ, training pairs, held-out pairs); `selected` is the paper's λ label."""
+    sets of stage 03 (`training_sets`: λ, training pairs, held-out pairs); `selected` is the paper's λ label;
+    `max_label_tokens` the label-length filter's limit, when there is one (`counts` then has `dropped_too_long`)."""
     overall = counts[counts["variety"] == ALL].set_index("threshold")
     sentences = []
+    if max_label_tokens is not None and "dropped_too_long" in overall:
+        too_long = overall["dropped_too_long"]
+        shown = _listed([f"{int(count):,} at λ = {label}" for label, count in too_long.items()])
+        sentences.append(
+            f"The label-length filter (labels of at most {max_label_tokens} tokens, at every λ) drops, of the pairs "
+            f"the WER filter keeps, {shown}."
+        )
     if selected in overall.index:
         chosen = counts[(counts["threshold"] == selected) & (counts["variety"] != ALL)].sort_values("kept_fraction")
         low, high = chosen.iloc[0], chosen.iloc[-1]
@@ -162,16 +172,39 @@ def comparison_table(paired: pd.DataFrame) -> pd.DataFrame:
     return table.rename_axis(["student", "against"]).reset_index().fillna("—")
 
 
-def evaluation(intervals: pd.DataFrame, paired: pd.DataFrame, confidence: float, test_sets: int) -> list[str]:
+def evaluation(
+    intervals: pd.DataFrame,
+    paired: pd.DataFrame,
+    confidence: float,
+    test_sets: int,
+    long_clips: pd.DataFrame | None = None,
+) -> list[str]:
     """Stage 04, in one view: the lowest average WER with its interval (`intervals`: model, average,
     estimate, low, high as fractions), then what the paired differences (`paired`, from
     `kdlib.scoring.intervals.difference_intervals`; every one is in `comparison_table`) support, per kind of
-    comparison (against the teacher; against the no-filter twin), and the largest one they do not."""
+    comparison (against the teacher; against the no-filter twin), and the largest one they do not; with
+    `long_clips` (`kdlib.stages.evaluate.long_clip_counts`), how the test clips longer than the window were heard."""
     best = intervals[intervals["average"] == "avg all"].nsmallest(1, "estimate").iloc[0]
     sentences = [
         f"Lowest average WER: {best['model']}, {100 * best['estimate']:.2f} % "
         f"[{100 * best['low']:.2f}, {100 * best['high']:.2f}] ({confidence:.0%} interval, {test_sets} test sets)."
     ]
+    if long_clips is not None and long_clips["long_clips"].sum() > 0:
+        sets = long_clips[long_clips["long_clips"] > 0]
+        shown = _listed([f"{name} {count:,}" for name, count in zip(sets["dataset"], sets["long_clips"])])
+        total = int(sets["long_clips"].sum())
+        many, verb = _count(total, "test clip"), "is" if total == 1 else "are"
+        if (sets["handling"] == "truncate").all():
+            sentences.append(
+                f"{many} ({shown}) {verb} longer than the models' window: the models heard the first window only "
+                f"({sets['seconds_beyond'].sum():,.1f} s of audio unheard), scored against the whole reference "
+                "(data.long_clips: truncate, as the authors)."
+            )
+        else:
+            sentences.append(
+                f"{many} ({shown}) {verb} longer than the models' window: transcribed window by window, the "
+                "transcripts joined (data.long_clips: chunk)."
+            )
     if not len(paired):
         return [*sentences, "No student to compare with the teacher."]
     supported = paired["excludes_zero"].astype(str) == "True"

@@ -16,6 +16,12 @@ With timestamped pseudo-labels (`pseudo_label.generation.return_timestamps`), a 
 `distill.timestamp_probability` of the pairs (drawn per clip id and seed, so a clip gets the same target
 at every λ) is trained on the timestamped token sequence, its prompt without `<|notimestamps|>`, and the
 rest on the plain text, as distil-whisper does; the KL term follows the same target tokens.
+
+Targets (`distill.targets`): the pseudo-label's text tokenised again (`text`), or the token ids the teacher
+generated (`ids`, the authors'), made into labels as the authors' code does (`kdlib.models.targets`: one end token,
+timestamps stripped unless kept, <|notimestamps|> inserted). With `distill.condition_on_prev_probability` a share
+of the pairs gets the previous pair's text (the previous of the pairs λ's WER filter keeps, in pool order, within
+the authors' preprocessing batches) as a <|startofprev|> prompt that is left out of the loss.
 """
 
 from __future__ import annotations
@@ -35,8 +41,9 @@ from transformers import WhisperConfig
 from kdlib.config import Params, parse_student, run_name, threshold_label
 from kdlib.models.cards import student_facts, write_card
 from kdlib.models.families import WhisperModel, load_model
-from kdlib.models.runtime import cpu_only, parameter_count, release_memory, resolve_device
+from kdlib.models.runtime import cpu_only, parameter_count, prompt_ids, release_memory, resolve_device, target_ids
 from kdlib.models.students import layer_indices, make_student
+from kdlib.models.targets import Specials, keeps_timestamps, teacher_label, with_prompts
 from kdlib.models.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.models.transcription import transcribe
 from kdlib.scoring.metrics import corpus_scores
@@ -47,6 +54,7 @@ from kdlib.stages.products import (
     read_split,
     read_teacher,
     read_training_ids,
+    read_wer_kept_ids,
 )
 from kdlib.storage.cache import atomic_write_json, atomic_write_text, fingerprint
 from kdlib.storage.paths import RunLayout, in_run
@@ -73,11 +81,6 @@ def rows_of(dataset: datasets.Dataset, ids: list[str]) -> datasets.Dataset:
     return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted])
 
 
-def keeps_timestamps(clip_id: str, probability: float, seed: int) -> bool:
-    """Whether a pair is trained on its timestamped pseudo-label: a draw fixed by the clip's id and the seed."""
-    return int(fingerprint("timestamps", seed, clip_id), 16) / 16**16 < probability
-
-
 def target_texts(pairs: datasets.Dataset, probability: float, seed: int) -> list[str]:
     """Each pair's training target: the timestamped pseudo-label for the pairs `keeps_timestamps` picks
     (when the pseudo-labels have timestamps), else the plain pseudo-label."""
@@ -89,6 +92,55 @@ def target_texts(pairs: datasets.Dataset, probability: float, seed: int) -> list
     ]
 
 
+def training_targets(
+    params: Params, sources: datasets.Dataset, train_ids: list[str], processor, limit: int
+) -> list[list[int]]:
+    """The decoder sequence of each pair of `train_ids` (in that order): from the teacher's ids or the text
+    (`distill.targets`), with previous-text prompts drawn among `sources`, the pairs the WER filter keeps in pool
+    order (a prompted sequence stays shorter than `limit` tokens)."""
+    distill = params.distill
+    seed, stamps = distill.training.seed, distill.timestamp_probability
+    specials = Specials.of(processor.tokenizer)
+    if distill.targets == "ids":
+        labels = [
+            teacher_label(ids, keeps_timestamps(clip_id, stamps, seed), specials)
+            for clip_id, ids in zip(sources["id"], sources["teacher_token_ids"])
+        ]
+    else:
+        generation = params.pseudo_label.generation
+        prompt = prompt_ids(processor, generation.language, generation.task)
+        labels = [target_ids(processor, text, prompt) for text in target_texts(sources, stamps, seed)]
+    sequences = with_prompts(
+        labels,
+        sources["id"],
+        distill.condition_on_prev_probability,
+        seed,
+        limit,
+        specials,
+        distill.prompt_batch_size,
+        distill.prompt_shards,
+    )
+    by_id = dict(zip(sources["id"], sequences))
+    return [by_id[clip_id] for clip_id in train_ids]
+
+
+def protocol_settings(params: Params, prompt_sources: list[str]) -> dict:
+    """The target and prompt settings a student depends on, when they are not kdlib's defaults (text targets, no
+    prompts): the key of a run that uses neither stays what it was before they existed."""
+    distill, settings = params.distill, {}
+    if distill.targets != "text":
+        settings["targets"] = distill.targets
+    if distill.condition_on_prev_probability > 0:
+        settings.update(
+            condition_on_prev_probability=distill.condition_on_prev_probability,
+            prompt_batch_size=distill.prompt_batch_size,
+            prompt_shards=distill.prompt_shards,
+            max_label_tokens=params.filter.max_label_tokens,
+            prompt_sources=fingerprint(prompt_sources),
+        )
+    return settings
+
+
 def run_key(
     params: Params,
     teacher_digest: str,
@@ -97,9 +149,10 @@ def run_key(
     threshold: float | None,
     train_ids: list[str],
     eval_ids: list[str],
+    protocol: dict | None = None,
 ) -> str:
     """What a finished student depends on: teacher, its pool's pseudo-labels, its pairs and its recipe (not the
-    cadence)."""
+    cadence), and its `protocol_settings` when it has any."""
     return fingerprint(
         "distill-v4",
         teacher_digest,
@@ -114,6 +167,7 @@ def run_key(
         params.distill.timestamp_probability,
         params.normalization,
         params.evaluate.generation,
+        *([protocol] if protocol else []),
     )
 
 
@@ -132,7 +186,9 @@ def distill_one(
     title = f"{counter} {name} λ={threshold_label(threshold)}".strip()
     teacher_record = read_teacher(params)
     train_ids, eval_ids = read_training_ids(params, threshold, pool), read_split(params, pool)["eval"]
-    key = run_key(params, teacher_record["digest"], student, pool, threshold, train_ids, eval_ids)
+    prompt_sources = read_wer_kept_ids(params, threshold, pool)
+    protocol = protocol_settings(params, prompt_sources)
+    key = run_key(params, teacher_record["digest"], student, pool, threshold, train_ids, eval_ids, protocol)
     directory = RunLayout(params).student_work(name, threshold, key)
     result_file = directory / "result.json"
     state = PartialState(cpu=cpu_only(params.device))
@@ -152,13 +208,19 @@ def distill_one(
         return DistillResult(student, pool, label, skipped, None, 0, 0, 0, None, None, None)
     labels = read_pseudo_labels(params, pool)
     train_pairs, eval_pairs = rows_of(labels, train_ids), rows_of(labels, eval_ids)
-    targets = target_texts(train_pairs, params.distill.timestamp_probability, params.distill.training.seed)
-    train_pairs = train_pairs.add_column("target", targets)
     device = resolve_device(params.device)
     teacher = load_model(teacher_record["source"], device, params.pseudo_label.generation, name="teacher")
     model = make_student(teacher.model, student)
     generation = params.pseudo_label.generation
-    data = Seq2SeqData(train_pairs, "target", teacher.processor, generation.language, generation.task)
+    if protocol:  # the teacher's ids, or previous-text prompts: sequences built here
+        sources = rows_of(labels, prompt_sources) if params.distill.condition_on_prev_probability > 0 else train_pairs
+        limit = params.filter.max_label_tokens or teacher.model.config.max_target_positions
+        targets = training_targets(params, sources, train_pairs["id"], teacher.processor, limit)
+        data = Seq2SeqData(train_pairs, None, teacher.processor, generation.language, generation.task, targets)
+    else:
+        targets = target_texts(train_pairs, params.distill.timestamp_probability, params.distill.training.seed)
+        train_pairs = train_pairs.add_column("target", targets)
+        data = Seq2SeqData(train_pairs, "target", teacher.processor, generation.language, generation.task)
     if params.distill.cache_teacher_logits:
         with state.main_process_first():
             data.teacher_logits = TeacherLogitCache(directory / "teacher_logits").build(teacher.model, data)

@@ -14,6 +14,11 @@ or local folders; Whisper, SeamlessM4T or CTC models such as MMS, see `kdlib.mod
 the model's files, the test sets and the generation settings) and saved for the error
 analysis. Scores are corpus-level per test set; the averages (all, MSA, dialects) are the
 unweighted means over test sets, as in the paper's tables.
+
+Test clips longer than `data.max_duration_s` are kept with `data.long_clips` `chunk` (transcribed in windows,
+joined) or `truncate` (the authors': the model hears the first window, Whisper's 30 s, and is scored against the
+whole reference); `long_clip_counts` counts them per test set, with the audio beyond the window, for the manifest
+and the notebook.
 """
 
 from __future__ import annotations
@@ -80,7 +85,14 @@ def predict(loaded: SpeechModel, test_sets: dict[str, PreparedSet], params: Para
     for number, (name, corpus) in enumerate(test_sets.items(), 1):
         data = corpus.dataset
         title = f"{counter} {loaded.name} on {name} (set {number}/{len(test_sets)})".strip()
-        transcripts = transcribe(loaded, data, params.evaluate.generation, title, params.data.loader_workers)
+        transcripts = transcribe(
+            loaded,
+            data,
+            params.evaluate.generation,
+            title,
+            params.data.loader_workers,
+            truncate=params.data.long_clips == "truncate",
+        )
         frame = pd.DataFrame(
             {
                 "id": data["id"],
@@ -110,6 +122,7 @@ def predictions_path(params: Params, entry: ModelEntry, test_sets: dict[str, Pre
         params.evaluate.language_codes,
         params.normalization,
         params.evaluate.views,
+        *(["long clips truncated"] if params.data.long_clips == "truncate" else []),
     )
     return RunLayout(params).model_predictions(key)
 
@@ -148,6 +161,26 @@ def predict_all(params: Params, entries: list[ModelEntry], test_sets: dict[str, 
     return labelled_predictions(jobs)
 
 
+def long_clip_counts(params: Params, test_sets: dict[str, PreparedSet]) -> pd.DataFrame:
+    """Per test set: its clips, those longer than `data.max_duration_s` (kept by `data.long_clips` chunk or
+    truncate), and the audio beyond that length, in seconds: with truncate, what the models do not hear."""
+    limit = params.data.max_duration_s
+    rows = []
+    for name, corpus in test_sets.items():
+        durations = np.asarray(corpus.dataset["duration_s"] if len(corpus.dataset) else [], dtype=np.float64)
+        over = durations[durations > limit]
+        rows.append(
+            {
+                "dataset": name,
+                "clips": len(durations),
+                "long_clips": len(over),
+                "seconds_beyond": float((over - limit).sum()),
+                "handling": params.data.long_clips,
+            }
+        )
+    return pd.DataFrame(rows, columns=["dataset", "clips", "long_clips", "seconds_beyond", "handling"])
+
+
 def _load(entry: ModelEntry, device: torch.device, generation: GenerationParams, params: Params) -> SpeechModel:
     return load_model(entry.source, device, generation, name=entry.name, language_codes=params.evaluate.language_codes)
 
@@ -179,12 +212,18 @@ def build(params: Params) -> dict | None:
     atomic_write_text(layout.differences, differences.to_csv(index=False))
     atomic_write_text(layout.efficiency, speed.to_csv(index=False))
     score_cards([entry for entry in entries if made_here(params, entry.source)], scores, params.evaluate.headline_view)
+    long_clips = long_clip_counts(params, scored)
+    kept_long = {  # with long_clips skip there are none
+        f"long_clips_{params.data.long_clips}": dict(zip(long_clips["dataset"], long_clips["long_clips"].tolist())),
+        "long_clip_seconds_beyond": round(float(long_clips["seconds_beyond"].sum()), 1),
+    }
     return {
         "models": [entry.name for entry in entries],
         "test_sets": list(scored),
         "empty_test_sets": sorted(set(test_sets) - set(scored)),
         "predictions": len(predictions),
         "digest": fingerprint(scores.to_csv(index=False)),
+        **(kept_long if params.data.long_clips != "skip" else {}),
     }
 
 

@@ -116,8 +116,7 @@ def read_split(params: Params, pool: str | None = None) -> dict[str, list[str]]:
     return _json(RunLayout(params).split(pool or params.data.default_pool))
 
 
-def read_training_ids(params: Params, threshold: float | None, pool: str | None = None) -> list[str]:
-    """The ids of a pool's pairs λ keeps for training (held-out pairs excluded; None: the default pool)."""
+def _training_set(params: Params, threshold: float | None, pool: str | None = None) -> dict[str, Any]:
     require(params, "02_filter_sweep")
     name = pool or params.data.default_pool
     path = RunLayout(params).training_set(threshold, name)
@@ -126,7 +125,19 @@ def read_training_ids(params: Params, threshold: float | None, pool: str | None 
             f"stage 02 made no training set for λ={threshold_label(threshold)} of pool {name!r}: "
             "is it in filter.thresholds, and does a run name the pool?"
         )
-    return _json(path)["ids"]
+    return _json(path)
+
+
+def read_training_ids(params: Params, threshold: float | None, pool: str | None = None) -> list[str]:
+    """The ids of a pool's pairs λ keeps for training (held-out pairs excluded; None: the default pool)."""
+    return _training_set(params, threshold, pool)["ids"]
+
+
+def read_wer_kept_ids(params: Params, threshold: float | None, pool: str | None = None) -> list[str]:
+    """The ids of the training pairs λ's WER filter keeps, in pool order, before the label-length filter
+    (`filter.max_label_tokens`; without one, the training ids): the pairs previous-text prompts come from."""
+    record = _training_set(params, threshold, pool)
+    return record.get("wer_kept", record["ids"])
 
 
 def read_sweep_counts(params: Params) -> pd.DataFrame:

@@ -11,7 +11,10 @@ result is cached under a key of (teacher, pool content, generation settings, WER
 and decoded by `DataLoader` workers while the teacher generates.
 
 Per clip: the pseudo-label text, its token ids and length, the teacher's time, and the
-pseudo-label's WER and CER against the reference. With `generation.return_timestamps` the teacher
+pseudo-label's WER and CER against the reference (and the reference's words) in the filter's view; and
+`teacher_token_ids`, the decoder sequence the teacher generated (start, language, task, text, timestamps, and
+<|endoftext|> when it ended the transcript itself: one cut at `max_new_tokens` has none), which students learn
+from with `distill.targets: ids`, as the authors' did. With `generation.return_timestamps` the teacher
 predicts timestamps, as the authors' did: `pseudo_label_timestamped` keeps them (`<|0.00|> text<|2.40|>`),
 while `pseudo_label`, the text that is scored and filtered, has none. Products (`kdlib.storage.paths`):
 `corpora.json`, `teacher.json`, `pseudo_labels.json` (one record per pool).
@@ -20,6 +23,7 @@ while `pseudo_label`, the text that is scored and filtered, has none. Products (
 from __future__ import annotations
 
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,24 +72,30 @@ def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabe
     """Where the pseudo-labels of this teacher, pool and settings are made (content-keyed)."""
     settings = params.pseudo_label
     key = fingerprint(
-        "pseudo-labels-v2", model_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
+        "pseudo-labels-v3", model_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
     )
     return PseudoLabelRun(RunLayout(params).pseudo_label_work(key), settings.chunk_size)
 
 
-def scored_chunk(transcripts: list[Transcript], references: list[str], params: Params) -> pd.DataFrame:
-    """One chunk's pseudo-labels, each scored against its reference."""
+def scored_chunk(
+    transcripts: list[Transcript], references: list[str], params: Params, special_ids: Collection[int] = ()
+) -> pd.DataFrame:
+    """One chunk's pseudo-labels, each scored against its reference; `pseudo_token_ids` are the generated ids
+    without the `special_ids` (Whisper's prompt and end), `teacher_token_ids` all of them."""
     hypotheses = [t.text for t in transcripts]
     scores = score_pairs(references, hypotheses, params.filter.view, params.normalization)
+    text_ids = [[token for token in t.token_ids if token not in special_ids] for t in transcripts]
     frame = pd.DataFrame(
         {
             "id": [t.id for t in transcripts],
             "pseudo_label": hypotheses,
-            "pseudo_token_ids": [list(t.token_ids) for t in transcripts],
-            "pseudo_tokens": [len(t.token_ids) for t in transcripts],
+            "pseudo_token_ids": text_ids,
+            "pseudo_tokens": [len(ids) for ids in text_ids],
+            "teacher_token_ids": [list(t.token_ids) for t in transcripts],
             "teacher_seconds": [t.seconds for t in transcripts],
             "teacher_wer": scores["wer"].to_numpy(),
             "teacher_cer": scores["cer"].to_numpy(),
+            "reference_words": scores["ref_words"].to_numpy(),
         }
     )
     if params.pseudo_label.generation.return_timestamps:
@@ -127,6 +137,7 @@ def pseudo_label(
     todo = [i for i in mine if not readable_chunk(run.chunk_file(i))]
     if todo:
         loaded = load_model(teacher, accelerator.device, generation, name="teacher")
+        special_ids = set(loaded.processor.tokenizer.all_special_ids)
         # one loader over every batch of every chunk still to do; a chunk is written once its last batch is in
         plan = [(i, list(rows)) for i in todo for rows in batches(chunks[i], generation.batch_size)]
         loader = audio_batches(loaded, pool, [rows for _, rows in plan], params.data.loader_workers)
@@ -141,7 +152,8 @@ def pseudo_label(
                 done.setdefault(index, []).extend(transcribe_batch(loaded, batch, generation))
                 if len(done[index]) == len(chunks[index]):
                     references = texts.select(chunks[index])["text"]
-                    write_chunk(scored_chunk(done.pop(index), references, params), run.chunk_file(index))
+                    frame = scored_chunk(done.pop(index), references, params, special_ids)
+                    write_chunk(frame, run.chunk_file(index))
                 audio_s += batch.audio_s
                 bar.update(len(batch.rows))
                 bar.set_postfix(clock.postfix(audio_s))

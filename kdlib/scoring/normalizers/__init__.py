@@ -1,4 +1,5 @@
-"""Text normalisers: kdlib's Arabic views and the authors' evaluation normaliser (`arabic`)."""
+"""Text normalisers: kdlib's Arabic views and the authors' evaluation normaliser (`arabic`), and transformers'
+Whisper English normaliser, the authors' filter normaliser (`english`)."""
 
 from kdlib.scoring.normalizers.arabic import (
     VIEWS,
@@ -15,6 +16,7 @@ from kdlib.scoring.normalizers.arabic import (
     remove_tatweel,
     unify_alef,
 )
+from kdlib.scoring.normalizers.english import normalize_english
 
 __all__ = [
     "apply_view",
@@ -23,6 +25,7 @@ __all__ = [
     "normalize",
     "normalize_alef_maqsura",
     "normalize_authors",
+    "normalize_english",
     "normalize_taa_marbuta",
     "orthographic",
     "remove_diacritics",

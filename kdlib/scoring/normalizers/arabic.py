@@ -5,6 +5,8 @@
   Unicode NFKC (folds presentation forms such as the lam-alef ligature), then the rules
   enabled in a :class:`NormalizationConfig`, then whitespace tidying.
 * ``authors``: the paper's authors' own normaliser, character for character (:func:`normalize_authors`).
+* ``english``: transformers' Whisper ``EnglishTextNormalizer``, the normaliser of the authors' pseudo-label
+  filter (`kdlib.scoring.normalizers.english`).
 
 Every rule is a character-wise map over its own set of characters, and no rule outputs a
 character that another rule reads, so the rules commute: applying the enabled ones in
@@ -21,6 +23,7 @@ from functools import cache
 from typing import get_args
 
 from kdlib.config import NormalizationConfig, View
+from kdlib.scoring.normalizers.english import normalize_english
 
 VIEWS: tuple[View, ...] = get_args(View)
 
@@ -139,6 +142,8 @@ def apply_view(text: str, view: View, config: NormalizationConfig = Normalizatio
         return normalize(text, config)
     if view == "authors":
         return normalize_authors(text)
+    if view == "english":
+        return normalize_english(text)
     raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
 
 
