@@ -276,7 +276,7 @@ def test_stage_01_tables_on_the_ci_run(ci_yaml: Path, ci_report: Path, tmp_path:
         if frame is None:
             assert not path.exists(), name
         else:
-            assert path.read_text(encoding="utf-8") == report.labelled(frame).to_csv(index=False)  # as write_table writes
+            assert path.read_text(encoding="utf-8") == report.labelled(frame).to_csv(index=False), name
     copied = tmp_path / "reports"
     shutil.copytree(ci_report, copied, ignore=shutil.ignore_patterns("tables"))
     again = load_params(ci_yaml, settings=[f"reports_dir={copied}"])
