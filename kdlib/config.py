@@ -84,6 +84,11 @@ class SyntheticCorpusParams:
     Sentences (the shipped hand-written ones and templated ones, `kdlib.grammar`) are dealt
     out so that no test sentence is in the teacher's training or the distillation pool."""
 
+    language: Literal["ar", "en"] = param(
+        "ar",
+        "what is spoken: ar, MSA and five dialects (shipped and templated sentences); en, the shipped English "
+        "sentences (one variety, EN; give English voices, e.g. [en]): a real Whisper reads espeak-ng's English",
+    )
     test_sentences: int = param(40, "sentences in each variety's test set", at_least=1)
     pool_sentences: int = param(150, "sentences of each variety in the distillation pool", at_least=1)
     teacher_sentences: int = param(2000, "MSA sentences the teacher learns from", at_least=0)
@@ -226,16 +231,17 @@ class TeacherArchitecture:
 class TeacherParams:
     """The teacher: a hub checkpoint, one trained here on data.teacher_train, or one with random weights."""
 
-    source: Literal["hub", "local", "train", "random"] = param(
+    source: Literal["hub", "local", "train", "random", "package"] = param(
         "hub",
         "hub: load `model` from the hub; local: load the checkpoint folder `model` (relative to the "
         "repository); train: train a small Whisper here; random: a Whisper of `architecture` with random "
-        "weights and Whisper's multilingual tokenizer (a dry run at a hub model's shapes, offline)",
+        "weights and Whisper's multilingual tokenizer (a dry run at a hub model's shapes, offline); package: "
+        "the hub model `model` converted offline from registry packages (openai/whisper-base only)",
     )
     model: str = param(
         "openai/whisper-large-v2",
-        "hub id (source: hub) or checkpoint folder (source: local; `python -m kdlib.teacher PARAMS --retrain` "
-        "trains it by `architecture` and `training` and writes it there)",
+        "hub id (source: hub or package) or checkpoint folder (source: local; `python -m kdlib.teacher PARAMS "
+        "--retrain` trains it by `architecture` and `training` and writes it there)",
     )
     architecture: TeacherArchitecture = param(
         TeacherArchitecture(), "the model made here (source: train or random; local: by --retrain)"
@@ -448,6 +454,8 @@ def repository_of(start: Path) -> Path | None:
 
 
 STUDENT_NAME = re.compile(r"^DW-(\d+)-(\d+)$")
+# teachers that registry packages carry (`teacher.source: package`, `kdlib.ctranslate2_whisper`): their layers
+PACKAGED_TEACHERS = {"openai/whisper-base": (6, 6)}
 NOT_INPUTS = (
     "profile",
     "run_dir",
@@ -832,12 +840,14 @@ def _check_semantics(params: Params, source: str) -> None:
             encoder, decoder = parse_student(name)
         except ParamsError as error:
             raise ParamsError(f"{source}: '{where}': {error}") from None
-        if params.teacher.source in ("train", "random") and (
-            encoder > architecture.encoder_layers or decoder > architecture.decoder_layers
-        ):
+        layers = {
+            "train": (architecture.encoder_layers, architecture.decoder_layers),
+            "random": (architecture.encoder_layers, architecture.decoder_layers),
+            "package": PACKAGED_TEACHERS.get(params.teacher.model),
+        }.get(params.teacher.source)
+        if layers and (encoder > layers[0] or decoder > layers[1]):
             raise ParamsError(
-                f"{source}: '{where}' {name} has more layers than the teacher "
-                f"({architecture.encoder_layers} encoder, {architecture.decoder_layers} decoder)"
+                f"{source}: '{where}' {name} has more layers than the teacher ({layers[0]} encoder, {layers[1]} decoder)"
             )
     for index, run in enumerate(params.distill.runs):
         if run.pool is not None:
@@ -867,6 +877,17 @@ def _check_semantics(params: Params, source: str) -> None:
         raise ParamsError(f"{source}: filter.selected must be one of filter.thresholds")
     if architecture.d_model % architecture.attention_heads:
         raise ParamsError(f"{source}: 'teacher.architecture.d_model' must be a multiple of attention_heads")
+    if params.teacher.source == "package" and params.teacher.model not in PACKAGED_TEACHERS:
+        raise ParamsError(
+            f"{source}: 'teacher.model': registry packages carry {sorted(PACKAGED_TEACHERS)} only "
+            f"(teacher.source: package), got {params.teacher.model!r}"
+        )
+    synthetic = params.data.synthetic
+    if synthetic.language == "en" and not all(re.match(r"en([-+]|$)", voice) for voice in synthetic.voices):
+        raise ParamsError(
+            f"{source}: 'data.synthetic.voices': language 'en' is spoken by English espeak-ng voices "
+            f"(en, en-us, en+m3, ...), got {list(synthetic.voices)}"
+        )
     if params.teacher.source == "train" and not params.data.teacher_train:
         raise ParamsError(f"{source}: teacher.source is 'train' but data.teacher_train is empty")
     if params.teacher.source == "random":

@@ -163,13 +163,17 @@ def pseudo_label(params: Params, pool: datasets.Dataset, teacher: str, accelerat
 
 def find_teacher(params: Params) -> str:
     """The teacher's hub id or folder: a checkpoint folder (`local`), a teacher trained first (`train`), one with
-    random weights made first (`random`), each once."""
+    random weights made first (`random`), one converted from registry packages first (`package`), each once."""
     if params.teacher.source == "train":
         return str(train_teacher(params))
     if params.teacher.source == "random":
         return str(random_teacher(params))
     if params.teacher.source == "local":
         return str(local_teacher(params))
+    if params.teacher.source == "package":
+        from kdlib.ctranslate2_whisper import teacher as packaged_teacher
+
+        return str(packaged_teacher(params))
     return params.teacher.model
 
 
