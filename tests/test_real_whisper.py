@@ -301,3 +301,41 @@ def test_evaluation_and_error_analysis_run_on_it(stages):
             {"wer": normalized.round(4).to_dict(), "categories": categories["category"].value_counts().to_dict()}
         )
     )
+
+
+# ------------------------------------------------------------------------------------- the English corpus
+
+
+def test_the_english_corpus_speaks_the_english_sentences_held_out_per_split():
+    from kdlib import resources, synth
+
+    settings = load_params(REPO / "params" / "real-base.yaml").data.synthetic
+    plan = synth.plan_utterances(settings)
+    english = {sentence.text for sentence in resources.load_sentences(language="en")}
+    assert {u.variety for u in plan} == {"EN"} and {u.split for u in plan} == {"distill_pool", "test_EN"}
+    spoken = {
+        split: {text for u in plan if u.split == split for text in u.spoken} for split in ("distill_pool", "test_EN")
+    }
+    assert spoken["distill_pool"] <= english and spoken["test_EN"] <= english
+    assert not spoken["distill_pool"] & spoken["test_EN"] and len(spoken["test_EN"]) == settings.test_sentences
+    assert all(u.voice == "en-us" for u in plan)
+    assert synth.split_names("en") == ("teacher_train", "distill_pool", "test_EN")
+
+
+def test_the_english_corpus_refuses_arabic_voices_and_more_sentences_than_it_has(tmp_path):
+    from kdlib import synth
+    from kdlib.config import ParamsError
+
+    raw = yaml.safe_load((REPO / "params" / "real-base.yaml").read_text())
+    raw["data"]["synthetic"]["voices"] = ["en-us", "ar"]
+    with pytest.raises(ParamsError, match=r"data.synthetic.voices': language 'en' is spoken by English"):
+        load_params(with_raw(tmp_path / "voices.yaml", raw))
+    raw["data"]["synthetic"].update(voices=["en"], pool_sentences=40)
+    settings = load_params(with_raw(tmp_path / "many.yaml", raw)).data.synthetic
+    with pytest.raises(ValueError, match="language 'en' has 28 shipped sentences and .* ask for 48"):
+        synth.plan_utterances(settings)
+
+
+def with_raw(path: Path, raw: dict) -> Path:
+    path.write_text(yaml.safe_dump(raw, allow_unicode=True))
+    return path
