@@ -50,6 +50,7 @@ described = {
     "train": "trained here",
     "random": f"random weights (a dry run): d_model {shape.d_model}, {shape.encoder_layers} + {shape.decoder_layers} "
     f"layers, {shape.vocab_size} tokens, {shape.chunk_length_s} s window",
+    "package": f"{cfg.teacher.model}, converted offline from registry packages (CTranslate2's format)",
 }[cfg.teacher.source]
 print(f"profile: {cfg.profile}   teacher: {cfg.teacher.source}, {described}")
 

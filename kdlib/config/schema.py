@@ -81,6 +81,11 @@ class SyntheticCorpusParams:
     Sentences (the shipped hand-written ones and templated ones, `kdlib.corpus.grammar`) are dealt
     out so that no test sentence is in the teacher's training or the distillation pool."""
 
+    language: Literal["ar", "en"] = param(
+        "ar",
+        "what is spoken: ar, MSA and five dialects (shipped and templated sentences); en, the shipped English "
+        "sentences (one variety, EN; give English voices, e.g. [en]): a real Whisper reads espeak-ng's English",
+    )
     test_sentences: int = param(40, "sentences in each variety's test set", at_least=1)
     pool_sentences: int = param(150, "sentences of each variety in the distillation pool", at_least=1)
     teacher_sentences: int = param(2000, "MSA sentences the teacher learns from", at_least=0)
@@ -234,16 +239,17 @@ class TeacherArchitecture:
 class TeacherParams:
     """The teacher: a hub checkpoint, one trained here on data.teacher_train, or one with random weights."""
 
-    source: Literal["hub", "local", "train", "random"] = param(
+    source: Literal["hub", "local", "train", "random", "package"] = param(
         "hub",
         "hub: load `model` from the hub; local: load the checkpoint folder `model` (relative to the "
         "repository); train: train a small Whisper here; random: a Whisper of `architecture` with random "
-        "weights and Whisper's multilingual tokenizer (a dry run at a hub model's shapes, offline)",
+        "weights and Whisper's multilingual tokenizer (a dry run at a hub model's shapes, offline); package: "
+        "the hub model `model` converted offline from registry packages (openai/whisper-base only)",
     )
     model: str = param(
         "openai/whisper-large-v2",
-        "hub id (source: hub) or checkpoint folder (source: local; `kdlib teacher PARAMS --retrain` "
-        "trains it by `architecture` and `training` and writes it there)",
+        "hub id (source: hub), a teacher a registry package carries (source: package) or checkpoint folder "
+        "(source: local; `kdlib teacher PARAMS --retrain` trains it by `architecture` and `training` and writes it there)",
     )
     architecture: TeacherArchitecture = param(
         TeacherArchitecture(), "the model made here (source: train or random; local: by --retrain)"

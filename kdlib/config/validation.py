@@ -10,6 +10,7 @@ import collections.abc
 import dataclasses
 import difflib
 import math
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -18,6 +19,9 @@ from typing import Any, Literal, TypeVar
 from kdlib.config.naming import parse_student, safe_component, threshold_label
 from kdlib.config.schema import Params, ParamsError
 from kdlib.config.vocabulary import VOCAB_SIZE
+
+# teachers that registry packages carry (`teacher.source: package`, `kdlib.models.ctranslate2`): their layers
+PACKAGED_TEACHERS = {"openai/whisper-base": (6, 6)}
 
 REQUIRED = {
     "Params": ("profile", "run_dir", "reports_dir"),
@@ -209,12 +213,14 @@ def check_semantics(params: Params, source: str) -> None:
         except ParamsError as error:
             problems.append(f"{source}: '{where}': {error}")
             continue
-        if params.teacher.source in ("train", "random") and (
-            encoder > architecture.encoder_layers or decoder > architecture.decoder_layers
-        ):
+        layers = {
+            "train": (architecture.encoder_layers, architecture.decoder_layers),
+            "random": (architecture.encoder_layers, architecture.decoder_layers),
+            "package": PACKAGED_TEACHERS.get(params.teacher.model),
+        }.get(params.teacher.source)
+        if layers and (encoder > layers[0] or decoder > layers[1]):
             problems.append(
-                f"{source}: '{where}' {name} has more layers than the teacher "
-                f"({architecture.encoder_layers} encoder, {architecture.decoder_layers} decoder)"
+                f"{source}: '{where}' {name} has more layers than the teacher ({layers[0]} encoder, {layers[1]} decoder)"
             )
     for index, run in enumerate(params.distill.runs):
         if run.pool is not None:
@@ -256,6 +262,17 @@ def check_semantics(params: Params, source: str) -> None:
         problems.append(f"{source}: filter.selected must be one of filter.thresholds")
     if architecture.d_model % architecture.attention_heads:
         problems.append(f"{source}: 'teacher.architecture.d_model' must be a multiple of attention_heads")
+    if params.teacher.source == "package" and params.teacher.model not in PACKAGED_TEACHERS:
+        problems.append(
+            f"{source}: 'teacher.model': registry packages carry {sorted(PACKAGED_TEACHERS)} only "
+            f"(teacher.source: package), got {params.teacher.model!r}"
+        )
+    synthetic = params.data.synthetic
+    if synthetic.language == "en" and not all(re.match(r"en([-+]|$)", voice) for voice in synthetic.voices):
+        problems.append(
+            f"{source}: 'data.synthetic.voices': language 'en' is spoken by English espeak-ng voices "
+            f"(en, en-us, en+m3, ...), got {list(synthetic.voices)}"
+        )
     if params.teacher.source == "train" and not params.data.teacher_train:
         problems.append(f"{source}: teacher.source is 'train' but data.teacher_train is empty")
     if params.teacher.source == "random" and architecture.vocab_size != VOCAB_SIZE:

@@ -1,5 +1,10 @@
 """The embedded default corpus: Arabic sentences spoken by espeak-ng, one cached set per split.
 
+With `language: en` (`SyntheticCorpusParams`), the same machinery speaks the shipped English sentences
+(`kdlib/resources/sentences_en.tsv`, one variety, EN; no templates, no MSA subtitles) with English voices
+(`voices: [en]`): real Whisper checkpoints read espeak-ng's English, not its Arabic, so this is the language
+in which a real Whisper's pipeline is checked (`params/real-base.yaml`).
+
 A simulated world in which the paper's phenomena can arise, each by a mechanism whose share is
 a param (`SyntheticCorpusParams`), never by editing outputs:
 
@@ -50,9 +55,14 @@ def test_split(variety: str) -> str:
     return f"test_{variety}"
 
 
-def split_names() -> tuple[str, ...]:
-    """Every split the corpus has."""
-    return (TEACHER_SPLIT, POOL_SPLIT, *(test_split(variety) for variety in resources.VARIETIES))
+def varieties(language: str = "ar") -> tuple[str, ...]:
+    """The varieties spoken in `language`: MSA and the five dialects, or EN."""
+    return resources.LANGUAGE_VARIETIES[language]
+
+
+def split_names(language: str = "ar") -> tuple[str, ...]:
+    """Every split the corpus has in `language`."""
+    return (TEACHER_SPLIT, POOL_SPLIT, *(test_split(variety) for variety in varieties(language)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,21 +107,28 @@ def deal_sentences(params: SyntheticCorpusParams) -> dict[str, dict[str, list[Se
     """Each variety's test, pool and teacher sentences (`{variety: {"test"|"pool"|"teacher": [...]}}`):
     hand-written and templated sentences shuffled together and dealt out, disjoint (seeded)."""
     rng = random.Random(params.seed)
+    spoken = varieties(params.language)
     wanted = {
         variety: params.test_sentences
         + params.pool_sentences
-        + (params.teacher_sentences if variety == "MSA" else params.teacher_dialect_sentences)
-        for variety in resources.VARIETIES
+        + (params.teacher_sentences if variety in ("MSA", resources.ENGLISH) else params.teacher_dialect_sentences)
+        for variety in spoken
     }
-    written: dict[str, list[Sentence]] = {variety: [] for variety in resources.VARIETIES}
-    for sentence in resources.load_sentences():
+    written: dict[str, list[Sentence]] = {variety: [] for variety in spoken}
+    for sentence in resources.load_sentences(language=params.language):
         msa = sentence.text if sentence.variety == "MSA" else None
         written[sentence.variety].append(Sentence(sentence.id, sentence.variety, sentence.text, msa))
+    missing = {variety: max(0, wanted[variety] - len(written[variety])) for variety in spoken}
+    if params.language != "ar" and any(missing.values()):  # templates are Arabic only
+        variety = next(v for v in spoken if missing[v])
+        raise ValueError(
+            f"data.synthetic: language {params.language!r} has {len(written[variety])} shipped sentences and "
+            f"test_sentences + pool_sentences + teacher_sentences ask for {wanted[variety]}"
+        )
     grammar = read_grammar()
-    missing = {variety: max(0, wanted[variety] - len(written[variety])) for variety in resources.VARIETIES}
     meanings = iter(distinct_meanings(grammar, sum(missing.values()), params.seed))
     dealt = {}
-    for variety in resources.VARIETIES:
+    for variety in spoken:
         templated = []
         for index in range(missing[variety]):
             meaning = next(meanings)
@@ -132,7 +149,7 @@ def plan_utterances(params: SyntheticCorpusParams) -> list[Utterance]:
     plan: list[Utterance] = []
     teacher: list[Utterance] = []
     pool: list[Utterance] = []
-    for variety in resources.VARIETIES:
+    for variety in varieties(params.language):
         for sentence in dealt[variety]["teacher"]:
             for rendition in range(params.teacher_renditions):
                 subtitled = variety != "MSA" and sentence.msa and rng.random() < params.msa_subtitle_fraction
@@ -154,8 +171,9 @@ def plan_utterances(params: SyntheticCorpusParams) -> list[Utterance]:
         tests = _with_phenomena(rng, params, dealt[variety]["test"], test_split(variety), params.test_renditions)
         plan += tests + _nonspeech(rng, params, test_split(variety), variety, len(tests), captions=None)
     captions = [utterance.text for utterance in pool]
-    plan += teacher + _nonspeech(rng, params, TEACHER_SPLIT, "MSA", len(teacher), captions=None, kinds=("noise",))
-    plan += pool + _nonspeech(rng, params, POOL_SPLIT, "MSA", len(pool), captions=captions)
+    main = varieties(params.language)[0]  # MSA, or EN
+    plan += teacher + _nonspeech(rng, params, TEACHER_SPLIT, main, len(teacher), captions=None, kinds=("noise",))
+    plan += pool + _nonspeech(rng, params, POOL_SPLIT, main, len(pool), captions=captions)
     return plan
 
 
@@ -299,7 +317,7 @@ def speak(utterance: Utterance, sampling_rate: int) -> np.ndarray:
 def corpus_key(params: SyntheticCorpusParams, split: str, sampling_rate: int) -> str:
     """The content key of one split: every input that shapes it, this module's code and the grammar's included
     (a change to how clips are drawn is a change to every split)."""
-    sources = [resources.sentences_path(), grammar_path(), Path(__file__), Path(grammar_module.__file__)]
+    sources = [resources.sentences_path(params.language), grammar_path(), Path(__file__), Path(grammar_module.__file__)]
     return fingerprint(
         "synthetic-corpus-v3", params, split, sampling_rate, list(map(file_digest, sources)), espeak_version()
     )
@@ -307,8 +325,10 @@ def corpus_key(params: SyntheticCorpusParams, split: str, sampling_rate: int) ->
 
 def build_split(params: SyntheticCorpusParams, split: str, cache_dir: Path, sampling_rate: int = 16_000) -> Path:
     """Speak one split into a `datasets.Dataset` on disk (cached by its inputs, built once); return its path."""
-    if split not in split_names():
-        raise ValueError(f"the synthetic corpus has no split {split!r}: {list(split_names())}")
+    if split not in split_names(params.language):
+        raise ValueError(
+            f"the synthetic corpus (language {params.language!r}) has no split {split!r}: {list(split_names(params.language))}"
+        )
     target = Path(cache_dir) / "corpus" / corpus_key(params, split, sampling_rate)
 
     def save(directory: Path) -> None:

@@ -104,6 +104,8 @@ def student_facts(
     made = {
         "train": f"a Whisper trained by kdlib (cache entry {Path(teacher).parent.name})",
         "random": f"a Whisper with random weights made by kdlib (cache entry {Path(teacher).parent.name})",
+        "package": f"{params.teacher.model}, converted by kdlib from registry packages "
+        f"(cache entry {Path(teacher).parent.name})",
     }
     described = made.get(params.teacher.source, f"the local model {Path(teacher).name}") if local else teacher
     return CardFacts(
@@ -114,7 +116,7 @@ def student_facts(
         train_clips=pairs[1],
         training=params_to_dict(params.distill.training),
         teacher=described,
-        base_model=None if local else teacher,
+        base_model=params.teacher.model if params.teacher.source == "package" else None if local else teacher,
         layers={
             "encoder": layer_indices(teacher_layers[0], encoder),
             "decoder": layer_indices(teacher_layers[1], decoder),

@@ -41,6 +41,7 @@ from kdlib.config import Params, params_arguments
 from kdlib.corpus.preparation import Corpus, load_mixture, load_test_sets
 from kdlib.models import tokenizer as whisper_tokenizer
 from kdlib.models.cards import CARD, random_teacher_facts, teacher_facts, write_card
+from kdlib.models.ctranslate2 import teacher as packaged_teacher
 from kdlib.models.families import SpeechModel, WhisperModel, load_model
 from kdlib.models.machine import describe_machine, machine_info
 from kdlib.models.runtime import cpu_only, resolve_device
@@ -194,11 +195,13 @@ def retrain(params: Params) -> Path:
 
 def find_teacher(params: Params) -> str:
     """The teacher's hub id or folder: a checkpoint folder (`local`), a teacher trained first (`train`), one with
-    random weights made first (`random`), each once."""
+    random weights made first (`random`), one converted from registry packages first (`package`), each once."""
     if params.teacher.source == "train":
         return str(train_teacher(params))
     if params.teacher.source == "random":
         return str(random_teacher(params))
     if params.teacher.source == "local":
         return str(local_teacher(params))
+    if params.teacher.source == "package":
+        return str(packaged_teacher(params))
     return params.teacher.model

@@ -153,3 +153,7 @@ class RunLayout:
     def random_teacher(self, key: str) -> Path:
         """A teacher with random weights (`teacher.source: random`): its model folder."""
         return self.cache / "teacher" / f"random-{key}" / "model"
+
+    def packaged_teacher(self, name: str, key: str) -> Path:
+        """A hub model converted from registry packages (`teacher.source: package`): its model folder."""
+        return self.cache / "teacher" / f"{name}-{key}" / "model"
