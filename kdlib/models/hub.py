@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from kdlib.models.cards import CARD
-from kdlib.models.whisper import whole_checkpoint
+from kdlib.storage.whole import whole_checkpoint
 
 IGNORED = ("*.bin", "*.pt", "*.pth", "*.pkl", "*.pickle", "*.ckpt", "*.lock", ".*", "*/.*", "*.tmp*")
 
