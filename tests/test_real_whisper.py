@@ -340,3 +340,10 @@ def test_the_english_corpus_refuses_arabic_voices_and_more_sentences_than_it_has
 def with_raw(path: Path, raw: dict) -> Path:
     path.write_text(yaml.safe_dump(raw, allow_unicode=True))
     return path
+
+
+def test_the_reports_say_the_teacher_is_a_real_whisper_on_english():
+    from kdlib.report import findings
+
+    note = findings.data_note(load_params(REPO / "params" / "real-base.yaml"))
+    assert "synthetic English speech" in note and "openai/whisper-base (package)" in note
