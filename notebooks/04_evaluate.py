@@ -178,7 +178,7 @@ report.show_table(
 
 # %%
 paired = differences[differences["view"] == headline_view].drop(columns="view")
-comparisons = findings.comparison_table(paired)
+comparisons = derived.paired_differences(cfg)
 report.write_table(comparisons, cfg.reports_path, "paired_differences")
 report.show_table(comparisons) if len(paired) else print("no student to compare")
 

@@ -92,7 +92,7 @@ def test_two_processes_give_the_single_process_result(
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 0, output
     params = load_params(params_file)
-    assert "pseudo-labelling [1]" in output  # the second process did its share
+    assert "pseudo-labelling [process 1]" in output  # the second process did its share
     pd.testing.assert_frame_equal(labels_frame(params), reference)
 
 

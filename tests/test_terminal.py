@@ -29,6 +29,8 @@ KDLIB_LINES = [  # every line a run may print, as kdlib writes it
     r"student \d+/\d+ .+: (skipped: .+|trained before, reused)",
     r"student \d+/\d+ .+ at step \d+: .+",
     r"models: the predictions of \d+ of \d+ are cached",
+    r"preflight: (ok|nothing to check|\d+ problems? \(below, on stderr\))",  # the preflight's summary
+    r"  (ok|note|warn) +\S.+",  # and each of its findings
 ]
 NOISE = re.compile(
     r"Warning|WARNING|ERROR|Error:|Traceback|KeyboardInterrupt|\[transformers\]|\[IPKernelApp\]|deprecat"

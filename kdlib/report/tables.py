@@ -18,6 +18,7 @@ import pandas as pd
 from kdlib.config import Params, parse_student, run_name, threshold_label
 from kdlib.corpus.preparation import skip_summary
 from kdlib.models.students import layer_indices
+from kdlib.report.findings import comparison_table
 from kdlib.report.palette import variety_order
 from kdlib.report.published import compare_with_published
 from kdlib.report.render import percent
@@ -27,6 +28,7 @@ from kdlib.stages.products import (
     labelled_pools,
     read_categories,
     read_corpora,
+    read_differences,
     read_efficiency,
     read_history,
     read_pseudo_labels,
@@ -222,6 +224,14 @@ def error_examples(params: Params, predictions: pd.DataFrame | None = None, per_
     return examples[["category", "model", "dataset", "id", "reference", "hypothesis"]].reset_index(drop=True)
 
 
+def paired_differences(params: Params) -> pd.DataFrame:
+    """Every student against the teacher and its unfiltered twin in the headline view, one table
+    (`kdlib.report.findings.comparison_table`)."""
+    differences = read_differences(params)
+    paired = differences[differences["view"] == params.evaluate.headline_view].drop(columns="view")
+    return comparison_table(paired)
+
+
 def _nonempty(frame: pd.DataFrame) -> pd.DataFrame | None:
     return frame if len(frame) else None
 
@@ -235,6 +245,7 @@ COMPUTED: dict[str, Callable[[Params], pd.DataFrame | None]] = {
     "distillation_runs": distillation_runs,
     "efficiency": read_efficiency,
     "headline": lambda params: headline(params).reset_index(),
+    "paired_differences": paired_differences,
     "published_vs_this_run": lambda params: _nonempty(published_vs_this_run(params).rename(columns=PUBLISHED_LABELS)),
     "error_examples": error_examples,
 }
