@@ -1,2 +1,3 @@
 """The declared stage graph with manifests and staleness (`graph`), the code each stage is built by and its digest
-(`code`), and what a run records of itself (`provenance`)."""
+(`code`), the checks before any work (`preflight`), the sizing model (`sizing`), and what a run records of itself
+(`provenance`)."""

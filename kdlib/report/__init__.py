@@ -1,3 +1,3 @@
-"""What a reader sees: tables, figures and findings files (`render`), findings sentences (`findings`), the index page
-(`index`, in the order of `story`), colours (`palette`), the published table (`published`) and the derived tables
-computed from products (`tables`)."""
+"""What a reader sees: tables, figures and findings files (`render`), findings sentences (`findings`), the answer
+first (`headline`), the index page (`index`, in the order of `story`), colours (`palette`), the published table
+(`published`) and the derived tables computed from products (`tables`)."""
