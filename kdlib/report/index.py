@@ -66,7 +66,7 @@ def _written(params: Params, name: str, **options) -> pd.DataFrame | None:
     if computes(params, name):
         try:
             frame = computed_table(params, name)
-        except (MissingProduct, StaleProduct):
+        except (MissingProduct, StaleProduct, FileNotFoundError):  # products missing or stale
             pass
         else:
             if frame is None:
