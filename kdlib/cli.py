@@ -14,23 +14,34 @@ Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set
 recorded in the stage manifests and the run log.
 Every command validates the params first and fails with one line: exit 2 for bad params or
 arguments, 1 when a stage fails (a missing or stale input names the stage to run, an unwritable folder its
-path), 130 on Ctrl-C.
+path, another run of the same run folder its pid and command), 130 on Ctrl-C, 143 on SIGTERM.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-from kdlib.config import ParamsError, describe_params, load_params, params_to_dict, parse_student, parse_threshold
+from kdlib.config import (
+    ParamsError,
+    describe_params,
+    load_params,
+    params_arguments,
+    params_to_dict,
+    parse_student,
+    parse_threshold,
+)
 from kdlib.pipeline.graph import STAGES, MissingProduct, StaleProduct, build, stage_named
+from kdlib.pipeline.runlock import run_lock
+from kdlib.storage.processes import Terminated, sigterm_raises
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -134,7 +145,9 @@ def _run(args: argparse.Namespace) -> None:
     else:
         if getattr(args, "threshold", None) or getattr(args, "pool", None) or getattr(args, "no_resume", False):
             raise ParamsError("--threshold, --pool and --no-resume need --student")
-        manifest = build(load_params(args.params, settings=args.settings), stage_named(args.command))
+        params = load_params(args.params, settings=args.settings)
+        with run_lock(params, shlex.join(["kdlib", args.command, *params_arguments(params)])):
+            manifest = build(params, stage_named(args.command))
         if manifest:
             print(json.dumps(manifest["counts"], ensure_ascii=False))
 
@@ -159,7 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kdlib` and `python -m kdlib`; the exit code."""
     args = _parser().parse_args(argv)
     try:
-        _run(args)
+        with sigterm_raises():
+            _run(args)
+    except Terminated:
+        print("terminated (SIGTERM): finished steps are kept; the same command resumes", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
         return EXIT_INTERRUPTED

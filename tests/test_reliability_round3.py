@@ -6,8 +6,8 @@ process left behind. Unit-level where the behaviour shows there (the validator, 
 normaliser, the cache keys); the tests that need built products share one ci run built once for the
 module (`built`) and work on copies of it (`fork`).
 
-Every process the module's tests start, directly or not, carries a mark in its environment, and
-`no_process_left_behind` fails the module if one outlives it.
+Every process the suite's tests start, directly or not, carries a mark in its environment, and
+`no_process_left_behind` (tests/conftest.py) fails the session if one outlives it.
 """
 
 from __future__ import annotations
@@ -21,9 +21,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import uuid
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,7 +30,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import REPO, with_overrides
+from conftest import REPO, descendants, kill_all, running, wait_until, with_overrides
 from test_hub_sources import AUDIO, TEXT, clip, pool_repo, write_parquet
 from test_reliability import GOOD, audiofolder, local
 from test_run import BUILDERS, GRAPH, repo  # noqa: F401 (repo: the fake repository fixture)
@@ -49,103 +46,6 @@ from kdlib.scoring.normalizers import normalize
 from kdlib.stages import evaluate
 from kdlib.stages.evaluate import ModelEntry, threshold_table
 from kdlib.stages.products import PreparedSet, read_corpora, read_students, read_test_sets
-
-# ------------------------------------------------------------------------------- processes left behind
-
-PROCESS_MARK = "KDLIB_TEST_PROCESS_MARK"
-
-
-def _proc_table() -> dict[int, tuple[int, str]]:
-    """Every process of this machine: pid → (parent pid, state letter), from /proc."""
-    table = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except (OSError, IndexError):
-                continue
-            table[int(entry.name)] = (int(fields[1]), fields[0])
-    return table
-
-
-def descendants(pid: int) -> list[int]:
-    """The living processes below `pid` (children, their children, …)."""
-    table = _proc_table()
-    found, frontier = [], [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [child for child, (ppid, state) in table.items() if ppid == parent and state not in "ZX"]
-        found += children
-        frontier += children
-    return found
-
-
-def running(pids: list[int]) -> list[int]:
-    """Those of `pids` that still run (not gone, not a zombie)."""
-    table = _proc_table()
-    return [pid for pid in pids if pid in table and table[pid][1] not in "ZX"]
-
-
-def marked(mark: str) -> list[int]:
-    """The running processes (but this one) whose environment carries `mark`."""
-    needle = f"{PROCESS_MARK}={mark}".encode()
-    found = []
-    for pid in running(list(_proc_table())):
-        if pid == os.getpid():
-            continue
-        try:
-            environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if needle in environment:
-            found.append(pid)
-    return found
-
-
-def wait_until(condition: Callable[[], object], timeout: float, step: float = 0.1) -> object:
-    """Poll `condition` until it is truthy or `timeout` seconds passed; its last value."""
-    deadline = time.monotonic() + timeout
-    while not (value := condition()) and time.monotonic() < deadline:
-        time.sleep(step)
-    return value
-
-
-def command_line(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        return "?"
-
-
-def kill_all(pids: list[int]) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-@pytest.fixture(scope="module", autouse=True)
-def no_process_left_behind():
-    """Fail the module if a process its tests started (a subprocess, its loader workers, a kernel) outlives them.
-
-    The mark is set in this process' environment, so every process started from here inherits it, also once
-    orphaned (reparented to init); the same fixture at session scope in conftest.py checks the whole suite
-    (e.g. the loader worker that `test_a_killed_run_resumes_without_redoing_chunks` leaves, issue 25)."""
-    if not Path("/proc/self/environ").exists():
-        yield
-        return
-    mark = uuid.uuid4().hex
-    os.environ[PROCESS_MARK] = mark
-    try:
-        yield
-    finally:
-        del os.environ[PROCESS_MARK]
-    wait_until(lambda: not marked(mark), 10)
-    left = marked(mark)
-    described = [f"{pid}: {command_line(pid)}" for pid in left]
-    kill_all(left)
-    assert not described, f"processes left behind by this module's tests: {described}"
 
 
 def start(script: str, *args: object, folder: Path, name: str) -> subprocess.Popen:

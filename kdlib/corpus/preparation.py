@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -36,6 +37,7 @@ from kdlib.corpus.audio import dataset_with_audio, screen_batch
 from kdlib.corpus.synthesis import build_split
 from kdlib.storage.cache import build_once, fingerprint
 from kdlib.storage.paths import RunLayout
+from kdlib.storage.processes import die_with_parent
 
 Purpose = Literal["teacher", "train", "test"]  # teacher: training a teacher here, non-speech captioned empty kept
 SKIP_COLUMNS = ["id", "dataset", "reason", "detail"]
@@ -74,39 +76,79 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.I
             raise ValueError(f"dataset {spec.name!r}: {error}") from None
         raw = datasets.load_from_disk(str(path))
     elif spec.source == "local":
-        raw = read_audiofolder(spec)
+        raw = read_audiofolder(spec, params.resolve(spec.path or ""))
     else:
         if spec.path is None:
             raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
-        raw = datasets.load_dataset(
-            spec.path,
-            spec.config,
-            split=spec.split,
-            streaming=spec.streaming,
-            revision=spec.revision,
-            data_dir=spec.data_dir,
-        )
+        local_copy = params.resolve(spec.path)  # a folder relative to the repository, else a hub id
+        path = str(local_copy) if local_copy.is_dir() else spec.path
+        try:
+            raw = datasets.load_dataset(
+                path,
+                spec.config,
+                split=spec.split,
+                streaming=spec.streaming,
+                revision=spec.revision,
+                data_dir=spec.data_dir,
+            )
+        except ValueError as error:
+            splits = re.search(r"(?:Unknown split|Bad split).*?(\[.*\])", str(error))
+            if splits is None:
+                raise
+            raise ValueError(
+                f"dataset {spec.name!r}: no split {spec.split!r} in {spec.path} (its splits: {splits.group(1)}): "
+                "set its split to one of them"
+            ) from None
     columns = list(raw.features) if raw.features is not None else []
     if spec.audio_column not in columns or spec.text_column not in columns:
         raise ValueError(
             f"dataset {spec.name!r}: expected columns {spec.audio_column!r} and {spec.text_column!r}, found {columns}"
         )
+    raw = _text_columns(raw, spec, columns)
     raw = raw.cast_column(spec.audio_column, datasets.Audio(decode=False))
     if spec.max_samples is not None:
         raw = raw.take(spec.max_samples) if spec.streaming else raw.select(range(min(spec.max_samples, len(raw))))
     return raw
 
 
-def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
+def _text_columns(
+    raw: datasets.Dataset | datasets.IterableDataset, spec: DatasetSpec, columns: list[str]
+) -> datasets.Dataset | datasets.IterableDataset:
+    """`raw` with its variety and id columns as strings (FLEURS' `gender` is an int); a ValueError naming the set
+    and the column when a named column is absent or the transcripts are not text."""
+    named = {"variety_column": spec.variety_column, "id_column": spec.id_column}
+    for key, column in named.items():
+        if column is not None and column not in columns:
+            raise ValueError(f"dataset {spec.name!r}: no column {column!r} ({key}); its columns are {columns}")
+    features = raw.features or {}
+    text = features.get(spec.text_column)
+    if text is not None and not (isinstance(text, datasets.Value) and text.dtype in ("string", "large_string")):
+        kind = text.dtype if isinstance(text, datasets.Value) else type(text).__name__
+        raise ValueError(
+            f"dataset {spec.name!r}: column {spec.text_column!r} holds {kind} values, not transcripts: "
+            "set text_column to the column of the reference transcripts"
+        )
+    for column in filter(None, named.values()):
+        feature = features.get(column)
+        if isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string"):
+            raw = raw.cast_column(column, datasets.Value("string"))  # 0, 1 → "0", "1"
+    return raw
+
+
+def read_audiofolder(spec: DatasetSpec, root: Path | None = None) -> datasets.Dataset:
     """A local folder in the audiofolder layout: audio files and a UTF-8 `metadata.csv` whose
     `file_name` column names them (in `<path>/<split>/` if that exists, else in `<path>/`); without
     an `id` column, that file name is the clip's id. Audio stays undecoded (paths), so that a bad
-    file is caught per clip while preparing."""
-    root = Path(spec.path or "")
+    file is caught per clip while preparing. `root`: the set's folder, `path` resolved against the repository
+    (`Params.resolve`); by default `path` as it is."""
+    root = Path(spec.path or "") if root is None else root
     folder = root / spec.split if (root / spec.split / "metadata.csv").exists() else root
     metadata = folder / "metadata.csv"
     if not metadata.exists():
-        raise FileNotFoundError(f"dataset {spec.name!r}: no metadata.csv in local folder {str(root)!r}")
+        raise FileNotFoundError(
+            f"dataset {spec.name!r}: no metadata.csv in local folder {spec.path!r} (relative to the repository) "
+            f"nor in its split folder {spec.split!r}"
+        )
     try:
         table = pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -127,8 +169,9 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     """Load, screen and standardise one set (possibly empty, with its skips); cached on disk by its inputs."""
     data = params.data
     name = safe_component(spec.name)
+    long_clips = data.long_clips if purpose == "test" else "skip"  # only test sets are cut in windows
     key = fingerprint(
-        "prepared-v3", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips, data.audio_format
+        "prepared-v3", spec, purpose, data.sampling_rate, data.max_duration_s, long_clips, data.audio_format
     )
     raw = load_raw(spec, params)
     source = getattr(raw, "_fingerprint", None)  # a streamed hub set has none: its spec names it
@@ -186,7 +229,7 @@ def _screened(
             yield from zip(batch, screen_batch(cells, data.sampling_rate, data.audio_format))
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         pending: deque = deque()
         for batch in batches:
             cells = [example[spec.audio_column] for example in batch]
@@ -261,8 +304,9 @@ def _screen_to_disk(
     seen: dict[str, int] = {}
     for index, (example, screened) in enumerate(_screened(raw, spec, data)):
         clip_id = _unique_id(spec, example, index, seen)
-        text = (example[spec.text_column] or "").strip()
+        text = str(example[spec.text_column] or "").strip()
         variety = spec.variety or (example[spec.variety_column] if spec.variety_column else "unknown")
+        variety = variety if variety is None or isinstance(variety, str) else str(variety)  # a streamed int label
         if isinstance(screened[0], str):
             reason, detail = screened
             skipped.append({"id": clip_id, "dataset": spec.name, "reason": reason, "detail": detail})

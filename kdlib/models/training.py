@@ -17,7 +17,7 @@ import json
 import math
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -102,13 +102,23 @@ class Seq2SeqData:
     """Audio and target transcripts of a training set, turned into model inputs on demand."""
 
     def __init__(
-        self, dataset: datasets.Dataset, target_column: str, processor: WhisperProcessor, language: str, task: str
+        self,
+        dataset: datasets.Dataset,
+        target_column: str | Sequence[str],
+        processor: WhisperProcessor,
+        language: str,
+        task: str,
     ):
+        """`target_column`: the column of the target transcripts, or the transcripts themselves (one per row: no
+        column is added to the dataset, which would write a copy of a selection's rows beside its files)."""
         self.dataset = dataset
         self.source = MappedRows(dataset)
         self.processor = processor
         prompt = prompt_ids(processor, language, task)
-        self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
+        texts = dataset[target_column] if isinstance(target_column, str) else list(target_column)
+        if len(texts) != len(dataset):
+            raise ValueError(f"{len(texts)} target transcripts for {len(dataset)} rows")
+        self.targets = [target_ids(processor, text, prompt) for text in texts]
         self.teacher_logits: TeacherLogitCache | None = None  # when set, batches carry the teacher's logits
 
     def __len__(self) -> int:

@@ -18,9 +18,10 @@ from transformers import (
 )
 
 from kdlib.config import TeacherArchitecture
+from kdlib.config.vocabulary import TRAINED_TEACHER_LANGUAGES
 from kdlib.models import tokenizer as whisper_tokenizer
 
-LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
+LANGUAGES = TRAINED_TEACHER_LANGUAGES  # multilingual, Arabic among them
 TASKS = ("transcribe", "translate")
 SPECIALS = (
     "<|endoftext|>",

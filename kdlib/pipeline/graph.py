@@ -32,8 +32,9 @@ from datetime import datetime
 from typing import Any
 
 from kdlib.config import Params, params_arguments, params_subset
+from kdlib.config.errors import KdlibError
 from kdlib.storage.cache import atomic_write_json, fingerprint
-from kdlib.storage.paths import RunLayout
+from kdlib.storage.paths import RunLayout, relative
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,7 @@ class Stage:
     products: tuple[str, ...]  # `RunLayout` attributes it writes
     summary: str  # one line for plans and `--help`
     launched: bool = False  # heavy: the runner starts it under `accelerate launch` on several processes
+    check: str | None = None  # "module:function(params) -> reason or None": products its manifest points to, gone
 
     @property
     def number(self) -> str:
@@ -64,6 +66,7 @@ STAGES: tuple[Stage, ...] = (
         ("corpora", "teacher", "pseudo_labels"),
         "prepare the corpora, find, train or make the teacher, pseudo-label each pool in use",
         launched=True,
+        check="kdlib.stages.presence:pseudo_label_products_gone",
     ),
     Stage(
         "02_filter_sweep",
@@ -90,6 +93,7 @@ STAGES: tuple[Stage, ...] = (
         ("students", "student_sizes"),
         "distil every student on the pairs of each of its λ",
         launched=True,
+        check="kdlib.stages.presence:student_models_gone",
     ),
     Stage(
         "04_evaluate",
@@ -113,12 +117,16 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-class MissingProduct(RuntimeError):
+class MissingProduct(KdlibError, RuntimeError):
     """A stage's products are not there: the stage has to run first."""
 
 
-class StaleProduct(RuntimeError):
+class StaleProduct(KdlibError, RuntimeError):
     """A stage's products were made from other params or other upstream products."""
+
+
+class UnreadableManifest(ValueError):
+    """A stage's `manifest.json` is truncated, empty, not JSON or not a manifest: the stage is rebuilt."""
 
 
 def stage_named(name: str, graph: tuple[Stage, ...] = STAGES) -> Stage:
@@ -142,13 +150,28 @@ def versions() -> dict[str, str]:
 
 
 def read_manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
+    """A stage's manifest (None if it has none); UnreadableManifest, naming the file, if it is not one."""
     path = RunLayout(params).manifest(stage.name)
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        why = getattr(error, "strerror", None) or getattr(error, "msg", None) or getattr(error, "reason", None)
+        raise UnreadableManifest(f"its manifest {relative(params, path)} is unreadable ({why})") from None
+    fields = {"digest": str, "params": dict, "inputs": dict}
+    if not isinstance(manifest, dict) or any(not isinstance(manifest.get(k), kind) for k, kind in fields.items()):
+        raise UnreadableManifest(f"its manifest {relative(params, path)} is unreadable (not a kdlib manifest)")
+    return manifest
 
 
 def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -> str | None:
-    """Why `stage` must be rebuilt (not built, a param changed, an input rebuilt), or None if current."""
-    manifest = read_manifest(params, stage)
+    """Why `stage` must be rebuilt (not built, a param changed, an input rebuilt, a product it points to gone),
+    or None if current."""
+    try:
+        manifest = read_manifest(params, stage)
+    except UnreadableManifest as error:
+        return f"{error}: rebuilt"
     if manifest is None:
         return "not built yet"
     current = params_subset(params, stage.params)
@@ -156,7 +179,10 @@ def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -
     if changed or set(manifest["params"]) != set(current):
         return f"params changed: {', '.join(changed) or 'the set of params it reads'}"
     for upstream in (stage_named(name, graph) for name in stage.inputs):
-        upstream_manifest = read_manifest(params, upstream)
+        try:
+            upstream_manifest = read_manifest(params, upstream)
+        except UnreadableManifest as error:
+            return f"{upstream.name} is stale ({error})"
         if upstream_manifest is None:
             return f"{upstream.name} is not built"
         if manifest["inputs"].get(upstream.name) != upstream_manifest["digest"]:
@@ -164,6 +190,9 @@ def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -
         reason = staleness(params, upstream, graph)
         if reason is not None:
             return f"{upstream.name} is stale ({reason})"
+    if stage.check is not None:
+        module, function = stage.check.split(":")
+        return getattr(importlib.import_module(module), function)(params)
     return None
 
 

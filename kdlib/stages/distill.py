@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from transformers import WhisperConfig
 from kdlib.config import Params, parse_student, run_name, threshold_label
 from kdlib.models.cards import student_facts, write_card
 from kdlib.models.families import WhisperModel, load_model
-from kdlib.models.runtime import cpu_only, parameter_count, release_memory, resolve_device
+from kdlib.models.runtime import compute_signature, cpu_only, parameter_count, release_memory, resolve_device
 from kdlib.models.students import layer_indices, make_student
 from kdlib.models.training import Seq2SeqData, TeacherLogitCache, recipe, train
 from kdlib.models.transcription import transcribe
@@ -48,7 +49,7 @@ from kdlib.stages.products import (
     read_training_ids,
 )
 from kdlib.storage.cache import atomic_write_json, atomic_write_text, fingerprint
-from kdlib.storage.paths import RunLayout, in_run
+from kdlib.storage.paths import RunLayout, from_run, in_run
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,8 @@ class DistillResult:
 
 def rows_of(dataset: datasets.Dataset, ids: list[str]) -> datasets.Dataset:
     """The rows of `dataset` whose id is in `ids`, in the dataset's order."""
-    wanted = set(ids)
-    return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted])
+    wanted = set(ids)  # an indices mapping kept in memory: nothing is written beside the prepared set's files
+    return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted], keep_in_memory=True)
 
 
 def keeps_timestamps(clip_id: str, probability: float, seed: int) -> bool:
@@ -100,7 +101,8 @@ def run_key(
     """What a finished student depends on: teacher, its pool's pseudo-labels, its pairs and its recipe (not the
     cadence)."""
     return fingerprint(
-        "distill-v4",
+        "distill-v5",
+        compute_signature(params.device),  # what the trained bytes depend on besides (threads, device, platform)
         teacher_digest,
         pseudo_label_key(params, pool),
         student,
@@ -133,7 +135,16 @@ def distill_one(
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
     state.wait_for_everyone()
     if result_file.exists():
-        return DistillResult(**json.loads(result_file.read_text()))
+        finished = DistillResult(**json.loads(result_file.read_text()))
+        if finished.model_dir is None or (from_run(params, finished.model_dir) / "model.safetensors").is_file():
+            return finished
+        if state.is_main_process:  # its model folder was deleted: trained again (from its last checkpoint, if any)
+            print(
+                f"the model of {name} λ={finished.threshold} is missing from {directory.name}: training it again",
+                file=sys.stderr,
+                flush=True,
+            )
+            result_file.unlink(missing_ok=True)
     label = threshold_label(threshold)
     if not train_ids:
         skipped = f"skipped: λ={label} keeps no pairs"
@@ -141,12 +152,11 @@ def distill_one(
     labels = read_pseudo_labels(params, pool)
     train_pairs, eval_pairs = rows_of(labels, train_ids), rows_of(labels, eval_ids)
     targets = target_texts(train_pairs, params.distill.timestamp_probability, params.distill.training.seed)
-    train_pairs = train_pairs.add_column("target", targets)
     device = resolve_device(params.device)
     teacher = load_model(teacher_record["source"], device, params.pseudo_label.generation, name="teacher")
     model = make_student(teacher.model, student)
     generation = params.pseudo_label.generation
-    data = Seq2SeqData(train_pairs, "target", teacher.processor, generation.language, generation.task)
+    data = Seq2SeqData(train_pairs, targets, teacher.processor, generation.language, generation.task)
     if params.distill.cache_teacher_logits:
         with state.main_process_first():
             data.teacher_logits = TeacherLogitCache(directory / "teacher_logits").build(teacher.model, data)

@@ -33,8 +33,8 @@ from tqdm import tqdm
 from kdlib.config import Params, pools_in_use
 from kdlib.corpus.loader import WaitClock
 from kdlib.corpus.preparation import mixture, prepare
-from kdlib.models.families import load_model
-from kdlib.models.runtime import cpu_only
+from kdlib.models.families import load_model, model_class
+from kdlib.models.runtime import compute_signature, cpu_only
 from kdlib.models.teacher import find_teacher
 from kdlib.models.transcription import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 from kdlib.scoring.metrics import score_pairs
@@ -69,7 +69,13 @@ def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabe
     """Where the pseudo-labels of this teacher, pool and settings are made (content-keyed)."""
     settings = params.pseudo_label
     key = fingerprint(
-        "pseudo-labels-v2", model_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
+        "pseudo-labels-v3",
+        model_digest(teacher),
+        pool._fingerprint,
+        settings,
+        params.filter.view,
+        params.normalization,
+        compute_signature(params.device),  # the teacher's transcripts may differ with the threads or the device
     )
     return PseudoLabelRun(RunLayout(params).pseudo_label_work(key), settings.chunk_size)
 
@@ -167,9 +173,11 @@ def build(params: Params) -> dict | None:
     accelerator = Accelerator(cpu=cpu_only(params.device))
     pools = pools_in_use(params)
     with accelerator.main_process_first():
+        teacher = find_teacher(params)
+        if params.teacher.source == "hub":  # reachable, before any set is prepared (ModelUnavailable, one line)
+            model_class(teacher, "teacher.model")
         pool_sets = {name: [prepare(spec, params, "train") for spec in params.data.pool(name)] for name in pools}
         test_sets = [prepare(spec, params, "test") for spec in params.data.test]
-        teacher = find_teacher(params)
     labelled = {}
     for name in pools:
         pool = mixture(params.data.pool(name), pool_sets[name], "train").dataset
