@@ -10,6 +10,7 @@ import math
 import types
 import typing
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from kdlib.config.naming import parse_student, safe_component, threshold_label
@@ -264,21 +265,34 @@ def ordered_ranges(params: Params) -> Iterator[str]:
                 )
 
 
-def local_teacher_file(params: Params, name: str) -> dict[str, Any] | None:
-    """A JSON file of the local teacher's checkpoint folder (`config.json`, `generation_config.json`), if it is
-    there and readable (a teacher not made yet is checked when it is made)."""
-    if params.teacher.source != "local":
+def teacher_file(params: Params, name: str) -> dict[str, Any] | None:
+    """A JSON file of the teacher's checkpoint (`config.json`, `generation_config.json`): of its folder (source:
+    local), or of the local hub cache (source: hub; no download); None when it is not there yet (a teacher not
+    made or downloaded yet is checked when it is loaded)."""
+    if params.teacher.source == "local":
+        path: Any = params.resolve(params.teacher.model) / name
+    elif params.teacher.source == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache  # here: only hub teachers need it
+
+            path = try_to_load_from_cache(params.teacher.model, name)
+        except Exception:  # noqa: BLE001 (an id the hub would refuse, a cache it cannot read: checked when loaded)
+            return None
+        if not isinstance(path, str):
+            return None
+    else:
         return None
     try:
-        found = json.loads((params.resolve(params.teacher.model) / name).read_text(encoding="utf-8"))
+        found = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return found if isinstance(found, dict) else None
 
 
-def students_fit_the_local_teacher(params: Params) -> Iterator[str]:
-    """A student deeper than a local teacher's checkpoint (the trained and random ones are checked above)."""
-    config = local_teacher_file(params, "config.json") or {}
+def students_fit_the_teacher_checkpoint(params: Params) -> Iterator[str]:
+    """A student deeper than a local or (cached) hub teacher checkpoint (the trained and random ones are checked
+    above)."""
+    config = teacher_file(params, "config.json") or {}
     layers = (config.get("encoder_layers"), config.get("decoder_layers"))
     if not all(isinstance(count, int) for count in layers):
         return
@@ -300,7 +314,7 @@ def teacher_languages(params: Params) -> tuple[str, ...]:
         return TRAINED_TEACHER_LANGUAGES
     if source == "random":
         return LANGUAGES[:LARGE_V2_LANGUAGES]
-    tokens = (local_teacher_file(params, "generation_config.json") or {}).get("lang_to_id")
+    tokens = (teacher_file(params, "generation_config.json") or {}).get("lang_to_id")
     if isinstance(tokens, dict) and tokens:
         return tuple(token.strip("<|>") for token in tokens)
     return LANGUAGES
@@ -310,10 +324,10 @@ def teacher_positions(params: Params) -> int | None:
     """The teacher's decoder positions (its students have as many); None when not known before it is made."""
     if params.teacher.source in ("train", "random"):
         return params.teacher.architecture.max_target_positions
-    if params.teacher.source == "local":
-        positions = (local_teacher_file(params, "config.json") or {}).get("max_target_positions")
-        return positions if isinstance(positions, int) else None
-    return WHISPER_POSITIONS
+    positions = (teacher_file(params, "config.json") or {}).get("max_target_positions")
+    if isinstance(positions, int):
+        return positions
+    return WHISPER_POSITIONS if params.teacher.source == "hub" else None
 
 
 def generation_fits_the_teacher(params: Params) -> Iterator[str]:
@@ -343,6 +357,6 @@ SEMANTIC_CHECKS = (
     repeated_thresholds,
     repeated_runs,
     ordered_ranges,
-    students_fit_the_local_teacher,
+    students_fit_the_teacher_checkpoint,
     generation_fits_the_teacher,
 )
