@@ -230,10 +230,10 @@ def repeated_thresholds(params: Params) -> Iterator[str]:
     lists = [("filter.thresholds", params.filter.thresholds)]
     lists += [(f"distill.runs[{i}].thresholds", run.thresholds) for i, run in enumerate(params.distill.runs)]
     for where, thresholds in lists:
-        repeated = next((t for i, t in enumerate(thresholds) if t in thresholds[:i]), "none listed twice")
-        if repeated != "none listed twice":
-            shown = threshold_label(repeated)
-            yield f"'{where}': λ {shown} is listed twice ({shown} and {repeated!r} are one λ): list each λ once"
+        repeated = [t for i, t in enumerate(thresholds) if t in thresholds[:i]]
+        if repeated:
+            shown = threshold_label(repeated[0])
+            yield f"'{where}': λ {shown} is listed twice ({shown} and {repeated[0]!r} are one λ): list each λ once"
 
 
 def repeated_runs(params: Params) -> Iterator[str]:
