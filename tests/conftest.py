@@ -92,6 +92,13 @@ def kill_all(pids: list[int]) -> None:
             pass
 
 
+def outliving(mark: str) -> list[int]:
+    """The marked processes but this process' own multiprocessing helpers (the resource tracker a spawned pool
+    starts lives as long as the process that started it, and ends with it)."""
+    own = {pid for pid in descendants(os.getpid()) if "multiprocessing.resource_tracker" in command_line(pid)}
+    return [pid for pid in marked(mark) if pid not in own]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_process_left_behind():
     """Fail the session if a process its tests started (a subprocess, its loader workers, a kernel, an `accelerate
@@ -109,8 +116,8 @@ def no_process_left_behind():
         yield
     finally:
         del os.environ[PROCESS_MARK]
-    wait_until(lambda: not marked(mark), 10)
-    left = marked(mark)
+    wait_until(lambda: not outliving(mark), 10)
+    left = outliving(mark)
     described = [f"{pid}: {command_line(pid)}" for pid in left]
     kill_all(left)
     assert not described, f"processes left behind by the suite's tests: {described}"

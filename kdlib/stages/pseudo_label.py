@@ -40,7 +40,7 @@ from kdlib.models.transcription import Transcript, audio_batches, batches, lengt
 from kdlib.scoring.metrics import score_pairs
 from kdlib.stages.products import TIMESTAMPED
 from kdlib.storage.cache import atomic_write_json, fingerprint, model_digest, replacing_file
-from kdlib.storage.paths import RunLayout, in_run, relative
+from kdlib.storage.paths import RunLayout, in_run, recorded
 
 
 @dataclass(frozen=True)
@@ -191,7 +191,7 @@ def build(params: Params) -> dict | None:
             "name": spec.name,
             "role": role,
             "pool": pool,
-            "path": relative(params, corpus.folder),
+            "path": recorded(params, corpus.folder),
             "clips": len(corpus.dataset),
             "skipped": len(corpus.skipped),
         }
@@ -203,7 +203,7 @@ def build(params: Params) -> dict | None:
     atomic_write_json(layout.corpora, corpora)
     atomic_write_json(
         layout.teacher,
-        {"kind": kind, "source": teacher if kind == "hub" else relative(params, teacher), "digest": digest},
+        {"kind": kind, "source": teacher if kind == "hub" else recorded(params, teacher), "digest": digest},
     )
     atomic_write_json(
         layout.pseudo_labels,
