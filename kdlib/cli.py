@@ -16,8 +16,9 @@ Every command that reads PARAMS takes `--set KEY=VALUE` (repeatable; e.g. `--set
 `--set filter.thresholds=[10,80]`): the value, read as YAML, replaces the file's, is validated like it and is
 recorded in the stage manifests and the run log.
 Every command validates the params first and fails with one line per problem (every problem of the
-file at once): exit 2 for bad params or arguments, 1 when a stage fails (a missing or stale input names the stage to run, an unwritable folder its
-path), 130 on Ctrl-C. Output into a pipe that closes early (`kdlib params | head`) ends quietly, exit 0.
+file at once): exit 2 for bad params or arguments, 1 when a stage fails (a missing or stale input names the stage to
+run, an unwritable folder its path, another run of the same run folder its pid and command), 130 on Ctrl-C, 143 on
+SIGTERM. Output into a pipe that closes early (`kdlib params | head`) ends quietly, exit 0.
 """
 
 from __future__ import annotations
@@ -25,16 +26,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
 from importlib.metadata import version
 from pathlib import Path
 
-from kdlib.config import ParamsError, describe_params, load_params, params_to_dict, parse_student, parse_threshold
+from kdlib.config import (
+    ParamsError,
+    describe_params,
+    load_params,
+    params_arguments,
+    params_to_dict,
+    parse_student,
+    parse_threshold,
+)
 from kdlib.pipeline.graph import STAGES, MissingProduct, StaleProduct, build, stage_named
+from kdlib.pipeline.runlock import run_lock
+from kdlib.storage.processes import Terminated, sigterm_raises
 
-EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 2, 130, 143
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -191,7 +203,9 @@ def _run(args: argparse.Namespace) -> None:
     else:
         if getattr(args, "threshold", None) or getattr(args, "pool", None) or getattr(args, "no_resume", False):
             raise ParamsError("--threshold, --pool and --no-resume need --student")
-        manifest = build(load_params(args.params, settings=args.settings), stage_named(args.command))
+        params = load_params(args.params, settings=args.settings)
+        with run_lock(params, shlex.join(["kdlib", args.command, *params_arguments(params)])):
+            manifest = build(params, stage_named(args.command))
         if manifest:
             print(json.dumps(manifest["counts"], ensure_ascii=False))
 
@@ -216,14 +230,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of `kdlib` and `python -m kdlib`; the exit code."""
     args = _parser().parse_args(argv)
     try:
-        _run(args)
-        sys.stdout.flush()  # here, so that a closed pipe is met below and not at exit
+        with sigterm_raises():
+            _run(args)
+            sys.stdout.flush()  # here, so that a closed pipe is met below and not at exit
     except BrokenPipeError:  # the reader of our output closed it (`kdlib params | head`): it has what it wanted
         try:  # nothing more to flush at exit: Python would report the closed pipe once more
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         except (OSError, ValueError):  # a stand-in stdout without a file descriptor
             pass
         return 0
+    except Terminated:
+        print("terminated (SIGTERM): finished steps are kept; the same command resumes", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted: finished steps are kept; the same command resumes", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -17,13 +17,17 @@ A stage left out by `--only`/`--from` is not rebuilt: if it is stale, the run st
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 import traceback
+import uuid
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -33,13 +37,15 @@ from pathlib import Path
 from typing import Any
 
 from kdlib.config import Params, load_params, params_arguments
+from kdlib.config.errors import KdlibError
 from kdlib.pipeline import preflight
 from kdlib.pipeline.graph import STAGES, Stage, build, read_manifest, stage_named, staleness
 from kdlib.pipeline.preflight import PreflightError, launch_processes
-from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, read_log, update_log
+from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, read_log, scrub_paths, update_log
+from kdlib.pipeline.runlock import run_lock
 from kdlib.storage.cache import atomic_write_text
-from kdlib.storage.hub import HubError
 from kdlib.storage.paths import repo_root
+from kdlib.storage.processes import Terminated, die_with_parent
 
 
 class NotebookError(RuntimeError):
@@ -52,6 +58,11 @@ class StageError(RuntimeError):
 
 class PlanError(ValueError):
     """The selection cannot run: a stage it needs is stale and was not selected."""
+
+
+class RenderError(KdlibError, RuntimeError):
+    """A stage's notebook or page could not be written (a full disk, a folder not writable): nothing half-written
+    is left in its place."""
 
 
 @dataclass(frozen=True)
@@ -215,26 +226,34 @@ def kernel_manager_class() -> type:
 
 
 def _execute(source: Path, output: Path, root: Path, parameters: dict[str, Any], kernel_name: str) -> str | None:
-    """Execute one percent-format notebook into `output` and render its HTML; the error, if any."""
+    """Execute one percent-format notebook into `output` and render its HTML; the error, if any.
+
+    The notebook is executed into a temporary sibling, which replaces `output` once it is whole and rendered:
+    a failure to write (a full disk) leaves the previous notebook, never half of one."""
     import jupytext
     import papermill
 
     notebook = jupytext.read(source)
     notebook.metadata["kernelspec"] = {"name": kernel_name, "language": "python", "display_name": kernel_name}
     error = None
+    temporary = output.with_name(f".{output.stem}.{uuid.uuid4().hex[:8]}.ipynb")  # papermill wants .ipynb
     try:
-        papermill.execute_notebook(
-            notebook,
-            output,
-            parameters=parameters,
-            cwd=root,
-            progress_bar=False,
-            log_output=False,
-            kernel_manager_class=kernel_manager_class(),
-        )
-    except papermill.PapermillExecutionError as failure:
-        error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
-    export_html(output)
+        try:
+            papermill.execute_notebook(
+                notebook,
+                temporary,
+                parameters=parameters,
+                cwd=root,
+                progress_bar=False,
+                log_output=False,
+                kernel_manager_class=kernel_manager_class(),
+            )
+        except papermill.PapermillExecutionError as failure:
+            error = f"cell {failure.exec_count}: {failure.ename}: {failure.evalue}"
+        export_html(temporary, output)
+        os.replace(temporary, output)
+    finally:
+        temporary.unlink(missing_ok=True)
     return error
 
 
@@ -264,18 +283,18 @@ def reader_page(page: str) -> str:
     return re.sub(r"(<body[^>]*>\n?)", lambda match: match.group(1) + _READER_NAV, page, count=1)
 
 
-def export_html(executed: Path) -> Path:
+def export_html(executed: Path, target: Path | None = None) -> Path:
     """Make an executed notebook the same on every run of the same results (`stable_notebook`),
-    rewrite it, and render it to HTML beside it, in report mode (`reader_page`)."""
+    rewrite it, and render it to HTML beside it, in report mode (`reader_page`). `target`: the notebook's
+    final path, when `executed` is a temporary one (its name and its page's place)."""
     import nbformat
     from nbconvert import HTMLExporter
 
-    notebook = stable_notebook(
-        nbformat.read(executed, as_version=4), re.sub(r"[^A-Za-z0-9_-]", "-", executed.stem)[:48]
-    )
+    target = executed if target is None else target
+    notebook = stable_notebook(nbformat.read(executed, as_version=4), re.sub(r"[^A-Za-z0-9_-]", "-", target.stem)[:48])
     atomic_write_text(executed, nbformat.writes(notebook))
-    body, _ = HTMLExporter().from_notebook_node(notebook, resources={"metadata": {"name": executed.stem}})
-    path = executed.with_suffix(".html")
+    body, _ = HTMLExporter().from_notebook_node(notebook, resources={"metadata": {"name": target.stem}})
+    path = target.with_suffix(".html")
     atomic_write_text(path, reader_page(body))
     return path
 
@@ -338,44 +357,62 @@ def run_pipeline(
         return {}
 
     reports = params.reports_path
-    reports.mkdir(parents=True, exist_ok=True)
     log_path = reports / RUN_LOG
     params_file = os.path.relpath(params_path, root)
     command = command_line(params_file, only, start, force, settings)
-    log = update_log(
-        log_path,
-        {"profile": params.profile, "overrides": list(params.overrides), **provenance(params_path, root, command)},
-    )
-    parameters = {"params_file": params_file, "overrides": list(params.overrides)}
-    for position, step in enumerate(steps, 1):
-        name = step.stage.name
-        print(f"[{position}/{len(steps)}] {name}", flush=True)
-        started = time.perf_counter()
-        if step.build and (step.reason == "forced" or staleness(params, step.stage, tuple(graph)) is not None):
+    with run_lock(params, command):  # one run of a run folder at a time (RunBusy, one line, for a second one)
+        reports.mkdir(parents=True, exist_ok=True)
+        log = update_log(
+            log_path,
+            {"profile": params.profile, "overrides": list(params.overrides), **provenance(params_path, root, command)},
+        )
+        parameters = {"params_file": params_file, "overrides": list(params.overrides)}
+        for position, step in enumerate(steps, 1):
+            name = step.stage.name
+            print(f"[{position}/{len(steps)}] {name}", flush=True)
+            started = time.perf_counter()
+            # a run killed outright leaves "running" beside its command, not the previous run's status
+            update_log(log_path, {"updated": _now()}, (name, {"status": "running", "wall_s": 0.0, "started": _now()}))
             try:
-                manifest = build_stage(params, step.stage, tuple(graph))
-            except KeyboardInterrupt:  # recorded; what the stage finished (chunks, checkpoints) is kept
-                _record_failure(params, log_path, name, started, "interrupted", "interrupted (Ctrl-C)")
+                if step.build and (step.reason == "forced" or staleness(params, step.stage, tuple(graph)) is not None):
+                    try:
+                        manifest = build_stage(params, step.stage, tuple(graph))
+                    except (
+                        Exception
+                    ) as failure:  # recorded, then raised as one line (after its traceback if unforeseen)
+                        if not isinstance(failure, KdlibError):
+                            traceback.print_exc()
+                        error = f"build: {type(failure).__name__}: {' '.join(str(failure).split())}"
+                        _record_failure(params, log_path, name, started, "failed", scrub_paths(error, params, root))
+                        raise StageError(f"{name} failed in {error}") from failure
+                    print(f"    built in {manifest['wall_s']:.1f} s: {_summary(manifest['counts'])}", flush=True)
+                rendering = time.perf_counter()
+                try:
+                    error = _execute(sources[name], reports / f"{name}.ipynb", root, parameters, kernel_name)
+                except OSError as failure:  # a full disk, an unwritable folder: named, recorded as well as it can be
+                    again = command_line(params_file, [step.stage.number], None, False, settings)
+                    message = (
+                        f"{name}: writing {os.path.relpath(reports / f'{name}.ipynb')} failed: "
+                        f"{failure.strerror or failure}: free some space (or make the folder writable) and run "
+                        f"`{again}` again"
+                    )
+                    with contextlib.suppress(OSError):
+                        _record_failure(params, log_path, name, started, "failed", scrub_paths(message, params, root))
+                    raise RenderError(message) from failure
+            except KeyboardInterrupt as interruption:  # recorded; what the stage finished (chunks, checkpoints) is kept
+                what = "terminated (SIGTERM)" if isinstance(interruption, Terminated) else "interrupted (Ctrl-C)"
+                _record_failure(params, log_path, name, started, "interrupted", what)
                 raise
-            except Exception as failure:  # recorded, then raised as one line after its traceback
-                if not isinstance(failure, HubError):  # a hub set that cannot be read: its one line says it all
-                    traceback.print_exc()
-                error = f"build: {type(failure).__name__}: {' '.join(str(failure).split())}"
-                _record_failure(params, log_path, name, started, "failed", error)
-                raise StageError(f"{name} failed in {error}") from failure
-            print(f"    built in {manifest['wall_s']:.1f} s: {_summary(manifest['counts'])}", flush=True)
-        rendering = time.perf_counter()
-        error = _execute(sources[name], reports / f"{name}.ipynb", root, parameters, kernel_name)
-        wall_s = round(time.perf_counter() - started, 2)
-        render_s = round(time.perf_counter() - rendering, 2)
-        entry = {"status": "failed" if error else "ok", "wall_s": wall_s, "render_s": render_s, "finished": _now()}
-        entry = {**entry, "error": error} if error else entry
-        log = update_log(log_path, {"updated": entry["finished"]}, (name, entry))
-        print(f"    {entry['status']} in {wall_s:.1f} s", flush=True)
-        if error:
-            _write_index(params)
-            raise NotebookError(f"{name} failed in {error} (see {os.path.relpath(reports / f'{name}.html')})")
-    index = _write_index(params)
+            wall_s = round(time.perf_counter() - started, 2)
+            render_s = round(time.perf_counter() - rendering, 2)
+            entry = {"status": "failed" if error else "ok", "wall_s": wall_s, "render_s": render_s, "finished": _now()}
+            entry = {**entry, "error": scrub_paths(error, params, root)} if error else entry
+            log = update_log(log_path, {"updated": entry["finished"]}, (name, entry))
+            print(f"    {entry['status']} in {wall_s:.1f} s", flush=True)
+            if error:
+                _write_index(params)
+                raise NotebookError(f"{name} failed in {error} (see {os.path.relpath(reports / f'{name}.html')})")
+        index = _write_index(params)
     print(f"report: {os.path.relpath(index)}", flush=True)
     return log
 
@@ -406,9 +443,20 @@ def build_stage(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES)
     if command is None:
         return build(params, stage, graph)
     print(f"    {' '.join(command[2:])}", flush=True)
-    finished = subprocess.run(command, check=False)
-    if finished.returncode != 0:
-        raise RuntimeError(f"accelerate launch of stage {stage.name} exited with status {finished.returncode}")
+    # the launch ends with the runner, even a runner killed outright (SIGTERM: accelerate stops its processes)
+    launched = subprocess.Popen(command, preexec_fn=functools.partial(die_with_parent, os.getpid(), signal.SIGTERM))
+    try:
+        returncode = launched.wait()
+    except BaseException:  # Ctrl-C, SIGTERM: passed on, then waited for
+        launched.send_signal(signal.SIGTERM)
+        try:
+            launched.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            launched.kill()
+            launched.wait()
+        raise
+    if returncode != 0:
+        raise RuntimeError(f"accelerate launch of stage {stage.name} exited with status {returncode}")
     return read_manifest(params, stage)
 
 

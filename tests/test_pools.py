@@ -43,7 +43,11 @@ def test_only_the_default_pool_and_the_pools_runs_name_are_in_use(tmp_path: Path
         **ci_section("data"),
         "pools": {"small": ci_section("data")["pools"]["small"], "unused": [{"name": "x", "source": "synthetic"}]},
     }
-    runs = [{"student": "DW-1-1", "pool": "small"}, {"student": "DW-1-1"}, {"student": "DW-1-1", "pool": "small"}]
+    runs = [
+        {"student": "DW-1-1", "pool": "small"},
+        {"student": "DW-1-1"},
+        {"student": "DW-1-1", "pool": "small", "thresholds": [None]},  # the same (student, pool, λ) twice is refused
+    ]
     params = load_params(write(tmp_path, "pools.yaml", data=data, distill={"runs": runs}))
     assert pools_in_use(params) == ["default", "small"]
     assert params.data.pool(None) == params.data.pool("default") == params.data.train

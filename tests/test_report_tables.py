@@ -21,7 +21,7 @@ from kdlib.report import tables
 from kdlib.report.index import write_index
 from kdlib.scoring.metrics import corpus_scores
 from kdlib.stages.products import PreparedSet, read_corpora, read_pseudo_labels, read_scores, read_teacher
-from kdlib.storage.paths import RunLayout
+from kdlib.storage.paths import RunLayout, from_run
 
 SCORES = pd.DataFrame(
     [
@@ -94,7 +94,10 @@ def params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Params:
     )
     layout = RunLayout(params)
     record(params, STAGES[0], {})
-    layout.pseudo_labels.write_text(json.dumps({"default": {}, "small": {}}))
+    labels = {pool: {"path": f"labels-{pool}.parquet"} for pool in LABELLED}  # stand-ins: the tables read LABELLED
+    for record_ in labels.values():
+        from_run(params, record_["path"]).touch()
+    layout.pseudo_labels.write_text(json.dumps(labels))
     for pool, kept in (("default", ["a", "b", "c"]), ("small", [])):
         layout.split(pool).parent.mkdir(parents=True)
         layout.split(pool).write_text(json.dumps({"eval": ["x", "y"] if pool == "default" else ["z"]}))
@@ -103,6 +106,8 @@ def params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Params:
     record(params, STAGES[1], {})
     model_dir = layout.root / "students" / "DW-1-1" / "model"
     model_dir.mkdir(parents=True)
+    for name in ("config.json", "model.safetensors"):  # stand-ins: stage 03's check wants the model there
+        (model_dir / name).touch()
     (model_dir.parent / "history.json").write_text(json.dumps([{"step": 1, "loss": 2.0}, {"step": 2, "loss": 1.0}]))
     records = [{**STUDENTS[0], "model_dir": "students/DW-1-1/model"}, {**STUDENTS[1], "model_dir": None}]
     layout.stage_dir("03_distill").mkdir()

@@ -13,6 +13,7 @@ from kdlib.scoring.normalizers import (
     normalize_taa_marbuta,
     orthographic,
     remove_diacritics,
+    remove_format_characters,
     remove_punctuation,
     remove_tatweel,
     unify_alef,
@@ -27,10 +28,11 @@ RULES = {
     "normalize_taa_marbuta": normalize_taa_marbuta,
     "map_eastern_arabic_digits": map_eastern_arabic_digits,
     "lowercase_latin": lowercase_latin,
+    "remove_format_characters": remove_format_characters,
 }
 # One sentence exercising every rule: diacritics, Quranic mark, tatweel, punctuation,
-# hamza/madda/wasla alefs, alef maqsura, taa marbuta, Eastern and Persian digits, Latin.
-SAMPLE = "قَالَ أَحمدُ إلى ٱلْمَدرسةِ: «جميـــل»، هٰذا ۝ في ٢٠٢٤ و۱۲ مع Whisper؟"
+# hamza/madda/wasla alefs, alef maqsura, taa marbuta, Eastern and Persian digits, Latin, a right-to-left mark.
+SAMPLE = "قَالَ أَحمدُ إلى ٱلْمَدرسةِ: «جميـــل»، هٰذا ۝ في ٢٠٢٤ و۱۲ مع Whisper؟\u200f"
 
 
 @pytest.mark.parametrize(
@@ -48,6 +50,8 @@ SAMPLE = "قَالَ أَحمدُ إلى ٱلْمَدرسةِ: «جميـــل�
         (normalize_taa_marbuta, "مدرسة جميلة", "مدرسه جميله"),
         (map_eastern_arabic_digits, "٢٠٢٤ و۱۲۳", "2024 و123"),
         (lowercase_latin, "Whisper ÉCOLE عربي", "whisper école عربي"),
+        (remove_format_characters, "\u200fذهب\u200d الو\u00adلد\u2066", "ذهب الولد"),
+        (remove_format_characters, "a\u200bb\u200cc\ufeff ۝", "a\u200bb\u200cc\ufeff ۝"),  # separators, ayah
     ],
 )
 def test_rule_does_exactly_what_it_says(rule, text, expected):

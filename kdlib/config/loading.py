@@ -43,10 +43,23 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode,
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+MAX_PARAMS_BYTES = 1 << 20  # profiles are a few KB; every notebook of a run parses the file again
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """A params file's mapping; unreadable, non-UTF-8, duplicate-key or non-mapping files are ParamsErrors."""
+    """A params file's mapping; unreadable, non-UTF-8, duplicate-key, oversized or non-mapping files are
+    ParamsErrors."""
     if path.is_dir():
         raise ParamsError(f"{path}: is a folder, not a params file")
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0  # a missing or unreadable file is named below
+    if size > MAX_PARAMS_BYTES:
+        raise ParamsError(
+            f"{path}: {size / (1 << 20):.0f} MiB, more than a params file may hold (1 MiB; profiles are a few KB): "
+            "keep data out of the params file"
+        )
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -16,7 +16,10 @@ def parse_student(name: str) -> tuple[int, int]:
     match = STUDENT_NAME.match(name)
     if not match or min(int(match.group(1)), int(match.group(2))) < 1:
         raise ParamsError(f"student {name!r} is not of the form 'DW-<encoder layers>-<decoder layers>' with layers ≥ 1")
-    return int(match.group(1)), int(match.group(2))
+    encoder, decoder = int(match.group(1)), int(match.group(2))
+    if name != f"DW-{encoder}-{decoder}":  # DW-01-1 would be a second name (and folder) of DW-1-1
+        raise ParamsError(f"student {name!r}: write it 'DW-{encoder}-{decoder}' (no leading zeros)")
+    return encoder, decoder
 
 
 def threshold_label(threshold: float | None) -> str:

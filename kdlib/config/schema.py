@@ -112,7 +112,9 @@ class SyntheticCorpusParams:
     cut_fraction: float = param(
         0.08, "share of pool and test clips cut short while their reference stays whole", at_least=0, at_most=1
     )
-    cut_keep: tuple[float, float] = param((0.35, 0.7), "range of the share of a cut clip's audio kept", above=0)
+    cut_keep: tuple[float, float] = param(
+        (0.35, 0.7), "range of the share of a cut clip's audio kept", above=0, at_most=1
+    )
     fast_fraction: float = param(0.08, "share of pool and test clips spoken fast", at_least=0, at_most=1)
     fast_speed_wpm: tuple[int, int] = param((240, 320), "range of fast speaking rates, words per minute", at_least=80)
     speed_wpm: tuple[int, int] = param((125, 175), "range of speaking rates, words per minute", at_least=80)
@@ -125,7 +127,7 @@ class SyntheticCorpusParams:
     teacher_snr_db: tuple[float, float] = param(
         (10.0, 30.0), "the same for the teacher's clips: cleaner, as curated data is"
     )
-    seed: int = param(0, "seed of the sentences, their split and the voice draws")
+    seed: int = param(0, "seed of the sentences, their split and the voice draws", at_least=0, below=2**32)
 
 
 @dataclass(frozen=True)
@@ -199,7 +201,7 @@ class TrainingParams:
     gradient_checkpointing: bool = param(False, "recompute activations in the backward pass (less memory)")
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = param("auto", "auto: bf16 on a GPU that has it")
     deterministic: bool = param(True, "deterministic kernels: bit-identical reruns (slower on GPUs)")
-    seed: int = param(0, "seed of initialisation and data order")
+    seed: int = param(0, "seed of initialisation and data order", at_least=0, below=2**32)
     log_with: tuple[Tracker, ...] = param(("tensorboard",), "accelerate trackers the losses go to ([]: none)")
 
 
@@ -232,7 +234,7 @@ class TeacherArchitecture:
     chunk_length_s: int = param(8, "the model's audio window in seconds (Whisper: 30)", at_least=1)
     hop_length: int = param(160, "log-mel frame shift in samples (Whisper: 160, i.e. 10 ms)", at_least=1)
     max_target_positions: int = param(96, "longest token sequence", at_least=8)
-    seed: int = param(0, "seed of the initial weights")
+    seed: int = param(0, "seed of the initial weights", at_least=0, below=2**32)
 
 
 @dataclass(frozen=True)
@@ -370,7 +372,7 @@ class BootstrapParams:
     """Bootstrap intervals of average WER and of paired differences between models (`kdlib.scoring.intervals`)."""
 
     resamples: int = param(1000, "resamples of the test clips (within each test set, with replacement)", at_least=10)
-    seed: int = param(0, "seed of the resamples")
+    seed: int = param(0, "seed of the resamples", at_least=0, below=2**32)
     confidence: float = param(0.95, "coverage of the percentile intervals", above=0, below=1)
 
 
@@ -405,6 +407,9 @@ class NormalizationConfig:
     normalize_taa_marbuta: bool = param(True, "ة → ه")
     map_eastern_arabic_digits: bool = param(True, "٠-٩ and ۰-۹ → 0-9")
     lowercase_latin: bool = param(True, "lower-case Latin letters")
+    remove_format_characters: bool = param(
+        True, "remove invisible format characters (direction marks, joiners, soft hyphen; not ZWSP, ZWNJ, BOM)"
+    )
 
 
 @dataclass(frozen=True)

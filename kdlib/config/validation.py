@@ -9,16 +9,18 @@ from __future__ import annotations
 import collections.abc
 import dataclasses
 import difflib
+import json
 import math
 import re
 import types
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from kdlib.config.naming import parse_student, safe_component, threshold_label
-from kdlib.config.schema import Params, ParamsError
-from kdlib.config.vocabulary import VOCAB_SIZE
+from kdlib.config.schema import Params, ParamsError, SyntheticCorpusParams
+from kdlib.config.vocabulary import LANGUAGES, LARGE_V2_LANGUAGES, TRAINED_TEACHER_LANGUAGES, VOCAB_SIZE
 
 # teachers that registry packages carry (`teacher.source: package`, `kdlib.models.ctranslate2`): their layers
 PACKAGED_TEACHERS = {"openai/whisper-base": (6, 6)}
@@ -32,7 +34,12 @@ REQUIRED = {
 
 def bounds_text(bounds: Mapping[str, float]) -> str:
     words = {"at_least": "≥", "above": ">", "at_most": "≤", "below": "<"}
-    return f" ({', '.join(f'{words[k]} {v:g}' for k, v in bounds.items())})" if bounds else ""
+    return f" ({', '.join(f'{words[k]} {_number(v)}' for k, v in bounds.items())})" if bounds else ""
+
+
+def _number(value: float) -> str:
+    """A bound as a reader writes it: integers in full (4294967296, not 4.29497e+09)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 T = TypeVar("T")
@@ -280,5 +287,154 @@ def check_semantics(params: Params, source: str) -> None:
             f"{source}: 'teacher.architecture.vocab_size' must be {VOCAB_SIZE}, the size of Whisper's "
             f"multilingual tokenizer that a teacher of source 'random' has, got {architecture.vocab_size}"
         )
+    for check in SEMANTIC_CHECKS:  # issue 25: each a self-contained check yielding its problems
+        try:
+            problems += [f"{source}: {problem}" for problem in check(params)]
+        except ParamsError:  # a malformed value that a check above has already reported
+            continue
     if problems:
         raise ParamsError(*problems)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Self-contained cross-field checks (issue 25). Each yields one line per problem: the key, what is wrong, what
+# to do (without the params file, which `check_semantics` puts first).
+
+WHISPER_POSITIONS = 448  # the decoder positions of every hub Whisper (openai/whisper-*)
+
+
+def repeated_thresholds(params: Params) -> Iterator[str]:
+    """A λ listed twice in `filter.thresholds` or in one run's thresholds (80 and 80.0 are one λ)."""
+    lists = [("filter.thresholds", params.filter.thresholds)]
+    lists += [(f"distill.runs[{i}].thresholds", run.thresholds) for i, run in enumerate(params.distill.runs)]
+    for where, thresholds in lists:
+        repeated = [t for i, t in enumerate(thresholds) if t in thresholds[:i]]
+        if repeated:
+            shown = threshold_label(repeated[0])
+            yield f"'{where}': λ {shown} is listed twice ({shown} and {repeated[0]!r} are one λ): list each λ once"
+
+
+def repeated_runs(params: Params) -> Iterator[str]:
+    """The same (student, pool, λ) in two runs: it would be trained and reported twice under one name."""
+    seen: dict[tuple, int] = {}
+    for index, run in enumerate(params.distill.runs):
+        pool = run.pool or params.data.default_pool
+        for threshold in dict.fromkeys(run.thresholds):
+            key = (parse_student(run.student), pool, threshold)
+            if key in seen and seen[key] != index:
+                yield (
+                    f"'distill.runs[{index}]': {run.student} on pool {pool!r} at λ={threshold_label(threshold)} is "
+                    f"already in distill.runs[{seen[key]}]: list each (student, pool, λ) once"
+                )
+            seen.setdefault(key, index)
+
+
+def ordered_ranges(params: Params) -> Iterator[str]:
+    """Every [low, high] range of `data.synthetic` (speed_wpm, pitch, snr_db, cut_keep, …) with low ≤ high."""
+    hints = typing.get_type_hints(SyntheticCorpusParams)
+    for field in dataclasses.fields(SyntheticCorpusParams):
+        args = typing.get_args(hints[field.name])
+        if typing.get_origin(hints[field.name]) is tuple and len(args) == 2 and set(args) <= {int, float}:
+            low, high = getattr(params.data.synthetic, field.name)
+            if low > high:
+                yield (
+                    f"'data.synthetic.{field.name}' is a range [low, high], got [{low}, {high}]: "
+                    "give the lower bound first"
+                )
+
+
+def teacher_file(params: Params, name: str) -> dict[str, Any] | None:
+    """A JSON file of the teacher's checkpoint (`config.json`, `generation_config.json`): of its folder (source:
+    local), or of the local hub cache (source: hub; no download); None when it is not there yet (a teacher not
+    made or downloaded yet is checked when it is loaded)."""
+    if params.teacher.source == "local":
+        path: Any = params.resolve(params.teacher.model) / name
+    elif params.teacher.source == "hub":
+        try:
+            from huggingface_hub import try_to_load_from_cache  # here: only hub teachers need it
+
+            path = try_to_load_from_cache(params.teacher.model, name)
+        except Exception:  # noqa: BLE001 (an id the hub would refuse, a cache it cannot read: checked when loaded)
+            return None
+        if not isinstance(path, str):
+            return None
+    else:
+        return None
+    try:
+        found = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return found if isinstance(found, dict) else None
+
+
+def students_fit_the_teacher_checkpoint(params: Params) -> Iterator[str]:
+    """A student deeper than a local or (cached) hub teacher checkpoint (the trained and random ones are checked
+    above)."""
+    config = teacher_file(params, "config.json") or {}
+    layers = (config.get("encoder_layers"), config.get("decoder_layers"))
+    if not all(isinstance(count, int) for count in layers):
+        return
+    students = [(f"distill.runs[{i}].student", run.student) for i, run in enumerate(params.distill.runs)]
+    students += [(f"distill.count_only[{i}]", name) for i, name in enumerate(params.distill.count_only)]
+    for where, name in students:
+        encoder, decoder = parse_student(name)
+        if encoder > layers[0] or decoder > layers[1]:
+            yield (
+                f"'{where}' {name} has more layers than the teacher {params.teacher.model} "
+                f"({layers[0]} encoder, {layers[1]} decoder): choose a student of at most as many"
+            )
+
+
+def teacher_languages(params: Params) -> tuple[str, ...]:
+    """The language codes the teacher's tokenizer has."""
+    source = params.teacher.source
+    if source == "train":
+        return TRAINED_TEACHER_LANGUAGES
+    if source == "random":
+        return LANGUAGES[:LARGE_V2_LANGUAGES]
+    tokens = (teacher_file(params, "generation_config.json") or {}).get("lang_to_id")
+    if isinstance(tokens, dict) and tokens:
+        return tuple(token.strip("<|>") for token in tokens)
+    return LANGUAGES
+
+
+def teacher_positions(params: Params) -> int | None:
+    """The teacher's decoder positions (its students have as many); None when not known before it is made."""
+    if params.teacher.source in ("train", "random"):
+        return params.teacher.architecture.max_target_positions
+    positions = (teacher_file(params, "config.json") or {}).get("max_target_positions")
+    if isinstance(positions, int):
+        return positions
+    return WHISPER_POSITIONS if params.teacher.source == "hub" else None
+
+
+def generation_fits_the_teacher(params: Params) -> Iterator[str]:
+    """The language a Whisper language code the teacher knows, and the longest transcript within its positions."""
+    known = teacher_languages(params)
+    positions = teacher_positions(params)
+    for section, generation in (
+        ("pseudo_label.generation", params.pseudo_label.generation),
+        ("evaluate.generation", params.evaluate.generation),
+    ):
+        if generation.language not in known:
+            close = difflib.get_close_matches(generation.language, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            yield (
+                f"'{section}.language' {generation.language!r} is not a language code of the teacher's tokenizer "
+                f"({hint}it knows {', '.join(known[:12])}{', …' if len(known) > 12 else ''})"
+            )
+        prompt = 3 if generation.return_timestamps else 4  # start of transcript, language, task (, no timestamps)
+        if positions is not None and (generation.max_new_tokens or 0) + prompt > positions:
+            yield (
+                f"'{section}.max_new_tokens' {generation.max_new_tokens} is more than the teacher's {positions} "
+                f"target positions allow after its {prompt} prompt tokens: at most {positions - prompt}"
+            )
+
+
+SEMANTIC_CHECKS = (
+    repeated_thresholds,
+    repeated_runs,
+    ordered_ranges,
+    students_fit_the_teacher_checkpoint,
+    generation_fits_the_teacher,
+)

@@ -11,6 +11,7 @@ LANGUAGES = (
     *("mg", "as", "tt", "haw", "ln", "ha", "ba", "jw", "su", "yue"),
 )
 LARGE_V2_LANGUAGES = 99
+TRAINED_TEACHER_LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # a teacher trained here
 TASKS = ("translate", "transcribe")
 TIMESTAMPS = tuple(f"<|{i * 0.02:.2f}|>" for i in range(1501))  # 0.00 … 30.00 s in steps of 20 ms
 TEXT_TOKENS = 50257  # the ranks of multilingual.tiktoken

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import os
 from collections.abc import Mapping
@@ -44,7 +45,8 @@ def decode(audio: Mapping[str, Any] | str, sampling_rate: int = SAMPLING_RATE) -
     """Decode an audio cell (`{"bytes"|"path"}`, `{"array", "sampling_rate"}` or a path).
 
     The clip is mixed to mono and resampled (soxr) when stored at another rate.
-    Raises `AudioError` with reason `missing` (no such file), `corrupt` (undecodable, non-finite) or `empty`.
+    Raises `AudioError` with reason `missing` (no such file), `unreadable` (a symbolic link loop, a file system
+    error), `corrupt` (undecodable, non-finite) or `empty`.
     """
     samples, original_rate = _read(audio)
     if samples.ndim == 2:
@@ -73,9 +75,25 @@ def _read(audio: Mapping[str, Any] | str) -> tuple[np.ndarray, int]:
         samples, rate = soundfile.read(source, dtype="float32", always_2d=False)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as error:
         if isinstance(source, (str, os.PathLike)) and not os.path.exists(source):
-            raise AudioError("missing", f"no audio file {os.fspath(source)}") from error
+            raise _unreachable(os.fspath(source)) from error
         raise AudioError("corrupt", f"cannot decode: {error}") from error
     return samples, int(rate)
+
+
+def _unreachable(path: str) -> AudioError:
+    """Why a path names no file: absent (`missing`), a broken symbolic link (`missing`, naming its target), or a
+    symbolic link loop or another error of the file system (`unreadable`)."""
+    if not os.path.lexists(path):
+        return AudioError("missing", f"no audio file {path}")
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        return AudioError("missing", f"{path}: broken symbolic link to {os.readlink(path)}")
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return AudioError("unreadable", f"{path}: symbolic link loop ({error.strerror})")
+        return AudioError("unreadable", f"{path}: {error.strerror}")
+    return AudioError("missing", f"no audio file {path}")
 
 
 def encode_audio(samples: np.ndarray, sampling_rate: int = SAMPLING_RATE, audio_format: str = "flac") -> bytes:

@@ -15,6 +15,7 @@ with the set (1K or 1M clips).
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -23,6 +24,8 @@ from typing import Any
 
 import datasets
 import torch
+
+from kdlib.storage.processes import die_with_parent
 
 REMAP_ABOVE_MIB = 256  # file pages a reader may map before its dataset is mapped afresh
 
@@ -89,7 +92,13 @@ def planned_loader(
         num_workers=workers,
         prefetch_factor=2 if workers else None,
         pin_memory=torch.device(device).type == "cuda",
+        worker_init_fn=functools.partial(_worker_dies_with_parent, os.getpid()) if workers else None,
     )
+
+
+def _worker_dies_with_parent(parent: int, worker_id: int) -> None:
+    """A loader worker ends when the process reading its batches ends, even by SIGKILL (`die_with_parent`)."""
+    die_with_parent(parent)
 
 
 class WaitClock:

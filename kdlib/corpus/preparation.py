@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import re
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import datasets
 import pandas as pd
@@ -39,6 +40,7 @@ from kdlib.corpus.synthesis import build_split
 from kdlib.storage import hub
 from kdlib.storage.cache import build_once, fingerprint
 from kdlib.storage.paths import RunLayout
+from kdlib.storage.processes import die_with_parent
 from kdlib.storage.progress import progress
 
 Purpose = Literal["teacher", "train", "test"]  # teacher: training a teacher here, non-speech captioned empty kept
@@ -78,53 +80,98 @@ def load_raw(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.I
             raise ValueError(f"dataset {spec.name!r}: {error}") from None
         raw = datasets.load_from_disk(str(path))
     elif spec.source == "local":
-        raw = read_audiofolder(local_spec(spec, params))
+        raw = read_audiofolder(spec, params.resolve(spec.path or ""))
     else:
-        raw = load_hub_set(spec)
+        raw = load_hub_set(spec, params)
     columns = list(raw.features) if raw.features is not None else []
     if spec.audio_column not in columns or spec.text_column not in columns:
         raise ValueError(
             f"dataset {spec.name!r}: expected columns {spec.audio_column!r} and {spec.text_column!r}, found {columns}"
         )
+    raw = _text_columns(raw, spec, columns)
     raw = raw.cast_column(spec.audio_column, datasets.Audio(decode=False))
     if spec.max_samples is not None:
         raw = raw.take(spec.max_samples) if spec.streaming else raw.select(range(min(spec.max_samples, len(raw))))
     return raw
 
 
-def local_spec(spec: DatasetSpec, params: Params) -> DatasetSpec:
-    """A local set with its folder relative to the repository of the params file (as every path of a params file)."""
-    return replace(spec, path=str(params.resolve(spec.path))) if spec.path else spec
-
-
-def load_hub_set(spec: DatasetSpec) -> datasets.Dataset | datasets.IterableDataset:
-    """A hub set through `datasets.load_dataset`, after one probe of the hub (`kdlib.storage.hub.probe`: no retry):
-    a set that is gated, missing or unreachable (and not cached) is a `HubError` of one line; one that is
-    unreachable but cached is read from the cache in offline mode; after a server error, `load_dataset` tries
-    (and retries) as it does."""
+def load_hub_set(spec: DatasetSpec, params: Params) -> datasets.Dataset | datasets.IterableDataset:
+    """A hub set through `datasets.load_dataset`: a folder of that name in the repository (a dataset saved or cloned
+    there) is read as it is; otherwise after one probe of the hub (`kdlib.storage.hub.probe`: no retry), a set that
+    is gated, missing or unreachable (and not cached) is a `HubError` of one line; one that is unreachable but
+    cached is read from the cache in offline mode; after a server error, `load_dataset` tries (and retries) as it
+    does. A split the set does not have is one line naming the set and its splits."""
     if spec.path is None:
         raise ValueError(f"dataset {spec.name!r}: a hub dataset needs `path` (its hub id)")
-    state = hub.probe(spec.path, "dataset", spec.revision)
+    local_copy = params.resolve(spec.path)  # relative to the repository, as every path of a params file
     arguments = {"split": spec.split, "streaming": spec.streaming, "revision": spec.revision, "data_dir": spec.data_dir}
+    if local_copy.is_dir():
+        return _load_dataset(spec, str(local_copy), arguments)
+    state = hub.probe(spec.path, "dataset", spec.revision)
     if state.status in ("reachable", "error"):  # a server error (429, 5xx) may pass: datasets retries those
-        return datasets.load_dataset(spec.path, spec.config, **arguments)
+        return _load_dataset(spec, spec.path, arguments)
     advice = state.advice(spec.streaming)
     if advice is not None:
         raise hub.HubError(f"dataset {spec.name!r} (hub {spec.path}): {advice}")
     with hub.offline():
-        return datasets.load_dataset(spec.path, spec.config, **arguments)
+        return _load_dataset(spec, spec.path, arguments)
 
 
-def read_audiofolder(spec: DatasetSpec) -> datasets.Dataset:
+def _load_dataset(
+    spec: DatasetSpec, path: str, arguments: dict[str, Any]
+) -> datasets.Dataset | datasets.IterableDataset:
+    """`datasets.load_dataset`, with a split typo as one line naming the set and the splits it has."""
+    try:
+        return datasets.load_dataset(path, spec.config, **arguments)
+    except ValueError as error:
+        splits = re.search(r"(?:Unknown split|Bad split).*?(\[.*\])", str(error))
+        if splits is None:
+            raise
+        raise ValueError(
+            f"dataset {spec.name!r}: no split {spec.split!r} in {spec.path} (its splits: {splits.group(1)}): "
+            "set its split to one of them"
+        ) from None
+
+
+def _text_columns(
+    raw: datasets.Dataset | datasets.IterableDataset, spec: DatasetSpec, columns: list[str]
+) -> datasets.Dataset | datasets.IterableDataset:
+    """`raw` with its variety and id columns as strings (FLEURS' `gender` is an int); a ValueError naming the set
+    and the column when a named column is absent or the transcripts are not text."""
+    named = {"variety_column": spec.variety_column, "id_column": spec.id_column}
+    for key, column in named.items():
+        if column is not None and column not in columns:
+            raise ValueError(f"dataset {spec.name!r}: no column {column!r} ({key}); its columns are {columns}")
+    features = raw.features or {}
+    text = features.get(spec.text_column)
+    transcripts = ("string", "large_string", "null")  # null: a set with no rows, whose type nothing fixed
+    if text is not None and not (isinstance(text, datasets.Value) and text.dtype in transcripts):
+        kind = text.dtype if isinstance(text, datasets.Value) else type(text).__name__
+        raise ValueError(
+            f"dataset {spec.name!r}: column {spec.text_column!r} holds {kind} values, not transcripts: "
+            "set text_column to the column of the reference transcripts"
+        )
+    for column in filter(None, named.values()):
+        feature = features.get(column)
+        if isinstance(feature, datasets.Value) and feature.dtype not in ("string", "large_string"):
+            raw = raw.cast_column(column, datasets.Value("string"))  # 0, 1 → "0", "1"
+    return raw
+
+
+def read_audiofolder(spec: DatasetSpec, root: Path | None = None) -> datasets.Dataset:
     """A local folder in the audiofolder layout: audio files and a UTF-8 `metadata.csv` whose
     `file_name` column names them (in `<path>/<split>/` if that exists, else in `<path>/`); without
     an `id` column, that file name is the clip's id. Audio stays undecoded (paths), so that a bad
-    file is caught per clip while preparing."""
-    root = Path(spec.path or "")
+    file is caught per clip while preparing. `root`: the set's folder, `path` resolved against the repository
+    (`Params.resolve`); by default `path` as it is."""
+    root = Path(spec.path or "") if root is None else root
     folder = root / spec.split if (root / spec.split / "metadata.csv").exists() else root
     metadata = folder / "metadata.csv"
     if not metadata.exists():
-        raise FileNotFoundError(f"dataset {spec.name!r}: no metadata.csv in local folder {str(root)!r}")
+        raise FileNotFoundError(
+            f"dataset {spec.name!r}: no metadata.csv in local folder {spec.path!r} (relative to the repository) "
+            f"nor in its split folder {spec.split!r}"
+        )
     try:
         table = pd.read_csv(metadata, dtype=str, keep_default_na=False, encoding="utf-8")
     except UnicodeDecodeError as error:
@@ -145,8 +192,9 @@ def prepare(spec: DatasetSpec, params: Params, purpose: Purpose) -> Corpus:
     """Load, screen and standardise one set (possibly empty, with its skips); cached on disk by its inputs."""
     data = params.data
     name = safe_component(spec.name)
+    long_clips = data.long_clips if purpose == "test" else "skip"  # only test sets are cut in windows
     key = fingerprint(
-        "prepared-v3", spec, purpose, data.sampling_rate, data.max_duration_s, data.long_clips, data.audio_format
+        "prepared-v3", spec, purpose, data.sampling_rate, data.max_duration_s, long_clips, data.audio_format
     )
     raw = load_raw(spec, params)
     source = getattr(raw, "_fingerprint", None)  # a streamed hub set has none: its spec names it
@@ -208,7 +256,7 @@ def _screened(
             yield from zip(batch, screen_batch(cells, data.sampling_rate, data.audio_format))
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process that may hold torch threads
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
         pending: deque = deque()
         for batch in batches:
             cells = [example[spec.audio_column] for example in batch]
@@ -285,8 +333,9 @@ def _screen_to_disk(
     screening = progress(_screened(raw, spec, data), desc=f"preparing {spec.name}", total=total, unit="clip")
     for index, (example, screened) in enumerate(screening):
         clip_id = _unique_id(spec, example, index, seen)
-        text = (example[spec.text_column] or "").strip()
+        text = str(example[spec.text_column] or "").strip()
         variety = spec.variety or (example[spec.variety_column] if spec.variety_column else "unknown")
+        variety = variety if variety is None or isinstance(variety, str) else str(variety)  # a streamed int label
         if isinstance(screened[0], str):
             reason, detail = screened
             skipped.append({"id": clip_id, "dataset": spec.name, "reason": reason, "detail": detail})

@@ -26,6 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+from huggingface_hub.errors import HFValidationError
 from safetensors import SafetensorError
 from transformers import (
     AutoConfig,
@@ -39,6 +40,7 @@ from transformers import (
 )
 
 from kdlib.config import GenerationParams
+from kdlib.config.errors import KdlibError
 from kdlib.models.runtime import parameter_count, resolve_attention, resolve_dtype, text_token_ids
 
 
@@ -292,9 +294,24 @@ MODEL_TYPES: dict[str, type[SpeechModel]] = {
 }
 
 
-def model_class(source: str | Path) -> type[SpeechModel]:
-    """The class that runs the checkpoint, from its `model_type`."""
-    model_type = AutoConfig.from_pretrained(str(source)).model_type
+class ModelUnavailable(KdlibError, RuntimeError):
+    """A model that cannot be found: not a local checkpoint folder, not in the hub cache, and the hub unreachable
+    or without it."""
+
+
+def model_class(source: str | Path, param: str | None = None) -> type[SpeechModel]:
+    """The class that runs the checkpoint, from its `model_type`; ModelUnavailable (one line naming it, and
+    `param`, the param that names it) when its config cannot be read."""
+    try:
+        model_type = AutoConfig.from_pretrained(str(source)).model_type
+    except (OSError, HFValidationError) as error:
+        what = f"{param} {str(source)!r}" if param else f"the model {str(source)!r}"
+        why = " ".join(str(error).split())
+        raise ModelUnavailable(
+            f"{what} could not be loaded: it is not a local checkpoint folder, not in the local hub cache, and the "
+            f"hub is unreachable or has no such model ({why[:300]}{'…' if len(why) > 300 else ''}): check the id and "
+            "the network (or `huggingface-cli login`), or download it and give its folder"
+        ) from None
     if model_type not in MODEL_TYPES:
         raise ValueError(f"{source}: model type {model_type!r} is not supported; kdlib evaluates {sorted(MODEL_TYPES)}")
     return MODEL_TYPES[model_type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import platform
 
 import torch
 from accelerate import PartialState
@@ -20,6 +21,21 @@ def resolve_device(preference: str = "auto") -> torch.device:
 def cpu_only(preference: str = "auto") -> bool:
     """Whether to run on the CPU (for `Accelerator(cpu=...)`: gloo across CPU processes)."""
     return preference == "cpu" or not torch.cuda.is_available()
+
+
+def compute_signature(preference: str = "auto") -> dict[str, str | int]:
+    """What the bytes a model trains or computes to depend on besides its inputs, for the content keys of cached
+    results: the device (on the CPU, torch's thread count, which changes how matrix products are summed, and the
+    platform; on a GPU, its name) and torch's version. Changing `OMP_NUM_THREADS` or the machine makes new
+    entries instead of reusing ones whose bytes would differ."""
+    if cpu_only(preference):
+        return {
+            "device": "cpu",
+            "threads": torch.get_num_threads(),
+            "platform": platform.machine(),
+            "torch": torch.__version__,
+        }
+    return {"device": torch.cuda.get_device_name(), "torch": torch.__version__}
 
 
 def resolve_dtype(preference: str, device: torch.device) -> torch.dtype:

@@ -44,24 +44,33 @@ from kdlib.models.cards import CARD, random_teacher_facts, teacher_facts, write_
 from kdlib.models.ctranslate2 import teacher as packaged_teacher
 from kdlib.models.families import SpeechModel, WhisperModel, load_model
 from kdlib.models.machine import describe_machine, machine_info
-from kdlib.models.runtime import cpu_only, resolve_device
+from kdlib.models.runtime import compute_signature, cpu_only, resolve_device
 from kdlib.models.training import Seq2SeqData, recipe, train
 from kdlib.models.transcription import transcribe
 from kdlib.models.whisper import build_processor, multilingual_processor, new_model, random_model
 from kdlib.scoring.metrics import corpus_scores
-from kdlib.storage.cache import atomic_directory, atomic_write_json, build_once, file_digest, fingerprint
+from kdlib.storage.cache import (
+    atomic_directory,
+    atomic_write_json,
+    build_once,
+    entry_lock,
+    file_digest,
+    fingerprint,
+)
 from kdlib.storage.paths import RunLayout
 from kdlib.storage.whole import discard_unless_whole, safetensors_problem, whole_checkpoint
 
 
 def teacher_key(params: Params, corpus_fingerprint: str) -> str:
-    """The content key of a teacher trained here: its architecture, recipe and training data."""
+    """The content key of a teacher trained here: its architecture, recipe and training data, and what its bytes
+    depend on besides (`compute_signature`: the device, the CPU threads, the platform, torch)."""
     return fingerprint(
-        "teacher-v3",
+        "teacher-v4",
         params.teacher.architecture,
         recipe(params.teacher.training),
         corpus_fingerprint,
         params.data.sampling_rate,
+        compute_signature(params.device),
     )
 
 
@@ -80,6 +89,14 @@ def train_teacher(params: Params) -> Path:
             f"the teacher of {params.source_file or params.profile} is not trained yet: train it first, in one "
             f"process (`kdlib teacher {shlex.join(params_arguments(params))}`), then launch the stage again"
         )
+    with entry_lock(root):  # one run trains it (two profiles may share it); one that waited reuses it
+        if safetensors_problem(weights) is not None:  # not made meanwhile by the run that held the lock
+            _train_into(root, corpus, params)
+    return root / "model"
+
+
+def _train_into(root: Path, corpus: Corpus, params: Params) -> None:
+    """Train the teacher on `corpus`, then publish it in `root / "model"` with its card and training time."""
     architecture = params.teacher.architecture
     processor = build_processor(corpus.dataset["text"], architecture, params.data.sampling_rate)
     model = new_model(processor, architecture)
@@ -112,7 +129,6 @@ def train_teacher(params: Params) -> Path:
     atomic_write_json(
         root / TIMING, {"seconds": round(time.perf_counter() - started, 1), "machine": describe_machine(machine_info())}
     )
-    return root / "model"
 
 
 def random_teacher_key(params: Params) -> str:

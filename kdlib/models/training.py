@@ -116,18 +116,23 @@ class Seq2SeqData:
     def __init__(
         self,
         dataset: datasets.Dataset,
-        target_column: str | None,
+        target_column: str | Sequence[str] | None,
         processor: WhisperProcessor,
         language: str,
         task: str,
         targets: Sequence[Sequence[int]] | None = None,
     ):
+        """`target_column`: the column of the target transcripts, or the transcripts themselves (one per row: no
+        column is added to the dataset, which would write a copy of a selection's rows beside its files)."""
         self.dataset = dataset
         self.source = MappedRows(dataset)
         self.processor = processor
         if targets is None:
             prompt = prompt_ids(processor, language, task)
-            self.targets = [target_ids(processor, text, prompt) for text in dataset[target_column]]
+            texts = dataset[target_column] if isinstance(target_column, str) else list(target_column or ())
+            if len(texts) != len(dataset):
+                raise ValueError(f"{len(texts)} target transcripts for {len(dataset)} rows")
+            self.targets = [target_ids(processor, text, prompt) for text in texts]
         else:
             if len(targets) != len(dataset):
                 raise ValueError(f"{len(targets)} target sequences for {len(dataset)} rows")

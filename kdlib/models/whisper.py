@@ -19,12 +19,11 @@ from transformers import (
 
 from kdlib.config import TeacherArchitecture
 from kdlib.config.vocabulary import LANGUAGES as WHISPER_LANGUAGES
-from kdlib.config.vocabulary import LARGE_V2_LANGUAGES
+from kdlib.config.vocabulary import LARGE_V2_LANGUAGES, TRAINED_TEACHER_LANGUAGES
 from kdlib.config.vocabulary import TASKS as WHISPER_TASKS
 from kdlib.models import tokenizer as whisper_tokenizer
 
-# the small teacher's tokens: Whisper's special tokens (`kdlib.models.tokenizer.special_tokens`) with ten languages
-LANGUAGES = ("en", "ar", "fr", "es", "de", "tr", "fa", "ur", "he", "sw")  # multilingual, Arabic among them
+LANGUAGES = TRAINED_TEACHER_LANGUAGES  # the small teacher's: multilingual, Arabic among them
 TASKS = ("transcribe", "translate")
 SPECIALS = tuple(whisper_tokenizer.special_tokens(LANGUAGES, TASKS))
 

@@ -41,9 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from kdlib.config import Params, params_arguments, params_subset, params_to_dict
+from kdlib.config.errors import KdlibError
 from kdlib.pipeline.code import changed_modules, stage_code
 from kdlib.storage.cache import atomic_write_json, fingerprint
-from kdlib.storage.paths import RunLayout
+from kdlib.storage.paths import RunLayout, relative
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,7 @@ class Stage:
     products: tuple[str, ...]  # `RunLayout` attributes it writes
     summary: str  # one line for plans and `--help`
     launched: bool = False  # heavy: the runner starts it under `accelerate launch` on several processes
+    check: str | None = None  # "module:function(params) -> reason or None": products its manifest points to, gone
 
     @property
     def number(self) -> str:
@@ -74,6 +76,7 @@ STAGES: tuple[Stage, ...] = (
         ("corpora", "teacher", "pseudo_labels"),
         "prepare the corpora, find, train or make the teacher, pseudo-label each pool in use",
         launched=True,
+        check="kdlib.stages.presence:pseudo_label_products_gone",
     ),
     Stage(
         "02_filter_sweep",
@@ -107,6 +110,7 @@ STAGES: tuple[Stage, ...] = (
         ("students", "student_sizes"),
         "distil every student on the pairs of each of its λ",
         launched=True,
+        check="kdlib.stages.presence:student_models_gone",
     ),
     Stage(
         "04_evaluate",
@@ -130,12 +134,16 @@ STAGES: tuple[Stage, ...] = (
 )
 
 
-class MissingProduct(RuntimeError):
+class MissingProduct(KdlibError, RuntimeError):
     """A stage's products are not there: the stage has to run first."""
 
 
-class StaleProduct(RuntimeError):
+class StaleProduct(KdlibError, RuntimeError):
     """A stage's products were made from other params or other upstream products."""
+
+
+class UnreadableManifest(ValueError):
+    """A stage's `manifest.json` is truncated, empty, not JSON or not a manifest: the stage is rebuilt."""
 
 
 def stage_named(name: str, graph: tuple[Stage, ...] = STAGES) -> Stage:
@@ -158,9 +166,18 @@ def versions() -> dict[str, str]:
     return found
 
 
-def _load_manifest(path: Path) -> dict[str, Any]:
-    """Parse one manifest file: the only place manifests are read."""
-    return json.loads(path.read_text(encoding="utf-8"))
+def _load_manifest(params: Params, path: Path) -> dict[str, Any]:
+    """Parse one manifest file (the only place manifests are read); UnreadableManifest, naming the file, if it is
+    truncated, empty, not JSON or not a kdlib manifest."""
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        why = getattr(error, "strerror", None) or getattr(error, "msg", None) or getattr(error, "reason", None)
+        raise UnreadableManifest(f"its manifest {relative(params, path)} is unreadable ({why})") from None
+    fields = {"digest": str, "params": dict, "inputs": dict}
+    if not isinstance(manifest, dict) or any(not isinstance(manifest.get(k), kind) for k, kind in fields.items()):
+        raise UnreadableManifest(f"its manifest {relative(params, path)} is unreadable (not a kdlib manifest)")
+    return manifest
 
 
 _MANIFESTS: dict[Path, tuple[tuple[int, int, int], dict[str, Any]]] = {}  # path → (its version, its content)
@@ -176,7 +193,8 @@ def _version(path: Path) -> tuple[int, int, int] | None:
 
 
 def _manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
-    """A stage's manifest as on disk now, parsed once per version (shared: not to be changed)."""
+    """A stage's manifest as on disk now, parsed once per version (shared: not to be changed); UnreadableManifest
+    if it is not one."""
     path = RunLayout(params).manifest(stage.name)
     version = _version(path)
     if version is None:
@@ -184,12 +202,13 @@ def _manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
         return None
     cached = _MANIFESTS.get(path)
     if cached is None or cached[0] != version:
-        cached = _MANIFESTS[path] = (version, _load_manifest(path))
+        cached = _MANIFESTS[path] = (version, _load_manifest(params, path))
     return cached[1]
 
 
 def read_manifest(params: Params, stage: Stage) -> dict[str, Any] | None:
-    """A stage's manifest (a copy the caller may change), or None if it has none."""
+    """A stage's manifest (a copy the caller may change), or None if it has none; UnreadableManifest, naming the
+    file, if it is not one."""
     return copy.deepcopy(_manifest(params, stage))
 
 
@@ -222,8 +241,9 @@ _REMEMBERED = 4096  # at most: past that, the memo starts afresh
 
 
 def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -> str | None:
-    """Why `stage` must be rebuilt (not built, a param changed, its code changed, an input rebuilt), or None if
-    current. Worked out once per version of the manifests, params and code it depends on."""
+    """Why `stage` must be rebuilt (not built, its manifest unreadable, a param changed, its code changed, an input
+    rebuilt, a product it points to gone), or None if current. Worked out once per version of the manifests,
+    params and code it depends on."""
     plain, layout, depends = _plain(params), RunLayout(params), []
     for upstream in _upstream(stage, graph):
         path = layout.manifest(upstream.name)
@@ -244,7 +264,10 @@ def _listed(names: list[str], shown: int = 3) -> str:
 
 
 def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | None:
-    manifest = _manifest(params, stage)
+    try:
+        manifest = _manifest(params, stage)
+    except UnreadableManifest as error:
+        return f"{error}: rebuilt"
     if manifest is None:
         return "not built yet"
     current = params_subset(_plain(params), stage.params)
@@ -257,7 +280,10 @@ def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | 
     if modules:
         return f"code changed: {_listed(modules)}"
     for upstream in (stage_named(name, graph) for name in stage.inputs):
-        upstream_manifest = _manifest(params, upstream)
+        try:
+            upstream_manifest = _manifest(params, upstream)
+        except UnreadableManifest as error:
+            return f"{upstream.name} is stale ({error})"
         if upstream_manifest is None:
             return f"{upstream.name} is not built"
         if manifest["inputs"].get(upstream.name) != upstream_manifest["digest"]:
@@ -265,6 +291,9 @@ def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | 
         reason = staleness(params, upstream, graph)
         if reason is not None:
             return f"{upstream.name} is stale ({reason})"
+    if stage.check is not None:
+        module, function = stage.check.split(":")
+        return getattr(importlib.import_module(module), function)(params)
     return None
 
 

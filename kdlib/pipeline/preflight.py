@@ -227,7 +227,7 @@ def _capped(spec: DatasetSpec, count: int | None) -> int | None:
 
 
 def _check_local(spec: DatasetSpec, subject: str, params: Params) -> tuple[list[Finding], int | None]:
-    from kdlib.corpus.preparation import local_spec, read_audiofolder  # here: it imports datasets
+    from kdlib.corpus.preparation import read_audiofolder  # here: it imports datasets
 
     if not spec.path:
         return [Finding("problem", subject, "a local set needs `path`, its folder")], None
@@ -242,7 +242,7 @@ def _check_local(spec: DatasetSpec, subject: str, params: Params) -> tuple[list[
             )
         ], None
     try:
-        raw = read_audiofolder(local_spec(spec, params))
+        raw = read_audiofolder(spec, folder)
     except (OSError, ValueError) as error:
         text = str(error).removeprefix(f"dataset {spec.name!r}: ")
         return [Finding("problem", subject, f"{' '.join(text.split())} ({layout})")], None

@@ -86,3 +86,27 @@ def provenance(params_path: Path, root: Path, command: str) -> dict[str, Any]:
         "date": date.today().isoformat(),
         "machine": machine_info(),
     }
+
+
+def scrub_paths(text: str, params: Any, root: Path) -> str:
+    """`text` (an error recorded in the run log and the index) without this machine's paths: the run, reports and
+    cache folders as params spell them, the repository's other paths relative to it, the home folder as `~`."""
+    spelled = [
+        (params.run_path, params.run_dir),
+        (params.reports_path, params.reports_dir),
+        (params.cache_path, params.cache_dir),
+    ]
+    replacements: dict[str, str] = {}
+    for path, spelling in spelled:
+        for form in {str(path), str(Path(path).resolve())} - {os.sep}:
+            replacements[form] = spelling
+    for folder in {params.base_path, root}:
+        for form in {str(folder), str(Path(folder).resolve())} - {os.sep}:  # not `/` itself
+            replacements[form + os.sep] = ""
+            replacements[form] = "."
+    home = str(Path.home())
+    if len(home) > 1:
+        replacements[home] = "~"
+    for found in sorted(replacements, key=len, reverse=True):  # the longest first: a run folder before its repository
+        text = text.replace(found, replacements[found])
+    return text

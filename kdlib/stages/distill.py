@@ -41,7 +41,15 @@ from transformers import WhisperConfig
 from kdlib.config import Params, parse_student, run_name, threshold_label
 from kdlib.models.cards import student_facts, write_card
 from kdlib.models.families import WhisperModel, load_model
-from kdlib.models.runtime import cpu_only, parameter_count, prompt_ids, release_memory, resolve_device, target_ids
+from kdlib.models.runtime import (
+    compute_signature,
+    cpu_only,
+    parameter_count,
+    prompt_ids,
+    release_memory,
+    resolve_device,
+    target_ids,
+)
 from kdlib.models.students import layer_indices, make_student
 from kdlib.models.targets import Specials, keeps_timestamps, teacher_label, with_prompts
 from kdlib.models.training import Seq2SeqData, TeacherLogitCache, recipe, train
@@ -57,7 +65,7 @@ from kdlib.stages.products import (
     read_wer_kept_ids,
 )
 from kdlib.storage.cache import atomic_write_json, atomic_write_text, fingerprint
-from kdlib.storage.paths import RunLayout, in_run
+from kdlib.storage.paths import RunLayout, from_run, in_run
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,8 @@ class DistillResult:
 
 def rows_of(dataset: datasets.Dataset, ids: list[str]) -> datasets.Dataset:
     """The rows of `dataset` whose id is in `ids`, in the dataset's order."""
-    wanted = set(ids)
-    return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted])
+    wanted = set(ids)  # an indices mapping kept in memory: nothing is written beside the prepared set's files
+    return dataset.select([i for i, clip_id in enumerate(dataset["id"]) if clip_id in wanted], keep_in_memory=True)
 
 
 def target_texts(pairs: datasets.Dataset, probability: float, seed: int) -> list[str]:
@@ -154,7 +162,8 @@ def run_key(
     """What a finished student depends on: teacher, its pool's pseudo-labels, its pairs and its recipe (not the
     cadence), and its `protocol_settings` when it has any."""
     return fingerprint(
-        "distill-v4",
+        "distill-v5",
+        compute_signature(params.device),  # what the trained bytes depend on besides (threads, device, platform)
         teacher_digest,
         pseudo_label_key(params, pool),
         student,
@@ -197,9 +206,18 @@ def distill_one(
         shutil.rmtree(directory / "checkpoints", ignore_errors=True)
     state.wait_for_everyone()
     if result_file.exists():
-        if state.is_main_process:
-            print(f"{title}: trained before, reused", file=sys.stderr, flush=True)
-        return DistillResult(**json.loads(result_file.read_text()))
+        finished = DistillResult(**json.loads(result_file.read_text()))
+        if finished.model_dir is None or (from_run(params, finished.model_dir) / "model.safetensors").is_file():
+            if state.is_main_process:
+                print(f"{title}: trained before, reused", file=sys.stderr, flush=True)
+            return finished
+        if state.is_main_process:  # its model folder was deleted: trained again (from its last checkpoint, if any)
+            print(
+                f"the model of {name} λ={finished.threshold} is missing from {directory.name}: training it again",
+                file=sys.stderr,
+                flush=True,
+            )
+            result_file.unlink(missing_ok=True)
     label = threshold_label(threshold)
     if not train_ids:
         skipped = f"skipped: λ={label} keeps no pairs"
@@ -217,10 +235,9 @@ def distill_one(
         limit = params.filter.max_label_tokens or teacher.model.config.max_target_positions
         targets = training_targets(params, sources, train_pairs["id"], teacher.processor, limit)
         data = Seq2SeqData(train_pairs, None, teacher.processor, generation.language, generation.task, targets)
-    else:
-        targets = target_texts(train_pairs, params.distill.timestamp_probability, params.distill.training.seed)
-        train_pairs = train_pairs.add_column("target", targets)
-        data = Seq2SeqData(train_pairs, "target", teacher.processor, generation.language, generation.task)
+    else:  # the texts themselves: no column added to the pairs (that would write a copy of them)
+        texts = target_texts(train_pairs, params.distill.timestamp_probability, params.distill.training.seed)
+        data = Seq2SeqData(train_pairs, texts, teacher.processor, generation.language, generation.task)
     if params.distill.cache_teacher_logits:
         with state.main_process_first():
             data.teacher_logits = TeacherLogitCache(directory / "teacher_logits").build(teacher.model, data)

@@ -34,17 +34,17 @@ import torch
 from accelerate import Accelerator
 
 from kdlib.config import GenerationParams, Params, run_name, threshold_label
-from kdlib.corpus.audio import decode
+from kdlib.corpus.audio import decode, split_long
 from kdlib.models.cards import add_scores
 from kdlib.models.families import SpeechModel, load_model
 from kdlib.models.machine import cpu_model
-from kdlib.models.runtime import cpu_only, release_memory, resolve_device
+from kdlib.models.runtime import compute_signature, cpu_only, release_memory, resolve_device
 from kdlib.models.transcription import generate, transcribe
 from kdlib.scoring import intervals as bootstrap
 from kdlib.scoring.metrics import corpus_scores, score_pairs
 from kdlib.stages.products import PreparedSet, read_students, read_teacher, read_test_sets
-from kdlib.storage.cache import atomic_write_text, fingerprint, model_digest, replacing_file
-from kdlib.storage.paths import RunLayout
+from kdlib.storage.cache import atomic_write_text, file_digest, fingerprint, model_digest, replacing_file
+from kdlib.storage.paths import RunLayout, relative
 from kdlib.storage.progress import progress
 
 MSA = "MSA"
@@ -68,8 +68,17 @@ def model_entries(params: Params) -> list[ModelEntry]:
             student = run_name(record["student"], record["pool"], params.data.default_pool)
             name = f"{student} λ={record['threshold']}"
             entries.append(ModelEntry(name, "student", record["model_dir"], student, record["threshold"]))
-    entries += [ModelEntry(baseline_name(source), "baseline", source) for source in params.evaluate.baselines]
+    for baseline in params.evaluate.baselines:
+        source = baseline_source(params, baseline)
+        entries.append(ModelEntry(baseline_name(source), "baseline", source))
     return entries
+
+
+def baseline_source(params: Params, baseline: str) -> str:
+    """A baseline as given: a local folder (relative to the repository, whatever the working directory), else a
+    hub id."""
+    folder = params.resolve(baseline)
+    return str(folder) if folder.is_dir() else baseline
 
 
 def baseline_name(source: str) -> str:
@@ -115,7 +124,8 @@ def predictions_path(params: Params, entry: ModelEntry, test_sets: dict[str, Pre
     """Where one model's predictions are cached: keyed by the model's files, not its name, so that
     identical models (two λ that keep the same pairs train bit-identical students) share one transcription."""
     key = fingerprint(
-        "predictions-v3",
+        "predictions-v4",
+        compute_signature(params.device),
         model_digest(entry.source),
         fingerprint([corpus.dataset._fingerprint for corpus in test_sets.values()]),
         params.evaluate.generation,
@@ -130,17 +140,44 @@ def predictions_path(params: Params, entry: ModelEntry, test_sets: dict[str, Pre
 def predict_missing(
     params: Params, jobs: list[tuple[ModelEntry, Path]], test_sets: dict[str, PreparedSet], device: torch.device
 ) -> None:
-    """Transcribe the test sets with each model whose predictions (at its `predictions_path`) are not cached yet."""
-    cached = sum(path.exists() for _, path in jobs)
+    """Transcribe the test sets with each model whose predictions (at its `predictions_path`) are not cached yet,
+    or were changed since they were written (`cached_as_written`)."""
+    cached = sum(cached_as_written(path, params) for _, path in jobs)
     if cached:
         print(f"models: the predictions of {cached} of {len(jobs)} are cached", file=sys.stderr, flush=True)
     for number, (entry, path) in enumerate(jobs, 1):
-        if not path.exists():
+        if not cached_as_written(path, params):
             loaded = _load(entry, device, params.evaluate.generation, params)
             with replacing_file(path) as temporary:
                 predict(loaded, test_sets, params, f"model {number}/{len(jobs)}").to_parquet(temporary, index=False)
+            atomic_write_text(_sidecar(path), file_digest(path, length=64) + "\n")  # last: the file is whole
             del loaded
             release_memory()  # before the next model is loaded
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_suffix(".sha256")
+
+
+def cached_as_written(path: Path, params: Params) -> bool:
+    """Whether a model's cached predictions are there as they were written (the sha256 recorded beside them);
+    changed ones (edited, half-copied) or ones without a record are named, removed and transcribed again."""
+    if not path.exists():
+        return False
+    try:
+        recorded = _sidecar(path).read_text(encoding="utf-8").strip()
+    except OSError:
+        recorded = None
+    if recorded == file_digest(path, length=64):
+        return True
+    print(
+        f"the cached predictions {relative(params, path)} changed since they were written: transcribing again",
+        file=sys.stderr,
+        flush=True,
+    )
+    path.unlink(missing_ok=True)
+    _sidecar(path).unlink(missing_ok=True)
+    return False
 
 
 def labelled_predictions(jobs: list[tuple[ModelEntry, Path]]) -> pd.DataFrame:
@@ -314,12 +351,13 @@ def intervals(predictions: pd.DataFrame, scores: pd.DataFrame, params: Params) -
 
 def threshold_table(scores: pd.DataFrame, view: str = "normalized") -> pd.DataFrame:
     """Average WER of each student per threshold λ: the data of the paper's threshold plot."""
+    columns = ["student", "threshold", "avg all", "avg MSA", "avg dialects"]
     table = main_table(scores, "wer", view).reset_index()
     students = table[table["model"].str.contains(" λ=")]
+    if students.empty:  # no student trained (every λ kept no pair): an empty table, not split's column-less frame
+        return pd.DataFrame(columns=columns)
     parts = students["model"].str.split(" λ=", expand=True)
-    return students.assign(student=parts[0], threshold=parts[1])[
-        ["student", "threshold", "avg all", "avg MSA", "avg dialects"]
-    ]
+    return students.assign(student=parts[0], threshold=parts[1])[columns]
 
 
 def device_name(device: torch.device) -> str:
@@ -334,7 +372,8 @@ def efficiency(params: Params, entries: list[ModelEntry], test_sets: dict[str, P
 
     Every model is loaded at once and the same clips (from the first test set) are timed one
     at a time, in turns: each clip by every model before the next clip, so that a slow spell
-    of the machine falls on all models alike. Latency is the median over clips, the real-time
+    of the machine falls on all models alike. A clip longer than a model's window (a chunked test
+    clip) is timed whole, all its windows, as it is transcribed. Latency is the median over clips, the real-time
     factor the total time over the audio's duration, the speed-up the teacher's latency over
     the model's. (Held together, the paper profile's 16 models take roughly 30 GB in bf16,
     estimated from their parameter counts.)
@@ -354,7 +393,7 @@ def efficiency(params: Params, entries: list[ModelEntry], test_sets: dict[str, P
     with progress(total=len(models) * (len(warm_up) + len(audio)), desc=title, unit="clip") as bar:
         for loaded in models.values():
             for clip in warm_up:
-                generate(loaded, [clip], single)
+                generate(loaded, windows(loaded, clip), single)
                 bar.update(1)
         seconds: dict[str, list[float]] = {name: [] for name in models}
         for clip in audio:
@@ -374,10 +413,17 @@ def efficiency(params: Params, entries: list[ModelEntry], test_sets: dict[str, P
     return table.assign(speedup=teacher_latency / table["latency_ms"], device=device_name(device), clips=len(audio))
 
 
+def windows(loaded: SpeechModel, clip: np.ndarray) -> list[np.ndarray]:
+    """A clip as the model transcribes it: cut into its windows (as `kdlib.models.transcription` does), or whole."""
+    window = loaded.window_samples
+    return split_long(clip, window) if window else [clip]
+
+
 def _timed_clip(loaded: SpeechModel, clip: np.ndarray, settings: GenerationParams) -> float:
-    """Wall time of transcribing one clip (GPU work included)."""
+    """Wall time of transcribing one whole clip, every window of it (GPU work included)."""
+    pieces = windows(loaded, clip)
     start = time.perf_counter()
-    generate(loaded, [clip], settings)
+    generate(loaded, pieces, settings)
     if loaded.device.type == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start

@@ -34,14 +34,14 @@ from accelerate import Accelerator
 from kdlib.config import Params, pools_in_use
 from kdlib.corpus.loader import WaitClock
 from kdlib.corpus.preparation import mixture, prepare
-from kdlib.models.families import load_model
-from kdlib.models.runtime import cpu_only
+from kdlib.models.families import load_model, model_class
+from kdlib.models.runtime import compute_signature, cpu_only
 from kdlib.models.teacher import find_teacher
 from kdlib.models.transcription import Transcript, audio_batches, batches, length_sorted, transcribe_batch
 from kdlib.scoring.metrics import score_pairs
 from kdlib.stages.products import TIMESTAMPED
 from kdlib.storage.cache import atomic_write_json, fingerprint, model_digest, replacing_file
-from kdlib.storage.paths import RunLayout, in_run, relative
+from kdlib.storage.paths import RunLayout, in_run, recorded
 from kdlib.storage.progress import progress
 from kdlib.storage.whole import discard_unless_whole, parquet_problem
 
@@ -72,7 +72,13 @@ def plan_run(params: Params, pool: datasets.Dataset, teacher: str) -> PseudoLabe
     """Where the pseudo-labels of this teacher, pool and settings are made (content-keyed)."""
     settings = params.pseudo_label
     key = fingerprint(
-        "pseudo-labels-v3", model_digest(teacher), pool._fingerprint, settings, params.filter.view, params.normalization
+        "pseudo-labels-v3",
+        model_digest(teacher),
+        pool._fingerprint,
+        settings,
+        params.filter.view,
+        params.normalization,
+        compute_signature(params.device),  # the teacher's transcripts may differ with the threads or the device
     )
     return PseudoLabelRun(RunLayout(params).pseudo_label_work(key), settings.chunk_size)
 
@@ -174,9 +180,11 @@ def build(params: Params) -> dict | None:
     accelerator = Accelerator(cpu=cpu_only(params.device))
     pools = pools_in_use(params)
     with accelerator.main_process_first():
+        teacher = find_teacher(params)
+        if params.teacher.source == "hub":  # reachable, before any set is prepared (ModelUnavailable, one line)
+            model_class(teacher, "teacher.model")
         pool_sets = {name: [prepare(spec, params, "train") for spec in params.data.pool(name)] for name in pools}
         test_sets = [prepare(spec, params, "test") for spec in params.data.test]
-        teacher = find_teacher(params)
     labelled = {}
     for number, name in enumerate(pools, 1):
         pool = mixture(params.data.pool(name), pool_sets[name], "train").dataset
@@ -191,7 +199,7 @@ def build(params: Params) -> dict | None:
             "name": spec.name,
             "role": role,
             "pool": pool,
-            "path": relative(params, corpus.folder),
+            "path": recorded(params, corpus.folder),
             "clips": len(corpus.dataset),
             "skipped": len(corpus.skipped),
         }
@@ -203,7 +211,7 @@ def build(params: Params) -> dict | None:
     atomic_write_json(layout.corpora, corpora)
     atomic_write_json(
         layout.teacher,
-        {"kind": kind, "source": teacher if kind == "hub" else relative(params, teacher), "digest": digest},
+        {"kind": kind, "source": teacher if kind == "hub" else recorded(params, teacher), "digest": digest},
     )
     atomic_write_json(
         layout.pseudo_labels,

@@ -32,12 +32,14 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
+from kdlib.config.errors import KdlibError
+
 PROBE_TIMEOUT_S = 10.0
 Kind = Literal["dataset", "model"]
 Status = Literal["reachable", "gated", "missing", "no_revision", "unreachable", "offline", "error"]
 
 
-class HubError(OSError):
+class HubError(KdlibError, OSError):
     """A hub repository that cannot be read now: one line naming it and what to do."""
 
 

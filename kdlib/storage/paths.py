@@ -5,7 +5,7 @@ A profile's run folder (`run_dir`) holds one folder per stage with its products 
 run (pseudo-label chunks, student checkpoints, per-model predictions). The shared cache
 (`cache_dir`) holds what several profiles may share (spoken corpus, prepared sets, trained
 teacher). Products record paths inside the run folder relative to it, and cache paths relative to the
-repository, so a run folder may be copied or moved.
+repository (as they are when `cache_dir` is absolute: `recorded`), so a run folder may be copied or moved.
 """
 
 from __future__ import annotations
@@ -36,6 +36,16 @@ def absolute(params: Params, path: str | Path) -> Path:
     """The inverse of `relative`: a recorded path, resolved against the repository."""
     path = Path(path)
     return path if path.is_absolute() else params.base_path / path
+
+
+def recorded(params: Params, path: str | Path) -> str:
+    """How products record a path: one in the shared cache relative to the repository only when `cache_dir` is
+    spelled relative to it (the cache moves with the repository), else as it is (a cache elsewhere stays where it
+    is, whichever params file reads the record); any other path as `relative` gives it."""
+    path = Path(path)
+    if Path(params.cache_dir).is_absolute() and path.is_relative_to(params.cache_path):
+        return str(path)
+    return relative(params, path)
 
 
 def in_run(params: Params, path: str | Path) -> str:

@@ -47,6 +47,14 @@ _ALEF: _Table = dict.fromkeys(map(ord, "أإآٱ"), "ا")
 _ALEF_MAQSURA: _Table = {ord("ى"): "ي"}
 _TAA_MARBUTA: _Table = {ord("ة"): "ه"}
 _DIGITS: _Table = {code: str(code - zero) for zero in (0x0660, 0x06F0) for code in range(zero, zero + 10)}
+# Invisible format characters (Unicode category Cf): direction marks and embeddings (U+200E/F, U+061C, U+202A–E,
+# U+2066–9), joiners (U+200D), the soft hyphen (U+00AD), … Visually identical text differs only by them. Not
+# the word-separating ZWSP, ZWNJ and BOM, nor the Quranic end of ayah U+06DD (a diacritic rule's).
+_FORMAT: _Table = dict.fromkeys(
+    code
+    for code in range(0x10000)
+    if unicodedata.category(chr(code)) == "Cf" and chr(code) not in _SPACE_LIKE and code not in _DIACRITICS
+)
 _LATIN_LOWER: _Table = {
     code: chr(code).lower()
     for code in range(0x0041, 0x0250)
@@ -103,6 +111,12 @@ def lowercase_latin(text: str) -> str:
     return text.translate(_LATIN_LOWER)
 
 
+def remove_format_characters(text: str) -> str:
+    """Drop invisible format characters (category Cf: LRM/RLM, ALM, ZWJ, bidi embeddings and isolates, soft
+    hyphen, …), but ZWSP, ZWNJ and BOM, which separate words like a space (:func:`orthographic`)."""
+    return text.translate(_FORMAT)
+
+
 _RULE_TABLES: dict[str, _Table] = {
     "remove_diacritics": _DIACRITICS,
     "remove_tatweel": _TATWEEL,
@@ -112,6 +126,7 @@ _RULE_TABLES: dict[str, _Table] = {
     "normalize_taa_marbuta": _TAA_MARBUTA,
     "map_eastern_arabic_digits": _DIGITS,
     "lowercase_latin": _LATIN_LOWER,
+    "remove_format_characters": _FORMAT,
 }
 
 
