@@ -39,7 +39,7 @@ from typing import Any
 from kdlib.config import Params, load_params, params_arguments
 from kdlib.config.errors import KdlibError
 from kdlib.pipeline import preflight
-from kdlib.pipeline.graph import STAGES, Stage, build, read_manifest, stage_named, staleness
+from kdlib.pipeline.graph import STAGES, Stage, UnreadableManifest, build, read_manifest, stage_named, staleness
 from kdlib.pipeline.preflight import PreflightError, launch_processes
 from kdlib.pipeline.provenance import RUN_LOG, command_line, provenance, read_log, scrub_paths, update_log
 from kdlib.pipeline.runlock import run_lock
@@ -152,7 +152,10 @@ def estimates(params: Params, steps: Sequence[Step]) -> dict[str, float | None]:
     expected: dict[str, float | None] = {}
     for step in steps:
         render = log.get(step.stage.name, {}).get("render_s")
-        build = (read_manifest(params, step.stage) or {}).get("wall_s") if step.build else 0.0
+        try:
+            build = (read_manifest(params, step.stage) or {}).get("wall_s") if step.build else 0.0
+        except UnreadableManifest:  # rebuilt (the plan says why): its time is not known
+            build = None
         expected[step.stage.name] = None if render is None or build is None else build + render
     return expected
 
