@@ -586,8 +586,10 @@ def test_u12_an_unreachable_hub_teacher_is_one_line_naming_it(
     settings = ["--set", "teacher.source=hub", "--set", "teacher.model=kdlib-test/no-such-model"]
     code = cli.main(["run", str(path), "--only", "01", *settings])
     err = capsys.readouterr().err
-    assert code == 1 and "Traceback" not in err, err[-3000:]
-    assert "kdlib-test/no-such-model" in err.strip().splitlines()[-1], err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err, err[-3000:]  # the preflight's answer, before any work
+    (line,) = [line for line in err.splitlines() if "kdlib-test/no-such-model" in line]
+    assert line.startswith("error: teacher (hub kdlib-test/no-such-model): "), line
+    assert "nothing was prepared" in err.strip().splitlines()[-1]
 
 
 def test_u13_a_symlink_loop_is_not_reported_as_missing(tmp_path: Path) -> None:

@@ -243,14 +243,15 @@ _REMEMBERED = 4096  # at most: past that, the memo starts afresh
 def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -> str | None:
     """Why `stage` must be rebuilt (not built, its manifest unreadable, a param changed, its code changed, an input
     rebuilt, a product it points to gone), or None if current. Worked out once per version of the manifests,
-    params and code it depends on."""
+    params and code it depends on, and of what their products point to (checked each time: a few file checks)."""
     plain, layout, depends = _plain(params), RunLayout(params), []
     for upstream in _upstream(stage, graph):
         path = layout.manifest(upstream.name)
         version = _version(path)
         subset = json.dumps(params_subset(plain, upstream.params), sort_keys=True, default=str)
         code = tuple(stage_code(upstream.builder).items()) if version is not None else ()
-        depends.append((str(path), version, subset, code))
+        gone = _products_gone(params, upstream) if version is not None else None  # not versioned: checked each time
+        depends.append((str(path), version, subset, code, gone))
     key = (graph, stage, tuple(depends))
     if key not in _STALENESS:
         if len(_STALENESS) >= _REMEMBERED:
@@ -291,10 +292,15 @@ def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | 
         reason = staleness(params, upstream, graph)
         if reason is not None:
             return f"{upstream.name} is stale ({reason})"
-    if stage.check is not None:
-        module, function = stage.check.split(":")
-        return getattr(importlib.import_module(module), function)(params)
-    return None
+    return _products_gone(params, stage)
+
+
+def _products_gone(params: Params, stage: Stage) -> str | None:
+    """What `stage.check` finds gone of what its products point to (files only: quick), or None."""
+    if stage.check is None:
+        return None
+    module, function = stage.check.split(":")
+    return getattr(importlib.import_module(module), function)(params)
 
 
 def require(params: Params, name: str, graph: tuple[Stage, ...] = STAGES) -> dict[str, Any]:
