@@ -4,6 +4,13 @@ The reader of CTranslate2's `model.bin` is checked on files written here; the co
 CTranslate2 itself (same features, same logits); then whisper-base goes through kdlib's stages on espeak-ng
 English (`params/real-base.yaml`, made smaller): its pseudo-labels, its students' distillation, evaluation and
 error analysis. English, because whisper-base cannot read espeak-ng's Arabic (above 100 % WER measured).
+
+The English sentences were not selected by any model's output: 160 written for kdlib, split once into 80 dev
+sentences (on which the voice, speed and pitch were chosen) and the 80 held-out ones the corpus speaks. On all 80
+held-out sentences, clean clips, whisper-base (greedy, `<|en|>` forced) writes 11.1 % WER (normalized and english
+views alike; 684 words, 95 % bootstrap interval over clips 7.8-15.1 %; 45 of 80 clips exact): espeak-ng's English
+is hard for it (plurals, "her" heard as "their", unclear consonants). So the check is within 20 %, which a broken
+path (a wrong language or task id, the tokenizer, timestamps in the text) exceeds by far; it is not within 5 %.
 """
 
 from __future__ import annotations
@@ -134,7 +141,7 @@ def real_yaml(tmp_path_factory: pytest.TempPathFactory) -> Path:
     raw.update(run_dir=str(root / "runs"), reports_dir=str(root / "reports"), cache_dir=str(root / "cache"))
     raw["data"]["synthetic"].update(
         test_sentences=4,
-        pool_sentences=16,
+        pool_sentences=32,  # 36 clips transcribed by the teacher, 4 by the student
         nonspeech_fraction=0.0,
         long_fraction=0.0,
         cut_fraction=0.0,
@@ -250,18 +257,28 @@ def stages(real_yaml: Path, converted: Path):
     return params
 
 
+# whisper-base's WER on the 80 held-out espeak-ng English sentences, measured once (module docstring), and the bound
+# checked on the test's 32 of them: the measured figure with room for a 32-clip sample (its 95 % interval)
+HELD_OUT_WER, WER_BOUND = 0.111, 0.20
+
+
 @needs_packages
-def test_pseudo_labels_of_espeak_english_are_within_5_percent_wer(stages):
+def test_pseudo_labels_of_held_out_espeak_english_are_within_20_percent_wer(stages):
     from kdlib.scoring.metrics import corpus_scores
     from kdlib.stages.products import read_pseudo_labels, read_teacher
 
     assert read_teacher(stages)["source"].endswith("model")  # the converted folder in the cache
     labels = read_pseudo_labels(stages)
-    assert len(labels) == 16
+    assert len(labels) == 32
     assert all("<|" in text for text in labels["pseudo_label_timestamped"])  # the teacher's timestamps are kept
+    assert not any("<|" in text for text in labels["pseudo_label"])  # ... apart from the text that is scored
     wer = corpus_scores(labels["text"], labels["pseudo_label"], "normalized", stages.normalization)["wer"]
-    print(f"whisper-base on {len(labels)} espeak-ng English clips, <|en|> forced: WER {wer:.2%} (normalized)")
-    assert wer <= 0.05
+    exact = sum(clip_wer == 0 for clip_wer in labels["teacher_wer"])
+    print(
+        f"whisper-base on {len(labels)} held-out espeak-ng English clips, <|en|> forced: WER {wer:.2%} (normalized), "
+        f"{exact} exact; {HELD_OUT_WER:.1%} on all 80 held-out sentences"
+    )
+    assert wer <= WER_BOUND and exact >= len(labels) // 3
 
 
 @needs_packages
@@ -317,7 +334,9 @@ def test_the_english_corpus_speaks_the_english_sentences_held_out_per_split():
     spoken = {
         split: {text for u in plan if u.split == split for text in u.spoken} for split in ("distill_pool", "test_EN")
     }
-    assert spoken["distill_pool"] <= english and spoken["test_EN"] <= english
+    assert spoken["distill_pool"] <= english and spoken["test_EN"] <= english  # the held-out sentences only
+    dev = {sentence.text for sentence in resources.load_sentences(resources.english_dev_sentences_path(), "en")}
+    assert not (spoken["distill_pool"] | spoken["test_EN"]) & dev
     assert not spoken["distill_pool"] & spoken["test_EN"] and len(spoken["test_EN"]) == settings.test_sentences
     assert all(u.voice == "en-us" for u in plan)
     assert synth.split_names("en") == ("teacher_train", "distill_pool", "test_EN")
@@ -331,10 +350,27 @@ def test_the_english_corpus_refuses_arabic_voices_and_more_sentences_than_it_has
     raw["data"]["synthetic"]["voices"] = ["en-us", "ar"]
     with pytest.raises(ParamsError, match=r"data.synthetic.voices': language 'en' is spoken by English"):
         load_params(with_raw(tmp_path / "voices.yaml", raw))
-    raw["data"]["synthetic"].update(voices=["en"], pool_sentences=40)
+    raw["data"]["synthetic"].update(voices=["en"], pool_sentences=80)
     settings = load_params(with_raw(tmp_path / "many.yaml", raw)).data.synthetic
-    with pytest.raises(ValueError, match="language 'en' has 28 shipped sentences and .* ask for 48"):
+    with pytest.raises(ValueError, match="language 'en' has 80 shipped sentences and .* ask for 88"):
         synth.plan_utterances(settings)
+
+
+def test_the_english_sentences_are_a_dev_part_and_a_held_out_part_of_plain_words():
+    import re
+
+    from kdlib.corpus import resources
+
+    held_out = resources.load_sentences(language="en")
+    dev = resources.load_sentences(resources.english_dev_sentences_path(), language="en")
+    assert len(held_out) == len(dev) == 80
+    assert all(s.id.startswith("en-held-") for s in held_out) and all(s.id.startswith("en-dev-") for s in dev)
+    texts = [s.text for s in held_out + dev]
+    assert len(set(texts)) == 160  # no sentence in both parts, none twice
+    # words the normalized view reads one way only: no digits, abbreviations, contractions or hyphens
+    assert all(re.fullmatch(r"[A-Z][a-z]*( [a-zI][a-z]*)*[.]", text) for text in texts), [
+        t for t in texts if not re.fullmatch(r"[A-Z][a-z]*( [a-zI][a-z]*)*[.]", t)
+    ]
 
 
 def with_raw(path: Path, raw: dict) -> Path:

@@ -1,10 +1,14 @@
 """Shipped text resources: the sentences of the synthetic corpus and the dialect↔MSA lexicon.
 
 `sentences.tsv` holds the Arabic sentences (MSA and the five dialects); `sentences_en.tsv` English ones, of one
-variety, EN, that a profile speaks with `data.synthetic.language: en` (a real Whisper's conformance check). They
-are the 28 of 60 sentences written for it that whisper-base (greedy, `<|en|>` forced) transcribed exactly in two
-pilot runs of espeak-ng's `en-us` voice; over all 60 its WER was 9.9 % and 11.9 % (normalized). So they check
-kdlib's path with a real Whisper on speech it reads, not whisper-base's accuracy on espeak-ng's English."""
+variety, EN, that a profile speaks with `data.synthetic.language: en` (a real Whisper's conformance check).
+
+The English sentences are 160 written for kdlib (its licence): plain everyday words, no digits, abbreviations,
+contractions, names or spellings that differ between British and American English, so that a reference has one
+spelling in every view. They were split once, by a seeded shuffle, before any model heard them: 80 dev sentences
+(`sentences_en_dev.tsv`, read by no stage) on which the espeak-ng settings of `params/real-base.yaml` were chosen,
+and 80 held-out sentences (`sentences_en.tsv`), the ones the corpus speaks, never used to choose anything. None was
+selected by a model's output (an earlier set kept only the sentences whisper-base read exactly)."""
 
 from __future__ import annotations
 
@@ -32,6 +36,11 @@ class Sentence:
 def sentences_path(language: str = "ar") -> Path:
     """Path of the shipped sentences file of `language` (`ar`: Arabic, `en`: English)."""
     return _HERE / ("sentences.tsv" if language == "ar" else f"sentences_{language}.tsv")
+
+
+def english_dev_sentences_path() -> Path:
+    """Path of the English dev sentences, on which the English synthesis settings were chosen (read by no stage)."""
+    return _HERE / "sentences_en_dev.tsv"
 
 
 def lexicon_path() -> Path:
