@@ -1,8 +1,8 @@
 """The embedded default corpus: Arabic sentences spoken by espeak-ng, one cached set per split.
 
-With `language: en` (`SyntheticCorpusParams`), the same machinery speaks the shipped English sentences
-(`kdlib/resources/sentences_en.tsv`, one variety, EN; no templates, no MSA subtitles) with English voices
-(`voices: [en]`): real Whisper checkpoints read espeak-ng's English, not its Arabic, so this is the language
+With `language: en` (`SyntheticCorpusParams`), the same machinery speaks the shipped held-out English sentences
+(`kdlib/corpus/resources/sentences_en.tsv`, one variety, EN; no templates, no MSA subtitles) with English voices
+(`voices: [en-us]`): real Whisper checkpoints read espeak-ng's English, not its Arabic, so this is the language
 in which a real Whisper's pipeline is checked (`params/real-base.yaml`).
 
 A simulated world in which the paper's phenomena can arise, each by a mechanism whose share is
