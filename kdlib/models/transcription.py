@@ -5,13 +5,16 @@ lengths are alike, so fewer steps are wasted on finished sequences); each model 
 decodes the way its family does (`kdlib.models.families`). Clips longer than the model's window
 (Whisper's 30 s) are cut and the pieces' transcripts joined, or with `truncate` (`data.long_clips: truncate`)
 cut to their first window only; families without a window take a clip whole.
-Clips are read and decoded by `DataLoader` workers (`kdlib.corpus.loader`) while the model generates.
+Clips are read and decoded by `DataLoader` workers (`kdlib.corpus.loader`) while the model generates; for a
+model on the CPU the workers also compute its features (Whisper's log-mel windows: `SpeechModel.front_end`,
+the same function the model would run, so the same features). Whisper's greedy decoding runs kdlib's own loop
+(`kdlib.models.decoding`), which drops rows from the batch as they end; its sequences are `generate`'s.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import datasets
@@ -46,9 +49,15 @@ def batches(indices: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield indices[start : start + size]
 
 
-def generate(model: SpeechModel, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
-    """Token ids generated for each clip (each clip no longer than the model's window)."""
-    return model.generate(clips, generation)
+def generate(
+    model: SpeechModel,
+    clips: Sequence[np.ndarray],
+    generation: GenerationParams,
+    features: torch.Tensor | None = None,
+) -> list[list[int]]:
+    """Token ids generated for each clip (each clip no longer than the model's window); `features` as the
+    model's `front_end` computed them, if it has one (a family without one is called without them)."""
+    return model.generate(clips, generation) if features is None else model.generate(clips, generation, features)
 
 
 @dataclass(frozen=True)
@@ -60,13 +69,20 @@ class AudioBatch:
     pieces: list[np.ndarray]
     owners: list[int]  # position in `rows` of each piece
     audio_s: float
+    features: torch.Tensor | None = None  # the pieces' features, from the model's front end
 
 
 def read_audio_batch(
-    source: MappedRows, rows: Sequence[int], sampling_rate: int, window: int | None, truncate: bool = False
+    source: MappedRows,
+    rows: Sequence[int],
+    sampling_rate: int,
+    window: int | None,
+    truncate: bool = False,
+    front_end: Callable[[Sequence[np.ndarray]], torch.Tensor] | None = None,
 ) -> AudioBatch:
     """Decode the rows' clips and cut the ones longer than `window` samples into consecutive pieces (`truncate`:
-    keep the first piece only, as Whisper's feature extractor does with a clip it is given whole)."""
+    keep the first piece only, as Whisper's feature extractor does with a clip it is given whole); compute their
+    features with `front_end` when given."""
     table = source.rows(list(rows), ["id", "audio"])
     pieces: list[np.ndarray] = []
     owners: list[int] = []
@@ -78,7 +94,8 @@ def read_audio_batch(
             pieces.append(piece)
             owners.append(position)
     audio_s = sum(len(piece) for piece in pieces) / sampling_rate
-    return AudioBatch(list(rows), table["id"], pieces, owners, audio_s)
+    features = front_end(pieces) if front_end is not None and pieces else None
+    return AudioBatch(list(rows), table["id"], pieces, owners, audio_s, features)
 
 
 def audio_batches(
@@ -88,17 +105,22 @@ def audio_batches(
     workers: int | None,
     truncate: bool = False,
 ) -> torch.utils.data.DataLoader:
-    """The batches of `plan` (row lists), decoded by `workers` loader processes ahead of the model."""
+    """The batches of `plan` (row lists), decoded (and their features computed, see `read_audio_batch`) by
+    `workers` loader processes ahead of the model."""
     source, rate, window = MappedRows(dataset), loaded.processor.feature_extractor.sampling_rate, loaded.window_samples
+    front_end = loaded.front_end()
     return planned_loader(
-        len(plan), lambda i: read_audio_batch(source, plan[i], rate, window, truncate), workers, loaded.device
+        len(plan),
+        lambda i: read_audio_batch(source, plan[i], rate, window, truncate, front_end),
+        workers,
+        loaded.device,
     )
 
 
 def transcribe_batch(loaded: SpeechModel, batch: AudioBatch, generation: GenerationParams) -> list[Transcript]:
     """Transcribe one read batch; the pieces of a long clip are joined in order."""
     start = time.perf_counter()
-    generated = generate(loaded, batch.pieces, generation)
+    generated = generate(loaded, batch.pieces, generation, batch.features)
     seconds = (time.perf_counter() - start) / max(len(batch.rows), 1)
     token_ids: list[list[int]] = [[] for _ in batch.rows]
     for owner, ids in zip(batch.owners, generated):
