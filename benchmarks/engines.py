@@ -12,6 +12,8 @@ are what counts; the report gives the median over rounds):
 - `CTranslate2 float32`: the same clips decoded and the same log-mel features (kdlib's front end, in the same
   length-sorted batches), then `ctranslate2.models.Whisper.generate` (greedy, no suppressed blank, the model's
   suppress tokens) on a model converted from the same checkpoint with `TransformersConverter`;
+- `CTranslate2 float32, 1 thread`: the same on one thread (kdlib's loop runs a small model's steps on one thread,
+  `kdlib.models.decoding.WhisperGreedy.step_threads`: this row shows what that choice gives CTranslate2);
 - `... model only`: kdlib's loop and CTranslate2 on features computed beforehand (no audio decoding, no front end).
 
 Models with random weights (`--arch base`) rarely emit end-of-text: every method then generates up to the token
@@ -79,8 +81,9 @@ def compare(
 
     with tempfile.TemporaryDirectory() as folder:
         engine = ctranslate2_model(loaded, Path(folder), threads)
+        one_thread = ctranslate2_model(loaded, Path(folder) / "one", 1) if threads > 1 else None
 
-        def ct2(features: torch.Tensor) -> list[list[int]]:
+        def ct2(features: torch.Tensor, engine=engine) -> list[list[int]]:
             array = features.float().contiguous()
             view = ctranslate2.StorageView.from_array(array.numpy() if array.device.type == "cpu" else array)
             results = engine.generate(
@@ -95,6 +98,9 @@ def compare(
 
         def ct2_end_to_end() -> list[list[int]]:
             return [row for rows in plan for row in ct2(features_of(rows))]
+
+        def ct2_one_thread() -> list[list[int]]:
+            return [row for rows in plan for row in ct2(features_of(rows), one_thread)]
 
         precomputed = [features_of(rows) for rows in plan]
 
@@ -130,6 +136,8 @@ def compare(
             methods[label] = kdlib_with(count)
         methods["kdlib before (transformers generate)"] = before
         methods["CTranslate2 float32" if device.type == "cpu" else "CTranslate2"] = ct2_end_to_end
+        if one_thread is not None and device.type == "cpu":
+            methods["CTranslate2 float32, 1 thread"] = ct2_one_thread
         methods["kdlib, model only"] = kdlib_model_only
         methods["CTranslate2, model only"] = ct2_model_only
 
@@ -147,8 +155,8 @@ def compare(
                     torch.cuda.synchronize()
                 seconds[name].append(time.perf_counter() - start)
 
-    reference = outputs["kdlib before (transformers generate)"]
     special = set(loaded.processor.tokenizer.all_special_ids)
+    reference = [[t for t in row if t not in special] for row in outputs["kdlib before (transformers generate)"]]
     rows = []
     for name in methods:
         tokens = [[t for t in row if t not in special] for row in outputs[name]]

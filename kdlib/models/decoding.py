@@ -76,6 +76,9 @@ NEUTRAL_SETTINGS: dict[str, tuple] = {
 }
 
 
+# a decoding step with less work than this (2 · rows · the decoder's weights per step, in FLOPs) runs on one thread
+SINGLE_THREAD_STEP_FLOPS = 100e6
+
 # smallest_exact_batch's answers, by (rows, threads, device, dtype, decoder width, ffn width, vocabulary, heads)
 EXACT_ROWS: dict[tuple, int] = {}
 
@@ -207,11 +210,44 @@ class WhisperGreedy:
         self.layers = [_Layer(layer) for layer in decoder.layers]
         config = model.config
         self._shape = (config.d_model, config.decoder_ffn_dim, config.vocab_size, config.decoder_attention_heads)
+        # the weights a step multiplies by (the cross-attention keys and values are computed once, at the prompt)
+        self.step_weights = (
+            sum(
+                weight.numel()
+                for layer in self.layers
+                for _, weight in (
+                    layer.q,
+                    layer.k,
+                    layer.v,
+                    layer.o,
+                    layer.cross_q,
+                    layer.cross_o,
+                    layer.fc1,
+                    layer.fc2,
+                )
+            )
+            + self.proj_out[1].numel()
+        )
+
+    def step_threads(self, rows: int) -> int:
+        """The threads a step of `rows` rows runs on: one when its work is below `SINGLE_THREAD_STEP_FLOPS` (a
+        small model's step is a hundred small operations, each too small to share: with two threads each waits for
+        the other, which on a shared machine may not be running: the tiny teacher's steps measured up to 4× faster
+        on one thread of this project's 2-core machine under load, and the same bits), else torch's threads."""
+        return 1 if 2 * rows * self.step_weights < SINGLE_THREAD_STEP_FLOPS else torch.get_num_threads()
 
     @torch.inference_mode()
     def __call__(self, features: torch.Tensor, settings: GreedySettings) -> list[list[int]]:
         """Each row's decoder sequence: the prompt, the generated tokens, and the end-of-text token that ended
-        it (none when it reached `max_new_tokens`)."""
+        it (none when it reached `max_new_tokens`). The encoder and the prompt step run on torch's threads, the
+        later steps on `step_threads` (on a GPU: the device's)."""
+        threads = torch.get_num_threads()
+        try:
+            return self._decode(features, settings)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _decode(self, features: torch.Tensor, settings: GreedySettings) -> list[list[int]]:
         model, device = self.model, features.device
         batch, vocabulary = features.shape[0], model.config.vocab_size
         encoder_states = model.model.encoder(features).last_hidden_state
@@ -227,6 +263,8 @@ class WhisperGreedy:
             stamps = WhisperTimeStampLogitsProcessor(model.generation_config, begin_index=start)
             sequences = torch.empty((batch, start + settings.max_new_tokens), dtype=torch.long, device=device)
             sequences[:, :start] = torch.tensor(settings.prompt, device=device)
+        if device.type == "cpu":
+            torch.set_num_threads(self.step_threads(batch))
         owner: list[int | None] = list(range(batch))  # the input row of each buffer row (None: it has ended)
         generated: list[list[int]] = [list(settings.prompt) for _ in range(batch)]
         floor = None
