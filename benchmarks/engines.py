@@ -7,8 +7,9 @@ are what counts; the report gives the median over rounds):
 
 - `kdlib`: `kdlib.models.transcription.transcribe` as stages 01 and 04 run it (length-sorted batches read by the params'
   loader workers, the log-mel front end in the loader, kdlib's greedy loop);
-- `kdlib before (transformers generate)`: the same, with transformers' `generate` as before kdlib had its own loop
-  (the reference its tokens are compared with);
+- `kdlib before (transformers generate)`: main's path before issue 26, the reference its tokens are compared with:
+  transformers' `generate` (one call per batch), the features computed in it, loader workers by the former default
+  (one fewer than the cores), no read-ahead thread;
 - `CTranslate2 float32`: the same clips decoded and the same log-mel features (kdlib's front end, in the same
   length-sorted batches), then `ctranslate2.models.Whisper.generate` (greedy, no suppressed blank, the model's
   suppress tokens) on a model converted from the same checkpoint with `TransformersConverter`;
@@ -23,6 +24,7 @@ limit; the rows say how many tokens each generated.
 from __future__ import annotations
 
 import copy
+import os
 import statistics
 import tempfile
 import time
@@ -34,7 +36,7 @@ import torch
 
 from kdlib.config import GenerationParams
 from kdlib.corpus.audio import decode
-from kdlib.models import families
+from kdlib.models import families, transcription
 from kdlib.models.decoding import WhisperGreedy, greedy_settings
 from kdlib.models.families import WhisperModel
 from kdlib.models.transcription import batches, length_sorted, transcribe
@@ -123,12 +125,16 @@ def compare(
             return run
 
         def before() -> list[list[int]]:
-            saved = families.unsupported
+            """main's path before this work: transformers' generate, the features computed in it, no read-ahead
+            thread, the former default of loader workers (one fewer than the cores)."""
+            saved = families.unsupported, transcription.READ_AHEAD, WhisperModel.front_end
             families.unsupported = lambda model, settings, length: "the reference"
+            transcription.READ_AHEAD = False
+            WhisperModel.front_end = lambda self: None
             try:
-                return kdlib_with(workers[0])()
+                return kdlib_with(max((os.cpu_count() or 1) - 1, 0))()
             finally:
-                families.unsupported = saved
+                families.unsupported, transcription.READ_AHEAD, WhisperModel.front_end = saved
 
         methods: dict[str, Callable[[], list[list[int]]]] = {}
         for count in workers:

@@ -20,7 +20,7 @@ from kdlib.corpus.preparation import load_mixture, load_test_sets
 from kdlib.models import decoding, families
 from kdlib.models.decoding import WhisperGreedy, greedy_settings, unsupported
 from kdlib.models.families import WhisperModel, load_model
-from kdlib.models.transcription import audio_batches, length_sorted, transcribe
+from kdlib.models.transcription import ReadAhead, audio_batches, length_sorted, transcribe
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -172,6 +172,18 @@ def test_loader_workers_compute_the_same_features(teacher: WhisperModel, ci_para
     (batch,) = list(audio_batches(teacher, dataset, plan, workers=1))
     assert batch.features is not None
     assert torch.equal(batch.features, teacher.log_mel(batch.pieces))
+
+
+def test_without_workers_a_thread_reads_ahead_the_same_batches(teacher: WhisperModel, ci_params: Params) -> None:
+    dataset = next(iter(load_test_sets(ci_params).values())).dataset
+    order = list(length_sorted(dataset))
+    plan = [order[:3], order[3:5], order[5:9]]
+    loaded = audio_batches(teacher, dataset, plan, workers=0)
+    assert isinstance(loaded, ReadAhead)
+    read = list(loaded)
+    assert [batch.rows for batch in read] == plan
+    for batch in read:
+        assert torch.equal(batch.features, teacher.log_mel(batch.pieces))
 
 
 def test_a_model_on_a_gpu_computes_its_own_features(teacher: WhisperModel, monkeypatch) -> None:
