@@ -177,7 +177,8 @@ def test_loader_workers_compute_the_same_features(teacher: WhisperModel, ci_para
 def test_without_workers_a_thread_reads_ahead_the_same_batches(teacher: WhisperModel, ci_params: Params) -> None:
     dataset = next(iter(load_test_sets(ci_params).values())).dataset
     order = list(length_sorted(dataset))
-    plan = [order[:3], order[3:5], order[5:9]]
+    assert len(order) >= 3
+    plan = [order[:1], order[1:2], order[2:]]
     loaded = audio_batches(teacher, dataset, plan, workers=0)
     assert isinstance(loaded, ReadAhead)
     read = list(loaded)
