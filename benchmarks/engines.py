@@ -151,7 +151,9 @@ def compare(
         outputs: dict[str, list[list[int]]] = {}
         for name, method in methods.items():  # warm-up (and the outputs compared)
             outputs[name] = method()
+        load: list[float] = []
         for _ in range(rounds):
+            load.append(round(os.getloadavg()[0], 2))
             for name, method in methods.items():
                 if device.type == "cuda":
                     torch.cuda.synchronize()
@@ -179,6 +181,7 @@ def compare(
             }
         )
     details = {
+        "load_average_1min_per_round": load,
         "prompt": list(settings.prompt),
         "max_new_tokens": settings.max_new_tokens,
         "suppress_tokens": _summary(list(settings.suppress)),

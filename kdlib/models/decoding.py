@@ -33,6 +33,7 @@ CUDA graphs over `_step` (static buffers, fixed row counts) are the next step, n
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -79,7 +80,8 @@ NEUTRAL_SETTINGS: dict[str, tuple] = {
 # a decoding step with less work than this (2 · rows · the decoder's weights per step, in FLOPs) runs on one thread
 SINGLE_THREAD_STEP_FLOPS = 100e6
 
-# smallest_exact_batch's answers, by (rows, threads, device, dtype, decoder width, ffn width, vocabulary, heads)
+# smallest_exact_batch's answers (floor, fused), by (rows, threads, device, dtype, decoder width, ffn width,
+# vocabulary, heads)
 EXACT_ROWS: dict[tuple, int] = {}
 
 
@@ -182,6 +184,13 @@ class _Layer:
         self.fc1, self.fc2 = _linear(layer, "fc1"), _linear(layer, "fc2")
         self.activation = layer.activation_fn
 
+    @functools.cached_property
+    def qkv(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """q, k and v as one linear map (k has no bias in Whisper: zeros there, which add nothing)."""
+        linears = (self.q, self.k, self.v)
+        biases = [bias if bias is not None else torch.zeros_like(weight[0]) for bias, weight in linears]
+        return (torch.cat(biases), torch.cat([weight for _, weight in linears], dim=1))
+
 
 def _norm(norm: torch.nn.LayerNorm) -> tuple:
     return (norm.normalized_shape, norm.weight, norm.bias, norm.eps)
@@ -198,10 +207,21 @@ def _apply(linear: tuple[torch.Tensor | None, torch.Tensor], rows: torch.Tensor)
 
 
 class WhisperGreedy:
-    """The greedy loop over one Whisper model's decoder (weights shared with the model, nothing copied)."""
+    """The greedy loop over one Whisper model's decoder (weights shared with the model; for small models on the
+    CPU, q, k and v are also kept as one map)."""
+
+    @classmethod
+    def of(cls, model: WhisperForConditionalGeneration) -> WhisperGreedy:
+        """The model's loop, kept on the model: made once, and again when its weights moved (another device or
+        dtype)."""
+        loop = model.__dict__.get("_kdlib_greedy")
+        if loop is None or loop.model is not model or loop.weights != model.proj_out.weight.data_ptr():
+            loop = model.__dict__["_kdlib_greedy"] = cls(model)
+        return loop
 
     def __init__(self, model: WhisperForConditionalGeneration) -> None:
         self.model = model
+        self.weights = model.proj_out.weight.data_ptr()
         decoder = model.model.decoder
         self.embed_tokens = decoder.embed_tokens.weight
         self.embed_positions = decoder.embed_positions.weight
@@ -267,7 +287,7 @@ class WhisperGreedy:
             torch.set_num_threads(self.step_threads(batch))
         owner: list[int | None] = list(range(batch))  # the input row of each buffer row (None: it has ended)
         generated: list[list[int]] = [list(settings.prompt) for _ in range(batch)]
-        floor = None
+        floor, fused = None, False
         live = batch
         for count in range(settings.max_new_tokens):
             mask = begin_suppress if count == 0 else suppress
@@ -289,7 +309,7 @@ class WhisperGreedy:
             if stamps is not None:
                 sequences[:live, start + count] = tokens[:live]
             if floor is None:
-                floor = self.smallest_exact_batch(tokens, start + count, states)
+                floor, fused = self.smallest_exact_batch(tokens, start + count, states)
             live = len(alive)
             size = max(live, floor)
             if live < len(owner):  # live rows move to the front; the buffers keep `size` rows
@@ -309,13 +329,18 @@ class WhisperGreedy:
                     del owner[size:]
                     states = [[buffer[:size] for buffer in layer] for layer in states]
                     tokens = tokens[:size]
-            logits = self._step(tokens, start + count, states, live)
+            logits = self._step(tokens, start + count, states, live, fused)
         return generated
 
-    def smallest_exact_batch(self, tokens: torch.Tensor, position: int, states: list[list[torch.Tensor]]) -> int:
+    def smallest_exact_batch(
+        self, tokens: torch.Tensor, position: int, states: list[list[torch.Tensor]]
+    ) -> tuple[int, bool]:
         """The fewest rows a step of this batch may run on and still give each row the numbers the whole batch
         gives it, bit for bit (matrix products pick their kernels by the number of rows: on this project's CPU,
-        fewer than 16 rows of a 32-row batch come out different in the last bits). Found once per batch size,
+        fewer than 16 rows of a 32-row batch come out different in the last bits), and whether the steps may
+        project queries, keys and values in one product (`fused`: only where that gives the same bits as three,
+        at the batch's row count and every count down to the floor; on this CPU from 6 rows on). Found once per
+        batch size,
         thread count, device, dtype and decoder shape by running a step on ever fewer of the batch's rows, and
         remembered for the process (`EXACT_ROWS`)."""
         key = (tokens.shape[0], torch.get_num_threads(), str(tokens.device), self.embed_tokens.dtype, *self._shape)
@@ -324,13 +349,15 @@ class WhisperGreedy:
             # step writes its keys and values at `position` before it reads them, and the next real step writes
             # them again
             whole = self._step(tokens, position, states)
+            small = tokens.device.type == "cpu" and self.step_threads(tokens.shape[0]) == 1
+            fused = small and torch.equal(self._step(tokens, position, states, fused=True), whole)
             floor = tokens.shape[0]
             for rows in range(tokens.shape[0] - 1, 0, -1):
                 subset = [[buffer[:rows] for buffer in layer] for layer in states]
-                if not torch.equal(self._step(tokens[:rows], position, subset), whole[:rows]):
+                if not torch.equal(self._step(tokens[:rows], position, subset, fused=fused), whole[:rows]):
                     break
                 floor = rows
-            EXACT_ROWS[key] = floor
+            EXACT_ROWS[key] = (floor, fused)
         return EXACT_ROWS[key]
 
     def _prompt(
@@ -377,7 +404,12 @@ class WhisperGreedy:
         return states, logits
 
     def _step(
-        self, tokens: torch.Tensor, position: int, states: list[list[torch.Tensor]], live: int | None = None
+        self,
+        tokens: torch.Tensor,
+        position: int,
+        states: list[list[torch.Tensor]],
+        live: int | None = None,
+        fused: bool = False,
     ) -> torch.Tensor:
         """The next token's logits (float32) after `tokens` at `position`; writes their keys and values.
 
@@ -395,9 +427,17 @@ class WhisperGreedy:
             cross_keys = cross_key_rows[:live].view(cross).transpose(1, 2)
             cross_values = cross_value_rows[:live].view(cross).transpose(1, 2)
             normed = F.layer_norm(hidden, *layer.norm1)
-            query = (_apply(layer.q, normed) * layer.scaling).view(split)
-            keys[:, :, position] = _apply(layer.k, normed).view(rows, layer.heads, layer.head_dim)
-            values[:, :, position] = _apply(layer.v, normed).view(rows, layer.heads, layer.head_dim)
+            heads = (rows, layer.heads, layer.head_dim)
+            if fused:  # one product for q, k and v (`smallest_exact_batch` checked it gives the same bits)
+                projected = _apply(layer.qkv, normed)
+                width = projected.shape[1] // 3
+                query = (projected[:, :width] * layer.scaling).view(split)
+                keys[:, :, position] = projected[:, width : 2 * width].view(heads)
+                values[:, :, position] = projected[:, 2 * width :].view(heads)
+            else:
+                query = (_apply(layer.q, normed) * layer.scaling).view(split)
+                keys[:, :, position] = _apply(layer.k, normed).view(heads)
+                values[:, :, position] = _apply(layer.v, normed).view(heads)
             attended = F.scaled_dot_product_attention(
                 query[:live], keys[:live, :, : position + 1], values[:live, :, : position + 1], scale=1.0
             )

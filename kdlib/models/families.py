@@ -217,8 +217,7 @@ class WhisperModel(SpeechModel):
         end = self.processor.tokenizer.eos_token_id
         if unsupported(self.model, generation, self.max_new_tokens(generation)) is None:
             settings = greedy_settings(self.model, generation, self.max_new_tokens(generation))
-            # built per call (cheap): it holds the weights as they are now
-            return [_until_end(row, prompt, end) for row in WhisperGreedy(self.model)(features, settings)]
+            return [_until_end(row, prompt, end) for row in WhisperGreedy.of(self.model)(features, settings)]
         output = self.model.generate(
             input_features=features,
             # Whisper reads every frame of its window (it masks none); saying so spares generate() its guess
