@@ -149,12 +149,18 @@ def compare(
 
         seconds: dict[str, list[float]] = {name: [] for name in methods}
         outputs: dict[str, list[list[int]]] = {}
+        # a CTranslate2 model sets the OpenMP threads of the thread that makes it, which torch shares: torch's
+        # threads are set again before every method (and checked)
+        torch_threads: dict[str, int] = {}
         for name, method in methods.items():  # warm-up (and the outputs compared)
+            torch.set_num_threads(threads)
+            torch_threads[name] = torch.get_num_threads()
             outputs[name] = method()
         load: list[float] = []
         for _ in range(rounds):
             load.append(round(os.getloadavg()[0], 2))
             for name, method in methods.items():
+                torch.set_num_threads(threads)
                 if device.type == "cuda":
                     torch.cuda.synchronize()
                 start = time.perf_counter()
@@ -181,6 +187,7 @@ def compare(
             }
         )
     details = {
+        "torch_threads_per_method": torch_threads,
         "load_average_1min_per_round": load,
         "prompt": list(settings.prompt),
         "max_new_tokens": settings.max_new_tokens,
