@@ -85,9 +85,9 @@ def usable_cores() -> int:
 
 def resolve_workers(workers: int | None) -> int:
     """`data.loader_workers`, or by the cores when unset: none on up to `SHARED_CORES` cores (a worker there takes
-    a core from the model's threads: on 2 cores, training steps measured 12 % slower with one worker;
-    transcription within noise either way, see benchmarks/results/README.md), else one fewer than the cores (the
-    main process computes)."""
+    a core from the model's threads: on 2 cores, training steps measured 12 % slower with one worker, and
+    transcription 14 % slower than with its read-ahead thread, see benchmarks/results/README.md), else one fewer
+    than the cores (the main process computes)."""
     if workers is not None:
         return workers
     cores = usable_cores()

@@ -119,8 +119,8 @@ class SpeechModel(ABC):
         turns into its transcript: the text's tokens, or (Whisper) the whole decoder sequence."""
 
     def front_end(self) -> Callable[[Sequence[np.ndarray]], torch.Tensor] | None:
-        """A function of the clips that loader workers run ahead of `generate` (its result is passed to it as
-        `features`); None: `generate` computes what it needs."""
+        """A function of the clips that the loader (its workers or read-ahead thread) runs ahead of `generate` (its
+        result is passed to it as `features`); None: `generate` computes what it needs."""
         return None
 
     @property
@@ -196,7 +196,7 @@ class WhisperModel(SpeechModel):
         ).input_features
 
     def front_end(self) -> Callable[[Sequence[np.ndarray]], torch.Tensor] | None:
-        """The log-mel front end for loader workers when the model runs on the CPU (the same function, so the same
+        """The log-mel front end for the loader when the model runs on the CPU (the same function, so the same
         features); None on a GPU, where the model's device computes them."""
         return functools.partial(self.log_mel, device="cpu") if self.device.type == "cpu" else None
 
