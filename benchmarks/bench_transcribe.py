@@ -1,4 +1,9 @@
-"""Pseudo-labelling / inference throughput: kdlib's path against a transformers ASR pipeline, and the compute floor.
+"""Pseudo-labelling / inference throughput: kdlib's path against named baselines, and the compute floor.
+
+`--compare engines` (the default): kdlib against CTranslate2 float32 on identical log-mel features and against
+kdlib's own path before its greedy loop (transformers' `generate`), in interleaved rounds, with token-for-token
+agreement (`benchmarks/engines.py` says how each method runs). Needs the optional extra `bench` (ctranslate2).
+`--compare pipeline`: kdlib against a transformers ASR pipeline, as follows.
 
 Both transcribe the same clips with the same model, dtype and batch size, side by side in
 one process. Baseline: `transformers.pipeline("automatic-speech-recognition")` with the
@@ -17,8 +22,10 @@ Whisper's 30 s window). The encoder alone at that rate gives `floor_clips_per_s`
 bound on throughput (attention scores, the decoder and all overheads come on top);
 `fraction_of_floor` is the measured clips/s over it.
 
-    python benchmarks/bench_transcribe.py params/tiny.yaml                     # CPU, the tiny teacher and students
-    python benchmarks/bench_transcribe.py params/tiny.yaml --arch large-v2     # GPU: large-v2's architecture
+    python benchmarks/bench_transcribe.py params/tiny.yaml                          # CPU, the tiny teacher vs CTranslate2
+    python benchmarks/bench_transcribe.py params/tiny.yaml --arch base --clips 32   # whisper-base's shape vs CTranslate2
+    python benchmarks/bench_transcribe.py params/tiny.yaml --compare pipeline       # the teacher and students vs pipeline
+    python benchmarks/bench_transcribe.py params/tiny.yaml --compare pipeline --arch large-v2  # GPU: large-v2's shape
     bash benchmarks/run_gpu.sh                                                 # every GPU result
 """
 
@@ -28,6 +35,7 @@ import argparse
 import datetime
 import json
 import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -42,6 +50,7 @@ from transformers import (
 )
 
 from kdlib.config import load_params
+from kdlib.corpus.loader import usable_cores
 from kdlib.corpus.preparation import load_test_sets
 from kdlib.models.families import WhisperModel, load_model
 from kdlib.models.runtime import parameter_count, resolve_device
@@ -49,6 +58,9 @@ from kdlib.models.students import WHISPER_LARGE_V2, make_student
 from kdlib.models.teacher import find_teacher
 from kdlib.models.transcription import transcribe
 from kdlib.stages.evaluate import device_name
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/engines.py, beside this script
+import engines  # noqa: E402
 
 MATMUL_N = {"cuda": 8192, "cpu": 2048}  # the side of the square products that measure the matmul rate
 
@@ -178,13 +190,30 @@ def _arrays(dataset):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params")
-    parser.add_argument("--arch", choices=["profile", "large-v2"], default="profile")
-    parser.add_argument("--tokens", type=int, default=24, help="fix the generated length (0: let each model stop)")
+    parser.add_argument("--compare", choices=["engines", "pipeline"], default="engines")
+    parser.add_argument("--arch", choices=["profile", "base", "large-v2"], default="profile")
+    parser.add_argument(
+        "--tokens",
+        type=int,
+        default=None,
+        help="pipeline: fix the generated length (default 24; 0: let each model stop); engines: max_new_tokens",
+    )
     parser.add_argument("--clips", type=int, default=None)
+    parser.add_argument("--rounds", type=int, default=5, help="engines: interleaved rounds")
+    parser.add_argument("--threads", type=int, default=None, help="torch and CTranslate2 threads (default: the cores)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="*",
+        default=None,
+        help="engines: loader workers of kdlib's rows (default: params')",
+    )
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args()
     params = load_params(args.params)
     device = resolve_device(params.device)
+    threads = args.threads or usable_cores()
+    torch.set_num_threads(threads)
     generation = params.pseudo_label.generation
     tests = load_test_sets(params)
     dataset = next(iter(tests.values())).dataset
@@ -195,9 +224,15 @@ def main() -> None:
     if args.clips:
         dataset = dataset.select(range(min(args.clips, len(dataset))))
     teacher = load_model(find_teacher(params), device, generation, name="teacher")
+    if args.compare == "engines":
+        run_engines(args, params, device, threads, generation, dataset, teacher)
+        return
+    tokens = 24 if args.tokens is None else args.tokens
     models = [teacher]
     if args.arch == "large-v2":
         models = [large_v2(teacher, device)]
+    elif args.arch == "base":
+        models = [engines.base_shape(teacher, device)]
     else:
         students = dict.fromkeys(run.student for run in params.distill.runs)
         models += [
@@ -212,11 +247,10 @@ def main() -> None:
     matmul_n = MATMUL_N.get(device.type, MATMUL_N["cpu"])
     tflops = matmul_tflops(device, teacher.model.dtype, matmul_n)
     encoder = {loaded.name: encoder_flops(loaded.model) for loaded in models}
-    tokens = args.tokens or None
     rows = [
         row
         for loaded in models
-        for row in measure(loaded, dataset, generation, tokens, encoder[loaded.name], tflops * 1e12)
+        for row in measure(loaded, dataset, generation, tokens or None, encoder[loaded.name], tflops * 1e12)
     ]
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     record = {
@@ -243,6 +277,57 @@ def main() -> None:
     )
     print("encoder GFLOPs per clip:", record["encoder_GFLOPs_per_clip"])
     print(pd.DataFrame(rows).to_markdown(index=False))
+    print(f"written: {out}")
+
+
+def run_engines(args, params, device, threads, generation, dataset, teacher) -> None:
+    """kdlib against CTranslate2 on identical features (`benchmarks/engines.py`), written as JSON and a table."""
+    import os
+
+    import pandas as pd
+
+    loaded = {"profile": lambda: teacher, "base": lambda: engines.base_shape(teacher, device)}
+    if args.arch not in loaded:
+        raise SystemExit("--compare engines runs --arch profile or base")
+    model = loaded[args.arch]()
+    generation = engines.with_tokens(generation, args.tokens)
+    workers = args.workers if args.workers else [params.data.loader_workers]
+    load_before = os.getloadavg()
+    matmul_n = MATMUL_N.get(device.type, MATMUL_N["cpu"])
+    tflops = matmul_tflops(device, model.model.dtype, matmul_n)
+    rows, details = engines.compare(model, dataset, generation, workers, args.rounds, threads)
+    baseline = "CTranslate2 float32" if device.type == "cpu" else "CTranslate2"
+    engines.ratios(rows, baseline)
+    flops = encoder_flops(model.model)
+    for row in rows:
+        row.update(floor_fields(row["clips"], row["seconds_median"], flops, tflops * 1e12))
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    record = {
+        "date": stamp,
+        "device": device_name(device),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "ctranslate2": __import__("ctranslate2").__version__,
+        "model": model.name,
+        "dtype": str(model.model.dtype),
+        "threads": threads,
+        "batch_size": generation.batch_size,
+        "rounds": args.rounds,
+        "loader_workers": workers,
+        "load_average_before_after": [round(value, 2) for value in (*load_before, *os.getloadavg())],
+        "matmul_TFLOP_per_s": _figures(tflops, 4),
+        "encoder_GFLOPs_per_clip": _figures(flops / 1e9, 4),
+        **details,
+        "rows": rows,
+    }
+    name = f"engines-{params.profile}-{args.arch}-{device.type}-{threads}t-{stamp}"
+    out = Path(args.out) / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    table = pd.DataFrame(rows).drop(columns=["seconds_rounds"])
+    print(f"{record['device']} · {model.name} · {record['dtype']} · batch {generation.batch_size} · {threads} threads")
+    print(f"load average before/after (1, 5, 15 min): {record['load_average_before_after']}")
+    print(table.to_markdown(index=False))
     print(f"written: {out}")
 
 

@@ -45,9 +45,9 @@ def test_transcripts_come_back_in_row_order_and_long_clips_are_joined(ci_teacher
     sizes: list[list[int]] = []
     real_generate = transcribe_module.generate
 
-    def spy(loaded_model, clips, generation):
+    def spy(loaded_model, clips, generation, features=None):
         sizes.append([len(c) for c in clips])
-        return real_generate(loaded_model, clips, generation)
+        return real_generate(loaded_model, clips, generation, features)
 
     monkeypatch.setattr(transcribe_module, "generate", spy)
     out = transcribe_module.transcribe(loaded, data, GenerationParams(batch_size=2, max_new_tokens=8))

@@ -75,9 +75,26 @@ class PlannedBatches(torch.utils.data.Dataset):
         return self.make(index)
 
 
+SHARED_CORES = 2  # up to this many cores, the main process keeps them all: no loader workers by default
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system says, else the machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def resolve_workers(workers: int | None) -> int:
-    """`data.loader_workers`, or one fewer than the cores (the main process computes) when unset."""
-    return max((os.cpu_count() or 1) - 1, 0) if workers is None else workers
+    """`data.loader_workers`, or by the cores when unset: none on up to `SHARED_CORES` cores (a worker there takes
+    a core from the model's threads: on 2 cores, training steps measured 12 % slower with one worker, and
+    transcription 14 % slower than with its read-ahead thread, see benchmarks/results/README.md), else one fewer
+    than the cores (the main process computes)."""
+    if workers is not None:
+        return workers
+    cores = usable_cores()
+    return 0 if cores <= SHARED_CORES else cores - 1
 
 
 def planned_loader(

@@ -17,9 +17,10 @@ safetensors only.
 
 from __future__ import annotations
 
+import functools
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -41,6 +42,7 @@ from transformers import (
 
 from kdlib.config import GenerationParams
 from kdlib.config.errors import KdlibError
+from kdlib.models.decoding import WhisperGreedy, greedy_settings, unsupported
 from kdlib.models.runtime import parameter_count, resolve_attention, resolve_dtype, text_token_ids
 
 
@@ -118,6 +120,11 @@ class SpeechModel(ABC):
         """The token ids generated for each clip (each clip no longer than `window_samples`), which `decode`
         turns into its transcript: the text's tokens, or (Whisper) the whole decoder sequence."""
 
+    def front_end(self) -> Callable[[Sequence[np.ndarray]], torch.Tensor] | None:
+        """A function of the clips that the loader (its workers or read-ahead thread) runs ahead of `generate` (its
+        result is passed to it as `features`); None: `generate` computes what it needs."""
+        return None
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -181,21 +188,40 @@ class WhisperModel(SpeechModel):
         prompt = 3 if generation.return_timestamps else 4
         return self.model.generation_config.max_length - prompt
 
+    def log_mel(self, clips: Sequence[np.ndarray], device: torch.device | str | None = None) -> torch.Tensor:
+        """The clips' log-mel windows (float32), computed on `device` (the model's by default: on a GPU the STFT
+        of a batch of 30 s windows costs about as much CPU time as the encoder's GPU time)."""
+        extractor = self.processor.feature_extractor
+        device = str(self.device if device is None else device)
+        return extractor(
+            list(clips), sampling_rate=extractor.sampling_rate, return_tensors="pt", device=device
+        ).input_features
+
+    def front_end(self) -> Callable[[Sequence[np.ndarray]], torch.Tensor] | None:
+        """The log-mel front end for the loader when the model runs on the CPU (the same function, so the same
+        features); None on a GPU, where the model's device computes them."""
+        return functools.partial(self.log_mel, device="cpu") if self.device.type == "cpu" else None
+
     @torch.inference_mode()
-    def generate(self, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
+    def generate(
+        self, clips: Sequence[np.ndarray], generation: GenerationParams, features: torch.Tensor | None = None
+    ) -> list[list[int]]:
         """Each clip's decoder sequence as generated: <|startoftranscript|>, language, task (and <|notimestamps|>
         without timestamps), the text and timestamp tokens, and <|endoftext|> when the model ended the transcript
-        itself (a transcript cut at the length cap has none); padding removed. One call to transformers'
-        generate per batch (`force_unique_generate_call`): with timestamps, transformers 5 would otherwise go
-        on from the last timestamp of a window it did not finish, and drop the tokens after it."""
-        extractor = self.processor.feature_extractor
-        # log-mel spectrograms on the model's device: on a GPU the STFT of a batch of 30 s windows
-        # costs about as much CPU time as the encoder's GPU time
-        features = extractor(
-            list(clips), sampling_rate=extractor.sampling_rate, return_tensors="pt", device=str(self.device)
-        ).input_features
+        itself (a transcript cut at the length cap has none); padding removed (`features`: the clips' log-mel
+        windows when the loader computed them). Greedy decoding runs kdlib's own loop (`kdlib.models.decoding`:
+        the same sequences, faster); what it does not mirror (`decoding.unsupported`) runs transformers'
+        generate, one call per batch (`force_unique_generate_call`): with timestamps, transformers 5 would
+        otherwise go on from the last timestamp of a window it did not finish, and drop the tokens after it."""
+        features = self.log_mel(clips) if features is None else features
+        features = features.to(self.device, dtype=self.model.dtype)
+        prompt = 3 if generation.return_timestamps else 4
+        end = self.processor.tokenizer.eos_token_id
+        if unsupported(self.model, generation, self.max_new_tokens(generation)) is None:
+            settings = greedy_settings(self.model, generation, self.max_new_tokens(generation))
+            return [_until_end(row, prompt, end) for row in WhisperGreedy.of(self.model)(features, settings)]
         output = self.model.generate(
-            input_features=features.to(self.device, dtype=self.model.dtype),
+            input_features=features,
             # Whisper reads every frame of its window (it masks none); saying so spares generate() its guess
             # from the pad token, which is the end-of-text token here
             attention_mask=torch.ones(features.shape[0], features.shape[-1], dtype=torch.long, device=self.device),
@@ -209,8 +235,7 @@ class WhisperModel(SpeechModel):
             force_unique_generate_call=True,
         )
         sequences = output.sequences if hasattr(output, "sequences") else output
-        prompt = 3 if generation.return_timestamps else 4
-        return [_until_end(row, prompt, self.processor.tokenizer.eos_token_id) for row in sequences.tolist()]
+        return [_until_end(row, prompt, end) for row in sequences.tolist()]
 
     def decode(self, token_ids: Sequence[int], timestamps: bool = False) -> str:
         """The text of a transcript's tokens; timestamp tokens dropped, or written `<|1.08|>` with `timestamps`."""

@@ -5,13 +5,17 @@ lengths are alike, so fewer steps are wasted on finished sequences); each model 
 decodes the way its family does (`kdlib.models.families`). Clips longer than the model's window
 (Whisper's 30 s) are cut and the pieces' transcripts joined, or with `truncate` (`data.long_clips: truncate`)
 cut to their first window only; families without a window take a clip whole.
-Clips are read and decoded by `DataLoader` workers (`kdlib.corpus.loader`) while the model generates.
+Clips are read and decoded by `DataLoader` workers (`kdlib.corpus.loader`) while the model generates; for a
+model on the CPU the workers also compute its features (Whisper's log-mel windows: `SpeechModel.front_end`,
+the same function the model would run, so the same features). Whisper's greedy decoding runs kdlib's own loop
+(`kdlib.models.decoding`), which drops rows from the batch as they end; its sequences are `generate`'s.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import datasets
@@ -20,7 +24,7 @@ import torch
 
 from kdlib.config import GenerationParams
 from kdlib.corpus.audio import decode, split_long
-from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader
+from kdlib.corpus.loader import MappedRows, WaitClock, planned_loader, resolve_workers
 from kdlib.models.families import SpeechModel
 from kdlib.storage.progress import progress
 
@@ -46,9 +50,15 @@ def batches(indices: Sequence[int], size: int) -> Iterator[Sequence[int]]:
         yield indices[start : start + size]
 
 
-def generate(model: SpeechModel, clips: Sequence[np.ndarray], generation: GenerationParams) -> list[list[int]]:
-    """Token ids generated for each clip (each clip no longer than the model's window)."""
-    return model.generate(clips, generation)
+def generate(
+    model: SpeechModel,
+    clips: Sequence[np.ndarray],
+    generation: GenerationParams,
+    features: torch.Tensor | None = None,
+) -> list[list[int]]:
+    """Token ids generated for each clip (each clip no longer than the model's window); `features` as the
+    model's `front_end` computed them, if it has one (a family without one is called without them)."""
+    return model.generate(clips, generation) if features is None else model.generate(clips, generation, features)
 
 
 @dataclass(frozen=True)
@@ -60,13 +70,20 @@ class AudioBatch:
     pieces: list[np.ndarray]
     owners: list[int]  # position in `rows` of each piece
     audio_s: float
+    features: torch.Tensor | None = None  # the pieces' features, from the model's front end
 
 
 def read_audio_batch(
-    source: MappedRows, rows: Sequence[int], sampling_rate: int, window: int | None, truncate: bool = False
+    source: MappedRows,
+    rows: Sequence[int],
+    sampling_rate: int,
+    window: int | None,
+    truncate: bool = False,
+    front_end: Callable[[Sequence[np.ndarray]], torch.Tensor] | None = None,
 ) -> AudioBatch:
     """Decode the rows' clips and cut the ones longer than `window` samples into consecutive pieces (`truncate`:
-    keep the first piece only, as Whisper's feature extractor does with a clip it is given whole)."""
+    keep the first piece only, as Whisper's feature extractor does with a clip it is given whole); compute their
+    features with `front_end` when given."""
     table = source.rows(list(rows), ["id", "audio"])
     pieces: list[np.ndarray] = []
     owners: list[int] = []
@@ -78,7 +95,32 @@ def read_audio_batch(
             pieces.append(piece)
             owners.append(position)
     audio_s = sum(len(piece) for piece in pieces) / sampling_rate
-    return AudioBatch(list(rows), table["id"], pieces, owners, audio_s)
+    features = front_end(pieces) if front_end is not None and pieces else None
+    return AudioBatch(list(rows), table["id"], pieces, owners, audio_s, features)
+
+
+READ_AHEAD = True  # without loader workers, a thread reads the next batch while the model runs
+
+
+class ReadAhead:
+    """The batches of `batches` in order, each read by a thread while the previous one is in use: the audio
+    decoding (libsndfile) and the log-mel features (torch) release the GIL, so they overlap the model's steps
+    without a worker process (none starts, nothing is pickled; on 2 cores a process measured slower)."""
+
+    def __init__(self, batches: Iterable) -> None:
+        self.batches = batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self) -> Iterator:
+        iterator = iter(self.batches)
+        end = object()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="kdlib-read-ahead") as reader:
+            pending = reader.submit(next, iterator, end)
+            while (batch := pending.result()) is not end:
+                pending = reader.submit(next, iterator, end)
+                yield batch
 
 
 def audio_batches(
@@ -87,18 +129,24 @@ def audio_batches(
     plan: Sequence[Sequence[int]],
     workers: int | None,
     truncate: bool = False,
-) -> torch.utils.data.DataLoader:
-    """The batches of `plan` (row lists), decoded by `workers` loader processes ahead of the model."""
+) -> Iterable[AudioBatch]:
+    """The batches of `plan` (row lists), decoded (and their features computed, see `read_audio_batch`) by
+    `workers` loader processes ahead of the model, or with none by a thread one batch ahead (`ReadAhead`)."""
     source, rate, window = MappedRows(dataset), loaded.processor.feature_extractor.sampling_rate, loaded.window_samples
-    return planned_loader(
-        len(plan), lambda i: read_audio_batch(source, plan[i], rate, window, truncate), workers, loaded.device
+    front_end = loaded.front_end()
+    loader = planned_loader(
+        len(plan),
+        lambda i: read_audio_batch(source, plan[i], rate, window, truncate, front_end),
+        workers,
+        loaded.device,
     )
+    return ReadAhead(loader) if READ_AHEAD and resolve_workers(workers) == 0 else loader
 
 
 def transcribe_batch(loaded: SpeechModel, batch: AudioBatch, generation: GenerationParams) -> list[Transcript]:
     """Transcribe one read batch; the pieces of a long clip are joined in order."""
     start = time.perf_counter()
-    generated = generate(loaded, batch.pieces, generation)
+    generated = generate(loaded, batch.pieces, generation, batch.features)
     seconds = (time.perf_counter() - start) / max(len(batch.rows), 1)
     token_ids: list[list[int]] = [[] for _ in batch.rows]
     for owner, ids in zip(batch.owners, generated):
