@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 from conftest import two_cpu_processes, with_overrides
 
 from kdlib.config import Params, load_params
@@ -53,7 +54,8 @@ def test_merge_refuses_missing_or_duplicated_chunks(
 
 
 def launch(args: list[str], cwd: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
+    # this process' thread count: the child's chunks are keyed by it (`compute_signature`), as `plan_run`'s here
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": str(torch.get_num_threads())}
     return subprocess.Popen(
         [sys.executable, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
