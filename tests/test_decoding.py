@@ -80,6 +80,21 @@ def test_the_loop_gives_generates_sequences(
         )
 
 
+def test_weights_changed_in_place_between_calls_are_used(ci_teacher: str, ci_clips: list, monkeypatch) -> None:
+    """A student evaluated during training: an optimizer step changes its weights in place between two calls,
+    and the loop (kept on the model, with copies of some weights) decodes with the new ones."""
+    loaded = load_model(ci_teacher, torch.device("cpu"))  # its own copy: its weights are changed below
+    clips, generation = ci_clips[:16], GenerationParams(batch_size=16, max_new_tokens=20)
+    before = fast(loaded, clips, generation)
+    with torch.no_grad():  # as AdamW updates, in place: same storage, new values
+        for layer in loaded.model.model.decoder.layers:
+            for projection in (layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj):
+                projection.weight.mul_(1.5)
+    after = fast(loaded, clips, generation)
+    assert after == reference(loaded, clips, generation, monkeypatch)
+    assert after != before  # the change mattered: a stale copy would have given `before`
+
+
 def test_steps_on_one_thread_give_generates_sequences_on_two(
     shipped_teacher: WhisperModel, ci_clips: list, monkeypatch
 ):

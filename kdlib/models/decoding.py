@@ -210,22 +210,29 @@ def _apply(linear: tuple[torch.Tensor | None, torch.Tensor], rows: torch.Tensor)
     return torch.mm(rows, weight_t) if bias is None else torch.addmm(bias, rows, weight_t)
 
 
+def weights_stamp(model: torch.nn.Module) -> tuple[tuple[int, int], ...]:
+    """Where each of the model's decoder weights is and how often it was changed in place (torch's version counter,
+    which an optimizer step advances): equal stamps, the same weights."""
+    return tuple((weight.data_ptr(), weight._version) for weight in model.model.decoder.parameters())
+
+
 class WhisperGreedy:
     """The greedy loop over one Whisper model's decoder (weights shared with the model; for small models on the
     CPU, q, k and v are also kept as one map)."""
 
     @classmethod
     def of(cls, model: WhisperForConditionalGeneration) -> WhisperGreedy:
-        """The model's loop, kept on the model: made once, and again when its weights moved (another device or
-        dtype)."""
+        """The model's loop, kept on the model: made once, and again when its weights changed (moved to another
+        device or dtype, or updated in place: a student evaluated between optimizer steps), since the loop keeps
+        copies of some (the fused q, k and v)."""
         loop = model.__dict__.get("_kdlib_greedy")
-        if loop is None or loop.model is not model or loop.weights != model.proj_out.weight.data_ptr():
+        if loop is None or loop.model is not model or loop.weights != weights_stamp(model):
             loop = model.__dict__["_kdlib_greedy"] = cls(model)
         return loop
 
     def __init__(self, model: WhisperForConditionalGeneration) -> None:
         self.model = model
-        self.weights = model.proj_out.weight.data_ptr()
+        self.weights = weights_stamp(model)
         decoder = model.model.decoder
         self.embed_tokens = decoder.embed_tokens.weight
         self.embed_positions = decoder.embed_positions.weight
