@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -117,6 +118,20 @@ def test_stop_and_resume_equals_training_straight_through(setup, tmp_path: Path)
     assert all(torch.allclose(a[key], b[key], atol=1e-6) for key in a)
     fresh = make_student(teacher.model, "DW-1-1").state_dict()
     assert any(not torch.allclose(a[key], fresh[key]) for key in a)  # training did change the weights
+
+
+def test_gradient_checkpointing_trains_the_same_without_a_warning(setup, tmp_path: Path) -> None:
+    """Activation checkpointing recomputes what it dropped: the same losses; and it is switched on through
+    transformers' current method, without its deprecation warning (FutureWarning under the old name)."""
+    corpus, teacher = setup
+    data = Seq2SeqData(corpus, "text", teacher.processor, "ar", "transcribe")
+    plain = distil(teacher, data, config(max_steps=2, save_every=0), tmp_path / "plain")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        checkpointed = distil(
+            teacher, data, config(max_steps=2, save_every=0, gradient_checkpointing=True), tmp_path / "c"
+        )
+    assert checkpointed.final_loss == pytest.approx(plain.final_loss, rel=1e-5)
 
 
 def test_a_finished_run_saves_its_model_whatever_its_loss(setup, tmp_path: Path) -> None:

@@ -339,7 +339,7 @@ def _train(
     )
     torch.manual_seed(settings.seed)
     if settings.gradient_checkpointing:
-        student.gradient_checkpointing_enable()
+        student.activation_checkpointing_enable()  # transformers 5 renamed gradient_checkpointing_enable
     student.config.use_cache = False
     optimizer = torch.optim.AdamW(student.parameters(), lr=settings.learning_rate, weight_decay=settings.weight_decay)
     total = training_steps(settings, len(data), accelerator.num_processes)
