@@ -77,7 +77,7 @@ example: setup  # the committed example, remade on purpose: a clean render of th
 	rm -rf $(EXAMPLE) && mv $(EXAMPLE).new $(EXAMPLE)
 	$(MAKE) screenshots REPORTS=$(EXAMPLE)
 
-smoke-paper: setup  # about 9 min and 13 GiB here (docs: "A dry run of the paper profile"); not in CI
+smoke-paper: setup  # about 5 min and 13 GiB here (docs: "A dry run of the paper profile"); not in CI
 	$(PY) -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('whisper') is None)" || $(PY) -m pip install -q -e ".[smoke]"
 	$(PY) benchmarks/peak_memory.py --out runs/paper-smoke/peak_memory.json -- $(PY) -m kdlib run params/paper-smoke.yaml
 	@echo "measured: runs/paper-smoke/peak_memory.json (copy it to benchmarks/results/paper_smoke.json to record it)"
