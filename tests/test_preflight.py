@@ -442,6 +442,28 @@ def test_a_cuda_profile_without_a_gpu_and_a_missing_launch_config(tmp_path: Path
     assert problem.line == "launch: launch.num_processes is 16 and 8 GPUs are visible: set it to at most 8 (or null)"
 
 
+def test_a_package_teacher_is_checked_as_one(tmp_path: Path, caches, monkeypatch) -> None:
+    """`teacher.source: package`: its registry packages, named, not "trained here"."""
+    from kdlib.models import ctranslate2
+
+    audiofolder(tmp_path / "data" / "pool")
+    raw = profile() | {"teacher": {"source": "package", "model": "openai/whisper-base"}}
+    monkeypatch.setattr(ctranslate2, "package_files", lambda: None)
+    (teacher,) = [
+        f
+        for f in preflight.check(load_params(repository(tmp_path, raw)), STAGES, gpus=[]).findings
+        if f.subject == "teacher"
+    ]
+    assert teacher.line == "teacher: openai/whisper-base from the registry packages, converted here once"
+
+    def missing():
+        raise ctranslate2.PackageError("whisper-base comes from the registry packages and x is not installed: pip …")
+
+    monkeypatch.setattr(ctranslate2, "package_files", missing)
+    (problem,) = preflight.check(load_params(tmp_path / "params" / "test.yaml"), STAGES, gpus=[]).problems
+    assert problem.line.startswith("teacher: whisper-base comes from the registry packages and x is not installed")
+
+
 def test_nothing_to_build_checks_nothing(tmp_path: Path, caches) -> None:
     raw = profile(test=[{"name": "missing-set", "source": "local", "path": "data/nowhere"}])
     checked = preflight.check(load_params(repository(tmp_path, raw)), [], gpus=[])

@@ -9,7 +9,7 @@ For each stage the plan builds:
   set is named as gated, with what to accept; its `data_dir` exists at its revision. Free disk under
   `cache_dir` against the prepared size of those sets (`kdlib.pipeline.sizing`).
 - 01, 03, 04: the teacher (a hub model reachable or cached, a checkpoint folder, Whisper's tokenizer file for a
-  random one); 04: every baseline (`evaluate.baselines`).
+  random one, the registry packages of a `package` one); 04: every baseline (`evaluate.baselines`).
 - 01, 03, 04 (the launched stages): the GPUs torch sees, the launch mode the runner will use (`launch_processes`,
   as `kdlib.run.launch_command`), and the hours of 01 and 03 on them (`kdlib.pipeline.sizing`: from a GPU
   record under `benchmarks/results/`, else "unknown", with the sizing model's figure at its assumed rate).
@@ -296,6 +296,14 @@ def _check_teacher(params: Params, states: dict) -> list[Finding]:
             return [Finding("ok", "teacher", "random weights at teacher.architecture's shapes, made here")]
         text = "a random teacher needs openai-whisper's multilingual.tiktoken: pip install -e '.[smoke]'"
         return [Finding("problem", "teacher", text)]
+    if teacher.source == "package":
+        from kdlib.models import ctranslate2  # here: it imports torch and transformers
+
+        try:
+            ctranslate2.package_files()
+        except ctranslate2.PackageError as error:
+            return [Finding("problem", "teacher", str(error))]
+        return [Finding("ok", "teacher", f"{teacher.model} from the registry packages, converted here once")]
     return [Finding("ok", "teacher", "trained here from data.teacher_train (its sets are checked above)")]
 
 
