@@ -220,6 +220,27 @@ def test_settings_the_loop_does_not_mirror_fall_back(ci_teacher: str, change: di
     assert unsupported(loaded.model, generation, 8) == reason
 
 
+def test_a_student_in_bf16_training_decodes_as_generate_does(ci_clips: list, monkeypatch) -> None:
+    """Stage 03 scores its held-out pairs with the student as accelerate prepared it: in bf16 training its forward
+    runs under autocast, which `generate` goes through and the loop would not; so such a model falls back."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    loaded = load_model(str(REPO / "models" / "tiny-teacher"), torch.device("cpu"))  # its own copy: it is wrapped
+    AcceleratorState._reset_state()
+    try:
+        prepared = Accelerator(cpu=True, mixed_precision="bf16").prepare_model(loaded.model)
+        student = WhisperModel("student", loaded.source, prepared, loaded.processor)
+        generation = GenerationParams(batch_size=16, max_new_tokens=80)
+        assert "autocast" in unsupported(prepared, generation, 80)
+        with torch.no_grad():
+            for start in range(0, len(ci_clips), 16):
+                clips = ci_clips[start : start + 16]
+                assert student.generate(clips, generation) == reference(student, clips, generation, monkeypatch)
+    finally:
+        AcceleratorState._reset_state()
+
+
 def test_generation_config_processors_fall_back(teacher: WhisperModel, monkeypatch) -> None:
     monkeypatch.setattr(teacher.model.generation_config, "no_repeat_ngram_size", 3)
     assert unsupported(teacher.model, GenerationParams(), 8) == "generation_config.no_repeat_ngram_size = 3"

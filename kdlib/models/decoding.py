@@ -107,6 +107,8 @@ def unsupported(model: torch.nn.Module, generation: GenerationParams, max_new_to
     `WhisperModel.generate` passes it as `max_length`); None when it can."""
     if not isinstance(model, WhisperForConditionalGeneration):
         return f"{type(model).__name__} is not a Whisper model"
+    if getattr(model, "_original_forward", None) is not None:  # accelerate's mark on a forward it wrapped
+        return "its forward runs under accelerate's mixed-precision autocast (a student in bf16 training)"
     if generation.num_beams != 1:
         return "beam search"
     if model.config._attn_implementation != "sdpa":
