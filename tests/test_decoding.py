@@ -307,3 +307,22 @@ def test_rows_leave_the_batch_only_down_to_an_exact_size(
     ((key, (floor, fused)),) = decoding.EXACT_ROWS.items()
     assert key[0] == 16 and 1 <= floor <= 16
     assert fused in (True, False)
+
+
+@pytest.mark.parametrize(
+    ("cores", "local_processes", "expected"), [(2, None, 0), (16, None, 15), (16, "8", 0), (64, "8", 7), (16, "2", 7)]
+)
+def test_default_loader_workers_share_the_cores_among_launched_processes(
+    cores: int, local_processes: str | None, expected: int, monkeypatch
+) -> None:
+    """None on a 2-core machine; one fewer than the cores otherwise, each launched process counting its share (8
+    GPU processes on 16 cores would otherwise start 15 workers each)."""
+    from kdlib.corpus import loader
+
+    monkeypatch.setattr(loader, "usable_cores", lambda: cores)
+    if local_processes is None:
+        monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("LOCAL_WORLD_SIZE", local_processes)
+    assert loader.resolve_workers(None) == expected
+    assert loader.resolve_workers(3) == 3  # a number given is kept

@@ -150,8 +150,8 @@ class DataParams:
     shard_mib: int = param(500, "size of one Arrow shard of a prepared set (MiB)", at_least=1)
     loader_workers: int | None = param(
         None,
-        "DataLoader workers reading batches for labelling, training and evaluation (null: 0 on up to 2 cores, else "
-        "cores - 1)",
+        "DataLoader workers reading batches for labelling, training and evaluation (null: by the cores of each "
+        "process, its share when several are launched on one machine: 0 on up to 2, else cores - 1)",
         at_least=0,
     )
     synthetic: SyntheticCorpusParams = param(SyntheticCorpusParams(), "the embedded corpus")

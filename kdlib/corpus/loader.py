@@ -90,10 +90,11 @@ def resolve_workers(workers: int | None) -> int:
     """`data.loader_workers`, or by the cores when unset: none on up to `SHARED_CORES` cores (a worker there takes
     a core from the model's threads: on 2 cores, training steps measured 12 % slower with one worker, and
     transcription 14 % slower than with its read-ahead thread, see benchmarks/results/README.md), else one fewer
-    than the cores (the main process computes)."""
+    than the cores (the main process computes). Under a launch of several processes on one machine
+    (`LOCAL_WORLD_SIZE`, which accelerate sets), each process counts its share of the cores."""
     if workers is not None:
         return workers
-    cores = usable_cores()
+    cores = usable_cores() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
     return 0 if cores <= SHARED_CORES else cores - 1
 
 
