@@ -244,19 +244,20 @@ def staleness(params: Params, stage: Stage, graph: tuple[Stage, ...] = STAGES) -
     """Why `stage` must be rebuilt (not built, its manifest unreadable, a param changed, its code changed, an input
     rebuilt, a product it points to gone), or None if current. Worked out once per version of the manifests,
     params and code it depends on, and of what their products point to (checked each time: a few file checks)."""
-    plain, layout, depends = _plain(params), RunLayout(params), []
+    plain, layout, depends, gone = _plain(params), RunLayout(params), [], {}
     for upstream in _upstream(stage, graph):
         path = layout.manifest(upstream.name)
         version = _version(path)
         subset = json.dumps(params_subset(plain, upstream.params), sort_keys=True, default=str)
         code = tuple(stage_code(upstream.builder).items()) if version is not None else ()
-        gone = _products_gone(params, upstream) if version is not None else None  # not versioned: checked each time
-        depends.append((str(path), version, subset, code, gone))
+        # what the products point to is not versioned: checked each time
+        gone[upstream.name] = _products_gone(params, upstream) if version is not None else None
+        depends.append((str(path), version, subset, code, gone[upstream.name]))
     key = (graph, stage, tuple(depends))
     if key not in _STALENESS:
         if len(_STALENESS) >= _REMEMBERED:
             _STALENESS.clear()
-        _STALENESS[key] = _staleness(params, stage, graph)
+        _STALENESS[key] = _staleness(params, stage, graph, gone[stage.name])
     return _STALENESS[key]
 
 
@@ -264,7 +265,8 @@ def _listed(names: list[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (f" and {len(names) - shown} more" if len(names) > shown else "")
 
 
-def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | None:
+def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...], gone: str | None) -> str | None:
+    """`staleness` worked out; `gone`: what its products point to that is gone (`_products_gone`, found already)."""
     try:
         manifest = _manifest(params, stage)
     except UnreadableManifest as error:
@@ -292,7 +294,7 @@ def _staleness(params: Params, stage: Stage, graph: tuple[Stage, ...]) -> str | 
         reason = staleness(params, upstream, graph)
         if reason is not None:
             return f"{upstream.name} is stale ({reason})"
-    return _products_gone(params, stage)
+    return gone
 
 
 def _products_gone(params: Params, stage: Stage) -> str | None:
