@@ -193,6 +193,26 @@ def english_clips(sentences: list[str]) -> list[np.ndarray]:
     ]
 
 
+def ctranslate2_engine(ctranslate2):
+    """CTranslate2 (faster-whisper's engine) on the registry's own `model.bin`: its float16 weights computed in
+    float32, as transformers computes the converted checkpoint on a CPU."""
+    files = {
+        "model.bin": ct2w.read_model_bytes(FILES),
+        "config.json": FILES.config.read_bytes(),
+        "vocabulary.txt": FILES.vocabulary.read_bytes(),
+    }
+    return ctranslate2.models.Whisper(
+        "whisper-base", device="cpu", compute_type="float32", intra_threads=1, files=files
+    )
+
+
+def english_prompt(processor) -> list[int]:
+    """Whisper's prompt with English and transcription forced, no timestamps."""
+    return processor.tokenizer.convert_tokens_to_ids(
+        ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
+    )
+
+
 @needs_packages
 def test_logits_equal_ctranslate2s_on_the_same_features(converted: Path):
     ctranslate2 = pytest.importorskip("ctranslate2", reason="ctranslate2 is a test dependency (the dev extra)")
@@ -202,20 +222,7 @@ def test_logits_equal_ctranslate2s_on_the_same_features(converted: Path):
     clips = english_clips(["The children walked to school in the morning.", "We ate dinner at the kitchen table."])
     features = processor.feature_extractor(clips, sampling_rate=16000, return_tensors="np").input_features
     features = np.ascontiguousarray(features, dtype=np.float32)
-    reference = ctranslate2.models.Whisper(
-        "whisper-base",
-        device="cpu",
-        compute_type="float32",  # its float16 weights, computed in float32 as transformers does on a CPU
-        intra_threads=1,
-        files={
-            "model.bin": ct2w.read_model_bytes(FILES),
-            "config.json": FILES.config.read_bytes(),
-            "vocabulary.txt": FILES.vocabulary.read_bytes(),
-        },
-    )
-    prompt = processor.tokenizer.convert_tokens_to_ids(
-        ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-    )
+    reference, prompt = ctranslate2_engine(ctranslate2), english_prompt(processor)
     results = reference.generate(
         ctranslate2.StorageView.from_array(features),
         [prompt] * len(clips),
@@ -295,20 +302,7 @@ def test_the_teachers_test_set_transcripts_are_ctranslate2s_own(stages, converte
     clips = read_test_sets(stages)["EN"].dataset
     audio = [decode(row["audio"]).samples for row in clips]
     features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="np").input_features
-    engine = ctranslate2.models.Whisper(
-        "whisper-base",
-        device="cpu",
-        compute_type="float32",
-        intra_threads=1,
-        files={
-            "model.bin": ct2w.read_model_bytes(FILES),
-            "config.json": FILES.config.read_bytes(),
-            "vocabulary.txt": FILES.vocabulary.read_bytes(),
-        },
-    )
-    prompt = processor.tokenizer.convert_tokens_to_ids(
-        ["<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>"]
-    )
+    engine, prompt = ctranslate2_engine(ctranslate2), english_prompt(processor)
     results = engine.generate(
         ctranslate2.StorageView.from_array(np.ascontiguousarray(features, dtype=np.float32)),
         [prompt] * len(audio),
