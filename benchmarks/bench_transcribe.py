@@ -187,6 +187,25 @@ def _arrays(dataset):
     return [decode(a).samples for a in dataset["audio"]]
 
 
+def machine_fields(device: torch.device, dtype: torch.dtype) -> dict[str, str]:
+    """What a benchmark record says of when and where it ran."""
+    return {
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
+        "device": device_name(device),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "dtype": str(dtype),
+    }
+
+
+def write_record(record: dict, folder: str, name: str) -> Path:
+    """`record` as `<folder>/<name>-<its date>.json`; that path."""
+    out = Path(folder) / f"{name}-{record['date']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("params")
@@ -252,13 +271,8 @@ def main() -> None:
         for loaded in models
         for row in measure(loaded, dataset, generation, tokens or None, encoder[loaded.name], tflops * 1e12)
     ]
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     record = {
-        "date": stamp,
-        "device": device_name(device),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "dtype": str(teacher.model.dtype),
+        **machine_fields(device, teacher.model.dtype),
         "batch_size": generation.batch_size,
         "arch": args.arch,
         "matmul_n": matmul_n,
@@ -266,9 +280,7 @@ def main() -> None:
         "encoder_GFLOPs_per_clip": {name: _figures(flops / 1e9, 4) for name, flops in encoder.items()},
         "rows": rows,
     }
-    out = Path(args.out) / f"transcribe-{params.profile}-{args.arch}-{device.type}-{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    out = write_record(record, args.out, f"transcribe-{params.profile}-{args.arch}-{device.type}")
     import pandas as pd
 
     print(
@@ -301,15 +313,10 @@ def run_engines(args, params, device, threads, generation, dataset, teacher) -> 
     flops = encoder_flops(model.model)
     for row in rows:
         row.update(floor_fields(row["clips"], row["seconds_median"], flops, tflops * 1e12))
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     record = {
-        "date": stamp,
-        "device": device_name(device),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
+        **machine_fields(device, model.model.dtype),
         "ctranslate2": __import__("ctranslate2").__version__,
         "model": model.name,
-        "dtype": str(model.model.dtype),
         "threads": threads,
         "batch_size": generation.batch_size,
         "rounds": args.rounds,
@@ -320,10 +327,7 @@ def run_engines(args, params, device, threads, generation, dataset, teacher) -> 
         **details,
         "rows": rows,
     }
-    name = f"engines-{params.profile}-{args.arch}-{device.type}-{threads}t-{stamp}"
-    out = Path(args.out) / f"{name}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+    out = write_record(record, args.out, f"engines-{params.profile}-{args.arch}-{device.type}-{threads}t")
     table = pd.DataFrame(rows).drop(columns=["seconds_rounds"])
     print(f"{record['device']} · {model.name} · {record['dtype']} · batch {generation.batch_size} · {threads} threads")
     print(f"load average before/after (1, 5, 15 min): {record['load_average_before_after']}")
