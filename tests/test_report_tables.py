@@ -95,8 +95,8 @@ def params(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Params:
     layout = RunLayout(params)
     record(params, STAGES[0], {})
     labels = {pool: {"path": f"labels-{pool}.parquet"} for pool in LABELLED}  # stand-ins: the tables read LABELLED
-    for record_ in labels.values():
-        from_run(params, record_["path"]).touch()
+    for entry in labels.values():
+        from_run(params, entry["path"]).touch()
     layout.pseudo_labels.write_text(json.dumps(labels))
     for pool, kept in (("default", ["a", "b", "c"]), ("small", [])):
         layout.split(pool).parent.mkdir(parents=True)

@@ -212,6 +212,8 @@ def check_semantics(params: Params, source: str) -> None:
         problems.append(f"{source}: 'data.pools.{data.default_pool}' has the name of the default pool (data.train)")
     problems += [f"{source}: 'data.pools.{name}' lists no set" for name, specs in data.pools.items() if not specs]
     architecture = params.teacher.architecture
+    layers = teacher_layers(params)
+    teacher = "the teacher" if params.teacher.source in ("train", "random") else f"the teacher {params.teacher.model}"
     students = [(f"distill.runs[{i}].student", run.student) for i, run in enumerate(params.distill.runs)]
     students += [(f"distill.count_only[{i}]", name) for i, name in enumerate(params.distill.count_only)]
     for where, name in students:
@@ -220,14 +222,10 @@ def check_semantics(params: Params, source: str) -> None:
         except ParamsError as error:
             problems.append(f"{source}: '{where}': {error}")
             continue
-        layers = {
-            "train": (architecture.encoder_layers, architecture.decoder_layers),
-            "random": (architecture.encoder_layers, architecture.decoder_layers),
-            "package": PACKAGED_TEACHERS.get(params.teacher.model),
-        }.get(params.teacher.source)
         if layers and (encoder > layers[0] or decoder > layers[1]):
             problems.append(
-                f"{source}: '{where}' {name} has more layers than the teacher ({layers[0]} encoder, {layers[1]} decoder)"
+                f"{source}: '{where}' {name} has more layers than {teacher} ({layers[0]} encoder, {layers[1]} "
+                "decoder): choose a student of at most as many"
             )
     for index, run in enumerate(params.distill.runs):
         if run.pool is not None:
@@ -367,22 +365,17 @@ def teacher_file(params: Params, name: str) -> dict[str, Any] | None:
     return found if isinstance(found, dict) else None
 
 
-def students_fit_the_teacher_checkpoint(params: Params) -> Iterator[str]:
-    """A student deeper than a local or (cached) hub teacher checkpoint (the trained and random ones are checked
-    above)."""
+def teacher_layers(params: Params) -> tuple[int, int] | None:
+    """The teacher's (encoder, decoder) layers: of its architecture (trained here, random), of a packaged one, or
+    of a local or (cached) hub checkpoint's `config.json`; None when not known before it is loaded."""
+    source = params.teacher.source
+    if source in ("train", "random"):
+        return (params.teacher.architecture.encoder_layers, params.teacher.architecture.decoder_layers)
+    if source == "package":
+        return PACKAGED_TEACHERS.get(params.teacher.model)
     config = teacher_file(params, "config.json") or {}
     layers = (config.get("encoder_layers"), config.get("decoder_layers"))
-    if not all(isinstance(count, int) for count in layers):
-        return
-    students = [(f"distill.runs[{i}].student", run.student) for i, run in enumerate(params.distill.runs)]
-    students += [(f"distill.count_only[{i}]", name) for i, name in enumerate(params.distill.count_only)]
-    for where, name in students:
-        encoder, decoder = parse_student(name)
-        if encoder > layers[0] or decoder > layers[1]:
-            yield (
-                f"'{where}' {name} has more layers than the teacher {params.teacher.model} "
-                f"({layers[0]} encoder, {layers[1]} decoder): choose a student of at most as many"
-            )
+    return layers if all(isinstance(count, int) for count in layers) else None
 
 
 def teacher_languages(params: Params) -> tuple[str, ...]:
@@ -435,6 +428,5 @@ SEMANTIC_CHECKS = (
     repeated_thresholds,
     repeated_runs,
     ordered_ranges,
-    students_fit_the_teacher_checkpoint,
     generation_fits_the_teacher,
 )
